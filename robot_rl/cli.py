@@ -1,0 +1,172 @@
+"""The `robot-rl` command line.
+
+    robot-rl train [--config FILE] [--task T] [--obs state|pixels] [--steps N] [--seed S]
+                   [--run-dir DIR] [--set key=value ...]
+    robot-rl eval RUN_DIR [--episodes N]
+    robot-rl demos --task T --episodes N --out DIR
+    robot-rl bench learner [--quick]
+    robot-rl config [--config FILE] [--set key=value ...]     print the resolved config
+
+Every run is described by one typed config (robot_rl.train.TrainConfig): defaults, then the
+YAML file, then the shortcut flags, then `--set` overrides, in that order.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _train_config(args: argparse.Namespace):
+    from robot_rl import config as config_lib
+    from robot_rl.train import TrainConfig
+
+    overrides = []
+    for flag in ("task", "obs", "steps", "seed", "run_dir"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{flag}={value}")
+    overrides += args.set or []
+    return config_lib.load(TrainConfig, args.config, overrides)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file with TrainConfig fields")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config field by its dotted path, e.g. agent.discount=0.99")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from robot_rl.train import train
+
+    cfg = _train_config(args)
+    final = train(cfg)
+    print(json.dumps(final))
+    print(f"success rate {final['success_rate']:.2f} over {final['episodes']} episodes; "
+          f"results in {cfg.run_dir} (eval.json, learning_curve.png, checkpoint/, tb/)")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from robot_rl import config as config_lib
+    print(yaml.safe_dump(config_lib.to_dict(_train_config(args)), sort_keys=False))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from robot_rl import checkpoint as ckpt
+    from robot_rl import config as config_lib
+    from robot_rl.agents.sac import SACAgent
+    from robot_rl.run_env import make_env_and_expert
+    from robot_rl.train import TrainConfig, _device, evaluate
+
+    run_dir = Path(args.run_dir)
+    cfg = config_lib.load(TrainConfig, run_dir / "config.yaml")
+    if not ckpt.exists(run_dir / "checkpoint"):
+        raise SystemExit(f"no checkpoint in {run_dir / 'checkpoint'}")
+    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed)
+    agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
+                     device=_device(cfg.device), seed=cfg.seed)
+    counters = ckpt.load(run_dir / "checkpoint", agent)
+    result = evaluate(handle, agent, args.episodes, seed=40_000_000 + args.seed)
+    result.update({"task": cfg.task, "obs": cfg.obs, "env_steps": counters.get("env_steps")})
+    handle.close()
+    out = Path(args.out) if args.out else run_dir / f"eval_{args.episodes}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_demos(args: argparse.Namespace) -> int:
+    from robot_rl.buffers import ReplayBuffer
+    from robot_rl.run_env import make_env_and_expert
+    from robot_rl.train import collect_demos
+
+    handle = make_env_and_expert(args.task, args.obs, seed=args.seed, expert_noise=args.noise)
+    env = handle.env
+    capacity = args.episodes * int(getattr(env.spec, "max_episode_steps", None) or 200) * 2
+    buf = ReplayBuffer.create(Path(args.out), env.observation_space, env.action_space.shape[0],
+                              capacity=max(capacity, 1000))
+    stats = collect_demos(handle, buf, args.episodes, seed=args.seed)
+    stats["transitions"] = len(buf)
+    buf.close()
+    handle.close()
+    print(json.dumps(stats))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "learner":
+        from bench.learner import main as bench_main
+    elif args.what == "impedance":
+        from bench.impedance import main as bench_main
+    else:
+        from bench.twin import main as bench_main
+    return bench_main(["--quick"] if args.quick else []) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robot-rl", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="scripted demos, online RLPD training, evaluation")
+    _add_config_args(p)
+    p.add_argument("--task")
+    p.add_argument("--obs", choices=["state", "pixels"])
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run-dir")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("config", help="print the resolved training config")
+    _add_config_args(p)
+    p.add_argument("--task")
+    p.add_argument("--obs", choices=["state", "pixels"])
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run-dir")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="where to write the JSON (default RUN_DIR/eval_N.json)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demos", help="record scripted-expert demos into a replay buffer")
+    p.add_argument("--task", required=True)
+    p.add_argument("--obs", choices=["state", "pixels"], default="state")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", type=float, default=0.1)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_demos)
+
+    p = sub.add_parser("bench", help="benchmarks that print figures (see docs/benchmarks.md)")
+    p.add_argument("what", choices=["learner", "impedance", "twin"])
+    p.add_argument("--quick", action="store_true")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from robot_rl.config import ConfigError
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"robot-rl: config error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Builds a task's env and its scripted expert by name, for the CLI and the training loop.
+
+The learning core does not depend on the twin: the built-in `point_reach` task needs only
+numpy, and the twin tasks are imported from `tasks/` when asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+
+@dataclass
+class EnvHandle:
+    env: gym.Env
+    expert: Any                 # has .act(obs, info=None) -> action
+    control_hz: float
+
+    def close(self) -> None:
+        self.env.close()
+
+
+BUILTIN_TASKS = ("point_reach",)
+
+
+def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
+                        expert_noise: float = 0.0) -> EnvHandle:
+    if task == "point_reach":
+        from robot_rl.toy_env import PointReachEnv, PointReachExpert
+        if obs != "state":
+            raise ValueError("point_reach has state observations only")
+        env = PointReachEnv()
+        return EnvHandle(env, PointReachExpert(env, noise=expert_noise, seed=seed), control_hz=10.0)
+    try:
+        import tasks
+    except ImportError as e:  # pragma: no cover - only on a broken install
+        raise RuntimeError(f"twin tasks are unavailable ({e}); built-in tasks: {BUILTIN_TASKS}") from e
+    if task not in tasks.TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {sorted(tasks.TASKS) + list(BUILTIN_TASKS)}")
+    env = tasks.make_env(task, obs=obs, seed=seed)
+    expert = tasks.experts.make_expert(task, env, noise=expert_noise, seed=seed)
+    return EnvHandle(env, expert, control_hz=float(getattr(env.unwrapped, "control_hz", 10.0)))

@@ -1,0 +1,28 @@
+"""One setup for both installers: `pip install -e .` and colcon on a system ROS 2 Jazzy."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "robot_rl"
+TOP_LEVEL = ["robot_rl", "controllers", "drivers", "tasks", "sim", "bench"]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Real-world robot RL on ROS 2 and PyTorch, with a MuJoCo twin",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[p for t in TOP_LEVEL for p in (t, t + ".*")]),
+    package_data={"sim": ["assets/*"], "robot_rl": ["configs/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*_launch.py") + glob("launch/*.yaml")),
+    ],
+    zip_safe=False,
+    entry_points={
+        "console_scripts": [
+            "robot-rl = robot_rl.cli:main",
+        ],
+    },
+)
