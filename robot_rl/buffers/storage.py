@@ -1,0 +1,140 @@
+"""The on-disk format of a replay buffer directory: `.npy` arrays, one header, one lock.
+
+Layout (docs/replay_format.md says the same, with the reasons):
+
+    DIR/header.json        format name, version, the spec (shapes, dtypes, file names) and the
+                           committed cursor; replaced atomically on every commit
+    DIR/lock               flock'd by the one process that has the buffer open
+    DIR/<name>.npy         one fixed-size array per stored field, memory-mapped
+
+The data arrays are written first and the header last, so the header never points at data that
+is not there. Everything here is plain numpy + json: nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_NAME = "robot_rl.replay"
+FORMAT_VERSION = 1
+HEADER_FILE = "header.json"
+LOCK_FILE = "lock"
+
+
+class ReplayFormatError(ValueError):
+    """A buffer directory that cannot be trusted: missing, truncated, garbled or mismatched."""
+
+
+def _checksum(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return f"{zlib.crc32(canonical):08x}"
+
+
+def write_header(directory: Path, spec: dict[str, Any], cursor: dict[str, Any], fsync: bool) -> None:
+    """Replaces DIR/header.json atomically: write a temp file, (fsync,) rename over the old one.
+
+    A reader sees either the old header or the new one, never a mix, even after a SIGKILL;
+    with fsync=True also after a power loss (the directory entry is fsync'd too).
+    """
+    body = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "spec": spec, "cursor": cursor}
+    body["checksum"] = _checksum({k: body[k] for k in ("format", "version", "spec", "cursor")})
+    tmp = directory / (HEADER_FILE + ".tmp")
+    data = json.dumps(body, sort_keys=True, indent=1).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, directory / HEADER_FILE)
+    if fsync:
+        fsync_directory(directory)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_header(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Returns (spec, cursor) from DIR/header.json, or raises ReplayFormatError saying what is wrong."""
+    path = directory / HEADER_FILE
+    if not directory.is_dir():
+        raise ReplayFormatError(f"{directory}: no such buffer directory")
+    if not path.is_file():
+        raise ReplayFormatError(f"{directory}: not a replay buffer ({HEADER_FILE} is missing)")
+    try:
+        body = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReplayFormatError(f"{path}: header is not valid JSON ({e}); the file is garbled") from e
+    if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
+        raise ReplayFormatError(f"{path}: not a {FORMAT_NAME} header")
+    if body.get("version") != FORMAT_VERSION:
+        raise ReplayFormatError(f"{path}: format version {body.get('version')!r}, this code reads "
+                                f"version {FORMAT_VERSION} only")
+    missing = {"spec", "cursor", "checksum"} - body.keys()
+    if missing:
+        raise ReplayFormatError(f"{path}: header lacks {sorted(missing)}")
+    expected = _checksum({k: body[k] for k in ("format", "version", "spec", "cursor")})
+    if body["checksum"] != expected:
+        raise ReplayFormatError(f"{path}: header checksum mismatch (stored {body['checksum']!r}, "
+                                f"computed {expected!r}); the file is garbled")
+    return body["spec"], body["cursor"]
+
+
+def create_array(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A new zero-filled (sparse) .npy file of `shape`, memory-mapped read-write."""
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    return arr
+
+
+def open_array(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Maps an existing .npy read-write after checking its shape, dtype and length on disk."""
+    if not path.is_file():
+        raise ReplayFormatError(f"{path}: data file is missing")
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                file_shape, fortran, file_dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                file_shape, fortran, file_dtype = np.lib.format.read_array_header_2_0(f)
+        except (ValueError, OSError) as e:
+            raise ReplayFormatError(f"{path}: not a readable .npy file ({e})") from e
+        data_offset = f.tell()
+    if tuple(file_shape) != tuple(shape) or np.dtype(file_dtype) != np.dtype(dtype) or fortran:
+        raise ReplayFormatError(f"{path}: holds {np.dtype(file_dtype)}{tuple(file_shape)}, the header "
+                                f"says {np.dtype(dtype)}{tuple(shape)}")
+    expected = data_offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    actual = path.stat().st_size
+    if actual != expected:
+        raise ReplayFormatError(f"{path}: {actual} bytes on disk, {expected} expected; "
+                                f"the file is truncated or padded")
+    return np.lib.format.open_memmap(path, mode="r+")
+
+
+def lock_directory(directory: Path) -> int:
+    """Takes an exclusive flock on DIR/lock; the kernel drops it when the process dies."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RuntimeError(f"{directory}: the buffer is open in another process (or twice in this "
+                           f"one); one writer at a time") from None
+    return fd
+
+
+def unlock_directory(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
