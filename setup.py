@@ -23,6 +23,11 @@ setup(
     entry_points={
         "console_scripts": [
             "robot-rl = robot_rl.cli:main",
+            "robot-rl-realsense = drivers.realsense_node:main",
+            "robot-rl-robotiq = drivers.robotiq_node:main",
+            "robot-rl-ft = drivers.ft_node:main",
+            "robot-rl-spacemouse = drivers.spacemouse_node:main",
+            "robot-rl-keyboard = drivers.keyboard_node:main",
         ],
     },
 )

@@ -1,0 +1,95 @@
+"""ROS 2 keyboard teleop: the same `/spacemouse/twist` + `/spacemouse/joy` as the SpaceMouse node.
+
+Reads the terminal it runs in (raw mode, restored on exit) or the `device` parameter: a tty or
+pty path, or a Linux input device /dev/input/eventN. Ctrl-C in raw mode ends the node.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import numpy as np
+from geometry_msgs.msg import TwistStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Joy
+
+from drivers.errors import DeviceNotFoundError
+from drivers.keyboard import EvdevKeys, KeyBindings, KeyboardTeleop, KeyReader, TerminalKeys
+from drivers.ros_common import declare, run_node
+
+HELP = ("keyboard teleop: space takeover | s success f failure r reset | c close x open | "
+        "i/k x  j/l y  u/o z  q/e yaw | Ctrl-C quit")
+
+
+class KeyboardNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("keyboard_teleop", **node_kwargs)
+        device = declare(self, "device", "", "'' = this terminal (stdin); a tty/pty path; or /dev/input/eventN")
+        input_type = declare(self, "input_type", "auto", "'auto' (evdev for /dev/input/*, else terminal), 'terminal' or 'evdev'")
+        prefix = declare(self, "topic_prefix", "/spacemouse", "publishes <prefix>/twist and <prefix>/joy")
+        self.frame_id = declare(self, "frame_id", "base", "frame id of the twist")
+        speed = declare(self, "speed", 0.5, "command magnitude of a motion key (normalised, 1 = full)")
+        hold = declare(self, "hold_s", 0.2, "terminal input: how long one press of a motion key acts")
+        event_hold = declare(self, "event_hold_s", 0.3, "how long success/failure/reset/gripper stay 1 in Joy")
+        rate = declare(self, "publish_rate", 50.0, "Hz at which the current command is re-published")
+        b = KeyBindings()
+        bindings = KeyBindings(
+            takeover=declare(self, "key_takeover", b.takeover, "toggles takeover"),
+            success=declare(self, "key_success", b.success, "marks the episode a success"),
+            failure=declare(self, "key_failure", b.failure, "marks the episode a failure"),
+            reset=declare(self, "key_reset", b.reset, "asks for a reset"),
+            gripper_close=declare(self, "key_gripper_close", b.gripper_close, "closes the gripper"),
+            gripper_open=declare(self, "key_gripper_open", b.gripper_open, "opens the gripper"),
+            axes=tuple(declare(self, "key_axes", list(b.axes), "6 x '<plus><minus>' keys for vx,vy,vz,wx,wy,wz ('' = none)")),
+        )
+        self.teleop = KeyboardTeleop(bindings, speed, hold, event_hold)
+        self.twist_pub = self.create_publisher(TwistStamped, f"{prefix}/twist", 10)
+        self.joy_pub = self.create_publisher(Joy, f"{prefix}/joy", 10)
+        self.ended = threading.Event()
+        self._owns_terminal = not device
+        try:
+            evdev = input_type == "evdev" or (input_type == "auto" and device.startswith("/dev/input/"))
+            keys = EvdevKeys(device) if evdev else TerminalKeys(device)
+        except OSError as e:
+            raise DeviceNotFoundError(f"keyboard input {device or 'stdin'}: {e}") from e
+        self.reader = KeyReader(keys, self.teleop, self._now, lambda t: self.publish(), self._on_end)
+        self.create_timer(1.0 / rate, self.publish)
+        if not device:
+            print(HELP, end="\r\n", file=sys.stderr)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_end(self, why: str) -> None:
+        self.get_logger().warn(f"keyboard input ended ({why}); command zeroed")
+        self.teleop = KeyboardTeleop(self.teleop.bindings, 0.0)  # safe: no motion, no takeover
+        self.publish()
+        self.ended.set()
+        if why == "Ctrl-C" and self._owns_terminal:
+            os.kill(os.getpid(), 2)  # raw mode ate SIGINT; hand it back so rclpy.spin ends
+
+    def publish(self) -> None:
+        t = self.get_clock().now()
+        cmd, buttons = self.teleop.snapshot(t.nanoseconds * 1e-9)
+        twist = TwistStamped()
+        twist.header.stamp, twist.header.frame_id = t.to_msg(), self.frame_id
+        (twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z,
+         twist.twist.angular.x, twist.twist.angular.y, twist.twist.angular.z) = (float(v) for v in np.asarray(cmd))
+        joy = Joy()
+        joy.header = twist.header
+        joy.axes = [float(v) for v in cmd]
+        joy.buttons = buttons
+        self.twist_pub.publish(twist)
+        self.joy_pub.publish(joy)
+
+    def close(self) -> None:
+        self.reader.stop()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(KeyboardNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Protocol peers (simulated devices) for tests, benches and demos without hardware."""

@@ -1,0 +1,136 @@
+"""Simulated F/T sensors speaking their wire protocols: the test and bench peers.
+
+- `Ft300Sim`: on a serial port (one end of a NullModem), waits for the Modbus RTU start
+  request (register 410 <- 0x0200, unit 9; CRC checked; echoed like the device does), then
+  streams 16-byte frames at `rate_hz` until it receives 0xFF bytes.
+- `NetFtSim`: a UDP RDT server on loopback; a start request (0x1234, command 2) streams
+  36-byte records to the sender, command 0 stops.
+Both send `wrench` (set it any time), with optional Gaussian noise, from a thread with stop().
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+
+from drivers.ft_sensors import (
+    FT300_START,
+    RDT_RECORD,
+    RDT_START_HIGH_SPEED,
+    RDT_STOP,
+    ft300_frame,
+    parse_rdt_request,
+)
+
+
+class _Sim:
+    def __init__(self, rate_hz: float, noise: float = 0.0, seed: int = 0):
+        self.rate_hz, self.noise = rate_hz, noise
+        self.wrench = np.zeros(6)
+        self.rng = np.random.default_rng(seed)
+        self.sent: list[tuple[float, np.ndarray]] = []  # (time.monotonic(), wrench) per sample sent
+        self.streaming = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def sample(self) -> np.ndarray:
+        w = self.wrench.copy()
+        if self.noise:
+            w += self.rng.normal(0.0, self.noise, 6)
+        return w
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3.0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Ft300Sim(_Sim):
+    def __init__(self, port: str, rate_hz: float = 100.0, noise: float = 0.0, baudrate: int = 19200):
+        import serial
+
+        super().__init__(rate_hz, noise)
+        self.serial = serial.Serial(port, baudrate, bytesize=8, parity="N", stopbits=1, timeout=0)
+        self.starts = 0
+        self._thread.start()
+
+    def power_cycle(self) -> None:
+        """The sensor restarts: silent until it is sent the start request again."""
+        self.streaming.clear()
+
+    def _run(self) -> None:
+        pending = b""
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            data = self.serial.read(256)
+            if data:
+                pending = (pending + data)[-64:]
+                if b"\xff" * 8 in pending:
+                    self.streaming.clear()
+                    pending = pending[pending.rfind(b"\xff") + 1:]
+                if FT300_START in pending:
+                    self.starts += 1
+                    self.serial.write(FT300_START)  # the Modbus echo of a write-single-register
+                    self.streaming.set()
+                    pending = b""
+                    next_t = time.monotonic()
+            if self.streaming.is_set() and time.monotonic() >= next_t:
+                w = self.sample()
+                self.sent.append((time.monotonic(), w))
+                self.serial.write(ft300_frame(w))
+                next_t += 1.0 / self.rate_hz
+            self._stop.wait(min(0.002, max(0.0, next_t - time.monotonic())))
+        self.serial.close()
+
+
+class NetFtSim(_Sim):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, rate_hz: float = 500.0, noise: float = 0.0,
+                 counts_per_force: float = 1e6, counts_per_torque: float = 1e6):
+        super().__init__(rate_hz, noise)
+        self.cpf, self.cpt = counts_per_force, counts_per_torque
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.sock.settimeout(0.002)
+        self.address = self.sock.getsockname()
+        self.status = 0
+        self.client = None
+        self.rdt_sequence = 0
+        self.ft_sequence = 0
+        self.bad_requests = 0
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(64)
+                command, _ = parse_rdt_request(data)
+                if command == RDT_START_HIGH_SPEED:
+                    self.client = addr
+                    self.streaming.set()
+                    next_t = time.monotonic()
+                elif command == RDT_STOP:
+                    self.streaming.clear()
+            except socket.timeout:
+                pass
+            except ValueError:
+                self.bad_requests += 1
+            if self.streaming.is_set() and time.monotonic() >= next_t:
+                w = self.sample()
+                counts = np.round(np.concatenate([w[:3] * self.cpf, w[3:] * self.cpt])).astype(np.int64)
+                self.rdt_sequence += 1
+                self.ft_sequence += 1
+                self.sent.append((time.monotonic(), w))
+                try:
+                    self.sock.sendto(RDT_RECORD.pack(self.rdt_sequence, self.ft_sequence, self.status, *counts), self.client)
+                except OSError:
+                    pass
+                next_t += 1.0 / self.rate_hz
+        self.sock.close()

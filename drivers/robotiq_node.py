@@ -1,0 +1,120 @@
+"""ROS 2 node for a Robotiq 2F-85: `gripper/command` (Float64, 0 open .. 1 closed) in,
+`gripper/state` (JointState, position 0..1, effort = motor current in A) and
+`gripper/status` (std_msgs/String, JSON: link, activation, object detection, faults, events) out.
+
+Modbus calls block, so a worker thread owns the link and polls at `poll_rate`; the ROS
+callbacks only hand it the latest command. Run it in the robot's namespace (e.g. /franka).
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, String
+
+from drivers.errors import DeviceNotFoundError
+from drivers.robotiq import BAUDRATE, DEVICE_ID, GripperStatus, GripperSupervisor, RobotiqGripper, make_client
+from drivers.ros_common import declare, log, run_node
+
+
+class RobotiqNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("robotiq_gripper", **node_kwargs)
+        transport = declare(self, "transport", "rtu", "'rtu' (USB/RS-485 serial) or 'tcp' (Modbus TCP gateway)")
+        port = declare(self, "port", "/dev/ttyUSB0", "serial port for rtu; prefer /dev/serial/by-id/...")
+        baudrate = declare(self, "baudrate", BAUDRATE, "rtu baud rate (the 2F-85 uses 115200 8N1)")
+        host = declare(self, "host", "", "tcp: gateway address")
+        tcp_port = declare(self, "tcp_port", 502, "tcp: Modbus port")
+        device_id = declare(self, "device_id", DEVICE_ID, "Modbus unit id (9 for Robotiq grippers)")
+        timeout = declare(self, "timeout", 0.1, "Modbus response timeout (s)")
+        speed = declare(self, "speed", 1.0, "finger speed 0..1 (rSP)")
+        force = declare(self, "force", 0.5, "grip force 0..1 (rFR)")
+        self.poll_period = 1.0 / declare(self, "poll_rate", 50.0, "status polls per second")
+        self.joint_name = declare(self, "joint_name", "gripper", "name in gripper/state")
+        command_timeout = declare(self, "command_timeout", 1.0, "report a command not delivered after this long (s)")
+        backoff = declare(self, "reconnect_backoff", 0.2, "first wait before reconnecting (s), doubled per failure")
+        backoff_max = declare(self, "reconnect_backoff_max", 5.0, "longest wait between reconnects (s)")
+        auto_reset = declare(self, "auto_reset_faults", False, "reset + re-activate after a major fault (else report only)")
+        if transport == "rtu" and not os.path.exists(port):
+            raise DeviceNotFoundError(f"serial port {port} does not exist (gripper unplugged? see /dev/serial/by-id and docs/hardware.md)")
+        client = make_client(transport, port=port, host=host, tcp_port=tcp_port, baudrate=baudrate, timeout=timeout)
+        self.supervisor = GripperSupervisor(RobotiqGripper(client, device_id), self._on_event, speed, force,
+                                            command_timeout, backoff, backoff_max, auto_reset)
+        self.state_pub = self.create_publisher(JointState, "gripper/state", 10)
+        self.status_pub = self.create_publisher(String, "gripper/status", 10)
+        self.create_subscription(Float64, "gripper/command", self._on_command, 10)
+        self.rejected = 0
+        self._lock = threading.Lock()  # the supervisor is used from the worker and the callback
+        self._last_summary: dict | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # a new command is written at once, not at the next poll
+        self._worker = threading.Thread(target=self._run, name="robotiq-worker", daemon=True)
+        self._worker.start()
+
+    def _on_command(self, msg: Float64) -> None:
+        try:
+            with self._lock:
+                self.supervisor.set_target(msg.data, time.monotonic())
+            self._wake.set()
+        except ValueError as e:
+            self.rejected += 1
+            self._on_event("error", f"rejected: {e}")
+
+    def _on_event(self, level: str, text: str) -> None:
+        log(self, level, text)
+        self._publish_status({"event": text, "level": level})
+
+    def _publish_status(self, extra: dict | None = None) -> None:
+        s = self.supervisor
+        st: GripperStatus | None = s.last_status if s.connected else None
+        summary = {
+            "connected": s.connected,
+            "ready": bool(st and st.ready),
+            "position": st.position if st else None,
+            "object_detected": bool(st and st.object_detected),
+            "fault": st.gFLT if st else None,
+            "fault_text": st.fault_text if st else None,
+            "command_pending": s.pending,
+        }
+        if extra is None and summary == self._last_summary:
+            return  # status goes out on change and with every event
+        self._last_summary = summary
+        self.status_pub.publish(String(data=json.dumps({**summary, **(extra or {})})))
+
+    def _run(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            with self._lock:
+                status = self.supervisor.step(time.monotonic())
+            if status is not None:
+                self._publish_state(status)
+            self._publish_status()
+            next_t = max(next_t + self.poll_period, time.monotonic())
+            self._wake.wait(next_t - time.monotonic())
+            self._wake.clear()
+
+    def _publish_state(self, status: GripperStatus) -> None:
+        msg = JointState()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.name = [self.joint_name]
+        msg.position = [status.position]
+        msg.effort = [status.current_a]
+        self.state_pub.publish(msg)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=3.0)
+        self.supervisor.gripper.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(RobotiqNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
