@@ -28,6 +28,8 @@ setup(
             "robot-rl-ft = drivers.ft_node:main",
             "robot-rl-spacemouse = drivers.spacemouse_node:main",
             "robot-rl-keyboard = drivers.keyboard_node:main",
+            "robot-rl-franka = drivers.franka_node:main",
+            "robot-rl-franka-sim = drivers.franka_sim:main",
         ],
     },
 )

@@ -1,0 +1,271 @@
+"""ROS 2 node of the Franka arm and hand (topic contract of docs/DESIGN.md, namespace /franka).
+
+Publishes joint_states, ee_pose, ee_twist, wrench (the world's wrench on the robot at the TCP,
+base frame) at `publish_rate` from a publisher thread that only reads shared memory, so
+a service call that blocks the executor (reset takes seconds) never stops the state stream.
+Subscribes equilibrium_pose and gripper/command; serves reset and recover; reports faults
+with libfranka's error flags on `status` (std_msgs/String, JSON). Gains, clips, watchdog,
+safety box and collision thresholds are parameters, changeable live.
+
+The 1 kHz loop runs in its own process (drivers/franka_loop.py) and the hand in another
+(drivers/franka_hand.py): libfranka's calls hold the GIL while they block.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, String
+from std_srvs.srv import Trigger
+
+from controllers.impedance import ImpedanceConfig
+from drivers.franka import FrankaArm, LoopSettings, validate_target
+from drivers.franka_hand import FrankaHand, HandSettings
+from drivers.franka_loop import (DEFAULT_FORCE_THRESHOLDS, DEFAULT_TORQUE_THRESHOLDS, FRANKA_HOME_Q)
+from drivers.ros_common import declare, run_node
+
+# Parameters that map one to one onto ImpedanceConfig fields (live).
+_GAIN_PARAMS = ("translational_stiffness", "translational_damping", "rotational_stiffness", "rotational_damping",
+                "translational_clip_neg", "translational_clip_pos", "rotational_clip_neg", "rotational_clip_pos",
+                "translational_ki", "rotational_ki", "integral_limit", "rotational_integral_limit",
+                "nullspace_stiffness", "filter_factor", "torque_rate_limit")
+# Parameters that map onto LoopSettings fields (live).
+_LOOP_PARAMS = {"watchdog_timeout": "watchdog_s", "safety_box_min": "box_lo", "safety_box_max": "box_hi",
+                "home_joint_positions": "q_home", "reset_joint_speed": "reset_joint_speed",
+                "lower_torque_thresholds": "lower_torque_thresholds",
+                "upper_torque_thresholds": "upper_torque_thresholds",
+                "lower_force_thresholds": "lower_force_thresholds",
+                "upper_force_thresholds": "upper_force_thresholds"}
+
+
+class FrankaNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("franka", namespace=kwargs.pop("namespace", "franka"), **kwargs)
+        ip = declare(self, "robot_ip", "172.16.0.2", "the FR3's control IP (the shop-floor network port)")
+        rt = declare(self, "realtime_config", "enforce",
+                     "'enforce' (needs a PREEMPT_RT kernel, as libfranka asks) or 'ignore' (sim, tests)")
+        if rt not in ("enforce", "ignore"):
+            raise ValueError(f"realtime_config must be 'enforce' or 'ignore', got {rt!r}")
+        profile = declare(self, "impedance_profile", "compliant",
+                          "starting gains: 'compliant' (SERL, 1 cm clips) or 'precision' (wide clips)")
+        if profile not in ("compliant", "precision"):
+            raise ValueError(f"impedance_profile must be 'compliant' or 'precision', got {profile!r}")
+        base = ImpedanceConfig.compliant() if profile == "compliant" else ImpedanceConfig.precision()
+        for name in _GAIN_PARAMS:
+            value = getattr(base, name)
+            declare(self, name, list(value) if isinstance(value, tuple) else float(value),
+                    f"impedance law: {name} (live)")
+        defaults = LoopSettings()
+        declare(self, "watchdog_timeout", 0.5, "no equilibrium_pose for this long (s) -> hold the current pose")
+        declare(self, "safety_box_min", list(defaults.box_lo), "targets are clipped into this box (m, base frame)")
+        declare(self, "safety_box_max", list(defaults.box_hi), "upper corner of the safety box")
+        declare(self, "home_joint_positions", list(FRANKA_HOME_Q), "reset posture and nullspace target (rad)")
+        declare(self, "reset_joint_speed", 0.6, "peak joint speed of the reset move (rad/s)")
+        declare(self, "lower_torque_thresholds", list(DEFAULT_TORQUE_THRESHOLDS), "collision: joint torques (Nm)")
+        declare(self, "upper_torque_thresholds", list(DEFAULT_TORQUE_THRESHOLDS), "reflex: joint torques (Nm)")
+        declare(self, "lower_force_thresholds", list(DEFAULT_FORCE_THRESHOLDS), "collision: Cartesian (N, Nm)")
+        declare(self, "upper_force_thresholds", list(DEFAULT_FORCE_THRESHOLDS), "reflex: Cartesian (N, Nm)")
+        self.frame_id = declare(self, "frame_id", "fr3_link0", "base frame of poses, twists and wrenches")
+        prefix = declare(self, "arm_id", "fr3", "joint name prefix (franka_ros2: fr3_joint1..7)")
+        self.publish_period = 1.0 / declare(self, "publish_rate", 200.0, "state topics per second (>= 100)")
+        use_hand = declare(self, "use_gripper", True, "drive the Franka hand")
+        self.joint_names = [f"{prefix}_joint{i}" for i in range(1, 8)]
+        self.finger_name = f"{prefix}_finger_joint1"
+
+        settings = self._settings_from_params(LoopSettings(robot_ip=ip, realtime=(rt == "enforce")), {})
+        self.arm = FrankaArm(settings)
+        self.hand: FrankaHand | None = None
+        try:
+            self.arm.wait_ready()
+            if use_hand:
+                self.hand = FrankaHand(HandSettings(
+                    robot_ip=ip, speed=declare(self, "gripper_speed", 0.1, "finger speed (m/s)"),
+                    force=declare(self, "gripper_force", 40.0, "grasp force (N)")))
+        except Exception:
+            self.close()
+            raise
+
+        self.pub_joints = self.create_publisher(JointState, "joint_states", 10)
+        self.pub_pose = self.create_publisher(PoseStamped, "ee_pose", 10)
+        self.pub_twist = self.create_publisher(TwistStamped, "ee_twist", 10)
+        self.pub_wrench = self.create_publisher(WrenchStamped, "wrench", 10)
+        self.pub_gripper = self.create_publisher(JointState, "gripper/state", 10)
+        self.pub_status = self.create_publisher(String, "status", 10)
+        self.create_subscription(PoseStamped, "equilibrium_pose", self._on_target, 10)
+        self.create_subscription(Float64, "gripper/command", self._on_gripper, 10)
+        self.create_service(Trigger, "reset", self._on_reset)
+        self.create_service(Trigger, "recover", self._on_recover)
+        self.add_on_set_parameters_callback(self._on_parameters)
+        self._clipped = False
+        self._status_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._publish_loop, name="franka-publisher", daemon=True)
+        self._thread.start()
+        self.report("started", robot_ip=ip, realtime_config=rt, profile=profile)
+
+    # ------------------------------------------------------------------ parameters
+    def _settings_from_params(self, settings: LoopSettings, changed: dict) -> LoopSettings:
+        value = lambda n: changed[n] if n in changed else self.get_parameter(n).value  # noqa: E731
+        gains = {n: (tuple(value(n)) if isinstance(value(n), (list, tuple)) or hasattr(value(n), "tolist")
+                     else float(value(n))) for n in _GAIN_PARAMS}
+        impedance = replace(settings.impedance, **gains)
+        loop = {field: (tuple(float(v) for v in value(p)) if field not in ("watchdog_s", "reset_joint_speed")
+                        else float(value(p))) for p, field in _LOOP_PARAMS.items()}
+        new = replace(settings, impedance=impedance, **loop)
+        new.validate()
+        return new
+
+    def _on_parameters(self, params) -> SetParametersResult:
+        changed = {p.name: p.value for p in params if p.name in _GAIN_PARAMS or p.name in _LOOP_PARAMS}
+        if not changed:
+            return SetParametersResult(successful=True)
+        try:
+            new = self._settings_from_params(self.arm.settings, changed)
+            ok, message = self.arm.update_settings(**{f.name: getattr(new, f.name) for f in _fields(new)})
+        except (ValueError, TypeError, TimeoutError) as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        if ok:
+            self.report("parameters", changed=sorted(changed))
+        return SetParametersResult(successful=ok, reason="" if ok else message)
+
+    # ------------------------------------------------------------------ inputs
+    def _on_target(self, msg: PoseStamped) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        try:
+            pos, quat = validate_target((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+            _, clipped = self.arm.set_target(pos, quat)
+        except ValueError as err:  # the arm keeps its last target (and the watchdog still runs)
+            self.report("target_rejected", reason=str(err))
+            return
+        if clipped != self._clipped:
+            self._clipped = clipped
+            self.report("target_clipped" if clipped else "target_in_box", target=[p.x, p.y, p.z])
+
+    def _on_gripper(self, msg: Float64) -> None:
+        if self.hand is None:
+            return
+        try:
+            self.hand.command(msg.data)
+        except ValueError as err:
+            self.report("gripper_command_rejected", reason=str(err))
+        except RuntimeError as err:
+            self.report("gripper_fault", message=str(err))
+
+    def _on_reset(self, request, response):
+        response.success, response.message = self._service(self.arm.reset)
+        return response
+
+    def _on_recover(self, request, response):
+        response.success, response.message = self._service(self.arm.recover)
+        return response
+
+    def _service(self, call) -> tuple[bool, str]:
+        try:
+            ok, message = call()
+        except TimeoutError as err:
+            ok, message = False, str(err)
+        self.report("service", success=ok, message=message)
+        return ok, message
+
+    # ------------------------------------------------------------------ outputs
+    def report(self, event: str, **fields) -> None:
+        s = self.arm.state()
+        msg = String(data=json.dumps({"event": event, "mode": s.mode, "stamp": time.time(), **fields}))
+        with self._status_lock:
+            self.pub_status.publish(msg)
+
+    def _publish_loop(self) -> None:
+        next_t = time.monotonic()
+        last_mode = None
+        while not self._stop.is_set():
+            try:
+                self._publish_once()
+                for kind, *rest in self.arm.take_events():
+                    if kind == "fault":
+                        self.report("fault", **rest[0])
+                s = self.arm.state()
+                if s.mode != last_mode:
+                    last_mode = s.mode
+                    self.report("mode")
+                if self.hand is not None:
+                    for ev in self.hand.take_events():
+                        if ev[0] == "fault":
+                            self.report("gripper_fault", message=ev[1])
+            except Exception as err:  # never let the stream die silently (e.g. during shutdown)
+                if self._stop.is_set():
+                    return
+                self.get_logger().error(f"publisher: {type(err).__name__}: {err}")
+            next_t += self.publish_period
+            delay = next_t - time.monotonic()
+            if delay < 0:
+                next_t = time.monotonic()
+            else:
+                self._stop.wait(delay)
+
+    def _publish_once(self) -> None:
+        s = self.arm.state()
+        stamp = self.get_clock().now().to_msg()
+        js = JointState()
+        js.header.stamp = stamp
+        js.name = self.joint_names
+        js.position = s.q.tolist()
+        js.velocity = s.dq.tolist()
+        js.effort = s.tau.tolist()
+        self.pub_joints.publish(js)
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, self.frame_id
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = s.pos.tolist()
+        o = pose.pose.orientation
+        o.x, o.y, o.z, o.w = s.quat.tolist()
+        self.pub_pose.publish(pose)
+        tw = TwistStamped()
+        tw.header = pose.header
+        tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z = s.twist[:3].tolist()
+        tw.twist.angular.x, tw.twist.angular.y, tw.twist.angular.z = s.twist[3:].tolist()
+        self.pub_twist.publish(tw)
+        wr = WrenchStamped()
+        wr.header = pose.header
+        wr.wrench.force.x, wr.wrench.force.y, wr.wrench.force.z = s.wrench[:3].tolist()
+        wr.wrench.torque.x, wr.wrench.torque.y, wr.wrench.torque.z = s.wrench[3:].tolist()
+        self.pub_wrench.publish(wr)
+        if self.hand is not None:
+            h = self.hand.state()
+            g = JointState()
+            g.header.stamp = stamp
+            g.name = [self.finger_name]
+            max_w = h["max_width"] if h["max_width"] > 0 else self.hand.max_width
+            g.position = [min(max(1.0 - h["width"] / max_w, 0.0), 1.0)]  # 0 open .. 1 closed
+            g.velocity = [0.0]
+            g.effort = [self.hand.settings.force if h["grasped"] > 0.5 else 0.0]
+            self.pub_gripper.publish(g)
+
+    def close(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+            self._thread.join(2.0)
+        if getattr(self, "hand", None) is not None:
+            self.hand.close()
+            self.hand = None
+        if getattr(self, "arm", None) is not None:
+            self.arm.close()
+            self.arm = None
+
+
+def _fields(obj):
+    from dataclasses import fields
+    return fields(obj)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(FrankaNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
