@@ -1,0 +1,253 @@
+"""Observation encoder shared by actor and critic (SERL/HIL-SERL's EncodingWrapper).
+
+    camera images (uint8, B x 128 x 128 x 3 each)
+      -> ONE ResNet-10 pass over all cameras stacked on the batch dim (the backbone is shared)
+      -> per camera: learned spatial embeddings (8 features over the 4x4x512 map), dropout 0.1,
+         Linear 256, LayerNorm, tanh
+    proprio "state" -> Linear 64, LayerNorm, tanh
+    -> concatenated (cameras in the order given, then state)
+
+The per-camera layers keep their weights stacked over cameras and run as batched matmuls,
+so two or five cameras cost the same number of kernel launches. With no cameras at all the
+encoder is the identity on "state" (SERL's state-based SAC feeds the raw state to the MLPs).
+
+Frozen-backbone fast path and its trade-off
+-------------------------------------------
+A frozen backbone computes the same features for the same pixels every time, so redoing it
+for every sampled batch wastes almost all of an update's time on CPU. Instead the buffer can
+store backbone features: `precompute_features` runs the backbone once per stored image, on
+K variants of it (variant 0 unshifted, variants 1..K-1 DrQ random shifts), and the batch
+carries them as `"feat/<camera>"` with shape (B, K, C, h, w) (float16 halves the memory:
+512*4*4*2 bytes = 16 KiB per variant per camera). In training the encoder picks one variant per
+sample at random (independently for obs and next_obs); at eval it takes variant 0.
+The trade-off: augmentation is drawn from K fixed shifts per image instead of a fresh one of the
+81 possible shifts each time it is sampled, and memory grows K-fold. K=4..8 keeps most of
+DrQ's regularisation at a fraction of the cost. A (B, C, h, w) feature tensor (no variant
+axis) is also accepted and used as is. Cached features are only valid with a frozen backbone.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robot_rl.augment import random_shift
+from robot_rl.networks.resnet import ResNet10, load_backbone_weights
+
+log = logging.getLogger(__name__)
+
+FEATURE_PREFIX = "feat/"
+
+
+@dataclass
+class EncoderConfig:
+    pretrained_backbone: Optional[str] = None  # local safetensors file; None = train from scratch
+    freeze_backbone: bool = True        # only honoured with pretrained weights (SERL: frozen)
+    num_spatial_features: int = 8       # SpatialLearnedEmbeddings num_features
+    image_latent_dim: int = 256         # per-camera bottleneck
+    proprio_latent_dim: int = 64
+    dropout: float = 0.1
+    augment_pad: int = 4                # DrQ random-shift pad; 0 turns augmentation off
+    feature_variants: int = 4           # K shift variants per image when caching backbone features
+    # Acting with a frozen backbone runs a TorchScript-frozen copy of it (~20% faster on CPU).
+    trace_frozen_backbone: bool = True
+
+
+class ObservationEncoder(nn.Module):
+    def __init__(self, state_dim: int | None, camera_names: Sequence[str],
+                 image_shape: tuple[int, int, int], cfg: EncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.camera_names = list(camera_names)
+        self.state_dim = state_dim
+        n_cam = len(self.camera_names)
+        self.backbone: ResNet10 | None = None
+        self.frozen = False
+        self._frozen_graphs: dict[tuple, torch.jit.ScriptModule] = {}
+        if n_cam == 0:
+            if state_dim is None:
+                raise ValueError("an observation needs a 'state' vector or at least one camera")
+            self.out_dim = state_dim
+            return
+        self.backbone = ResNet10()
+        if cfg.pretrained_backbone:
+            load_backbone_weights(self.backbone, cfg.pretrained_backbone)
+            self.frozen = cfg.freeze_backbone
+        else:
+            log.warning("no pretrained backbone weights (encoder.pretrained_backbone is unset): the "
+                        "ResNet-10 backbone starts from random weights and TRAINS FROM SCRATCH "
+                        "through the critic loss%s", "; freeze_backbone is ignored"
+                        if cfg.freeze_backbone else "")
+        if self.frozen:
+            self.backbone.requires_grad_(False)
+        c, h, w = ResNet10.output_shape(image_shape[0], image_shape[1])
+        self.map_shape = (c, h, w)
+        f, d = cfg.num_spatial_features, cfg.image_latent_dim
+        # Flax lecun_normal-like init: std 1/sqrt(fan_in).
+        self.spatial_kernel = nn.Parameter(torch.randn(n_cam, c, h * w, f) / math.sqrt(h * w * c))
+        self.bottleneck_w = nn.Parameter(torch.randn(n_cam, c * f, d) / math.sqrt(c * f))
+        self.bottleneck_b = nn.Parameter(torch.zeros(n_cam, 1, d))
+        self.ln_w = nn.Parameter(torch.ones(n_cam, 1, d))
+        self.ln_b = nn.Parameter(torch.zeros(n_cam, 1, d))
+        self.proprio: nn.Sequential | None = None
+        out = n_cam * d
+        if state_dim is not None:
+            lin = nn.Linear(state_dim, cfg.proprio_latent_dim)
+            nn.init.normal_(lin.weight, std=1.0 / math.sqrt(state_dim))
+            nn.init.zeros_(lin.bias)
+            self.proprio = nn.Sequential(lin, nn.LayerNorm(cfg.proprio_latent_dim), nn.Tanh())
+            out += cfg.proprio_latent_dim
+        self.out_dim = out
+
+    @property
+    def has_cameras(self) -> bool:
+        return bool(self.camera_names)
+
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> float (B, C, h, w); no autograd graph when the backbone is frozen."""
+        if self.backbone is None:
+            raise ValueError("this encoder has no cameras, so no backbone")
+        if self.frozen:
+            if self.cfg.trace_frozen_backbone and torch.is_inference_mode_enabled():
+                return self._frozen_graph(images)(images)
+            with torch.no_grad():
+                return self.backbone(images)
+        return self.backbone(images)
+
+    def _frozen_graph(self, images: torch.Tensor) -> torch.jit.ScriptModule:
+        """The frozen backbone traced and frozen by TorchScript (weights folded in, conv+ReLU fused),
+        one per input shape. Dropped whenever a state dict is loaded into this encoder."""
+        key = (tuple(images.shape), images.device.type)
+        graph = self._frozen_graphs.get(key)
+        if graph is None:
+            # torch.jit is deprecated upstream (torch.compile with freezing is ~as fast here but
+            # compiles for ~30 s); should tracing ever fail or vanish, act with the eager backbone.
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    graph = torch.jit.freeze(torch.jit.trace(self.backbone.eval(), images))
+            except Exception as e:  # noqa: BLE001 - any failure only costs speed
+                log.warning("could not trace the frozen backbone (%s); acting with the eager one", e)
+                graph = self.backbone
+            self._frozen_graphs[key] = graph
+        return graph
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._frozen_graphs.clear()
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict) -> "ObservationEncoder":
+        graphs, self._frozen_graphs = self._frozen_graphs, {}
+        try:
+            cls = self.__class__
+            clone = cls.__new__(cls)
+            memo[id(self)] = clone
+            for k, v in self.__dict__.items():
+                setattr(clone, k, copy.deepcopy(v, memo))
+        finally:
+            self._frozen_graphs = graphs
+        return clone
+
+    def image_maps(self, obs: Mapping[str, torch.Tensor], train: bool,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """Backbone maps of every camera as float (n_cam, C, B, h*w), from raw images or cached
+        "feat/<cam>" keys. This layout makes the spatial embedding one plain bmm."""
+        raw_names = [c for c in self.camera_names if FEATURE_PREFIX + c not in obs]
+        parts: dict[str, torch.Tensor] = {}
+        if raw_names:
+            for c in raw_names:
+                if c not in obs:
+                    raise ValueError(f"observation lacks camera {c!r} (or cached {FEATURE_PREFIX + c!r})")
+            imgs = torch.cat([obs[c] for c in raw_names]) if len(raw_names) > 1 else obs[raw_names[0]]
+            feats = self.backbone_features(imgs)  # ONE pass for all cameras: (R*B, C, h, w)
+            r, b = len(raw_names), imgs.shape[0] // len(raw_names)
+            raw = feats.reshape(r, b, feats.shape[1], -1).permute(0, 2, 1, 3)  # (R, C, B, P)
+            if r == len(self.camera_names):
+                return raw.contiguous()
+            parts.update(zip(raw_names, raw.unbind(0)))
+        for c in self.camera_names:
+            if c in parts:
+                continue
+            if not self.frozen:
+                raise ValueError(f"cached features {FEATURE_PREFIX + c!r} need a frozen pretrained backbone")
+            f = obs[FEATURE_PREFIX + c]
+            if f.dim() == 5:  # (B, K, C, h, w): one shift variant per sample
+                if train and f.shape[1] > 1:
+                    pick = torch.randint(f.shape[1], (f.shape[0],), generator=generator, device=f.device)
+                    f = f[torch.arange(f.shape[0], device=f.device), pick]
+                else:
+                    f = f[:, 0]
+            if f.dim() != 4 or tuple(f.shape[1:]) != self.map_shape:
+                raise ValueError(f"{FEATURE_PREFIX + c!r} must be (B, {self.map_shape}) or (B, K, ...), "
+                                 f"got {tuple(obs[FEATURE_PREFIX + c].shape)}")
+            parts[c] = f.flatten(2).transpose(0, 1)  # (C, B, P) view, still float16
+        if not raw_names:  # all cached: one converting copy per camera into the final layout
+            first = parts[self.camera_names[0]]
+            maps = torch.empty((len(self.camera_names), *first.shape), dtype=torch.float32, device=first.device)
+            for i, c in enumerate(self.camera_names):
+                maps[i].copy_(parts[c])
+            return maps
+        return torch.stack([parts[c].float() for c in self.camera_names])
+
+    def head(self, maps: torch.Tensor | None, state: torch.Tensor | None, train: bool,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pools the maps (n_cam, C, B, P) and embeds the state into one feature vector (B, out_dim)."""
+        if not self.has_cameras:
+            return state
+        n, c, b, p = maps.shape
+        f = self.cfg.num_spatial_features
+        # Spatial learned embeddings: out[n, b, c, f] = sum_p maps[n, c, b, p] * kernel[n, c, p, f]
+        x = torch.bmm(maps.view(n * c, b, p), self.spatial_kernel.view(n * c, p, f))
+        x = x.view(n, c, b, f).transpose(1, 2).reshape(n, b, c * f)  # SERL's (c, f) flattening
+        scale = 1.0
+        if train and self.cfg.dropout > 0:
+            # Mask from the agent's generator (reproducible, checkpointed), as a float 0/1 tensor made
+            # in place: multiplying by a bool tensor takes a slow type-promoting path.
+            keep = torch.rand(x.shape, generator=generator, device=x.device).ge_(self.cfg.dropout)
+            x = x * keep
+            scale = 1.0 / (1.0 - self.cfg.dropout)  # inverted dropout's rescale, folded into the matmul
+        x = torch.baddbmm(self.bottleneck_b, x, self.bottleneck_w, alpha=scale)
+        x = torch.tanh(torch.addcmul(self.ln_b, F.layer_norm(x, (x.shape[-1],)), self.ln_w))
+        x = x.transpose(0, 1).reshape(b, -1)
+        if self.proprio is not None:
+            x = torch.cat([x, self.proprio(state)], dim=-1)
+        return x
+
+    def forward(self, obs: Mapping[str, torch.Tensor], train: bool = False,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        state = obs.get("state") if self.state_dim is not None else None
+        if not self.has_cameras:
+            return state
+        return self.head(self.image_maps(obs, train, generator), state, train, generator)
+
+
+@torch.no_grad()
+def precompute_features(encoder: ObservationEncoder, images: np.ndarray | torch.Tensor, n_variants: int,
+                        generator: torch.Generator | None = None, batch_size: int = 256) -> torch.Tensor:
+    """Backbone features of K shift variants per image: uint8 (N, H, W, 3) -> float16 (N, K, C, h, w).
+
+    Variant 0 is the unshifted image; variants 1..K-1 are DrQ random shifts (pad
+    `encoder.cfg.augment_pad`), each drawn independently per image.
+    """
+    if n_variants < 1:
+        raise ValueError(f"n_variants must be >= 1, got {n_variants}")
+    imgs = torch.as_tensor(images)
+    if imgs.dim() != 4 or imgs.shape[-1] != 3 or imgs.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {imgs.dtype} {tuple(imgs.shape)}")
+    device = next(encoder.backbone.parameters()).device
+    out = torch.empty((imgs.shape[0], n_variants, *encoder.map_shape), dtype=torch.float16)
+    for start in range(0, imgs.shape[0], batch_size):
+        chunk = imgs[start:start + batch_size].to(device)
+        for k in range(n_variants):
+            x = chunk if k == 0 else random_shift(chunk, encoder.cfg.augment_pad, generator)
+            out[start:start + chunk.shape[0], k] = encoder.backbone(x).to(torch.float16).cpu()
+    return out
