@@ -5,6 +5,7 @@
     robot-rl eval RUN_DIR [--episodes N]
     robot-rl demos --task T --episodes N --out DIR
     robot-rl bench learner [--quick]
+    robot-rl up twin|franka|widowx [--processes]   start the ROS 2 graph of a profile
     robot-rl config [--config FILE] [--set key=value ...]     print the resolved config
 
 Every run is described by one typed config (robot_rl.train.TrainConfig): defaults, then the
@@ -62,16 +63,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from robot_rl import config as config_lib
     from robot_rl.agents.sac import SACAgent
     from robot_rl.run_env import make_env_and_expert
-    from robot_rl.train import TrainConfig, _device, evaluate
+    from robot_rl.train import TrainConfig, _device, checkpoint_exists, evaluate
 
     run_dir = Path(args.run_dir)
     cfg = config_lib.load(TrainConfig, run_dir / "config.yaml")
-    if not ckpt.exists(run_dir / "checkpoint"):
-        raise SystemExit(f"no checkpoint in {run_dir / 'checkpoint'}")
+    if not checkpoint_exists(run_dir / "checkpoint"):
+        raise SystemExit(f"no checkpoint in {run_dir} (checkpoint.safetensors)")
     handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                      device=_device(cfg.device), seed=cfg.seed)
-    counters = ckpt.load(run_dir / "checkpoint", agent)
+    counters = ckpt.load_agent(agent, run_dir / "checkpoint").get("counters", {})
     result = evaluate(handle, agent, args.episodes, seed=40_000_000 + args.seed)
     result.update({"task": cfg.task, "obs": cfg.obs, "env_steps": counters.get("env_steps")})
     handle.close()
@@ -107,6 +108,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         from bench.twin import main as bench_main
     return bench_main(["--quick"] if args.quick else []) or 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    # The ROS 2 bring-up lives in tasks/ (it imports rclpy); the learning core stays ROS-free.
+    from tasks.bringup import main as bringup_main
+    return bringup_main(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_demos)
 
+    p = sub.add_parser("up", help="start a profile's ROS 2 graph (twin, franka, widowx); "
+                                  "`robot-rl up --help` for its options", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_up)
+
     p = sub.add_parser("bench", help="benchmarks that print figures (see docs/benchmarks.md)")
     p.add_argument("what", choices=["learner", "impedance", "twin"])
     p.add_argument("--quick", action="store_true")
@@ -157,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["up"]:  # bring-up parses its own options (argparse cannot pass "--x" through)
+        return cmd_up(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

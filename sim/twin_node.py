@@ -1,0 +1,333 @@
+"""The twin as a ROS 2 node: the MuJoCo twin behind exactly the topics the hardware drivers publish.
+
+Under the robot's namespace (`/franka` by default), per the topic contract in DESIGN.md:
+
+    publishes  joint_states (JointState, effort = law torque), ee_pose (PoseStamped, TCP in
+               base_frame), ee_twist (TwistStamped, base frame), wrench (WrenchStamped,
+               external wrench at the TCP, base frame), gripper/state (JointState, position
+               0 open .. 1 closed)                                         at `state_rate` (100 Hz)
+               /cameras/<name>/image_raw (Image rgb8) + camera_info,
+               frame `<name>_color_optical_frame`                          at `camera_rate` (15 Hz)
+               task/state (JointState: "<key>/<i>" -> value, the twin's ground truth of the
+               task objects, e.g. cube_pos/0..2; a debug topic hardware does not have)
+    subscribes equilibrium_pose (PoseStamped; or `equilibrium_topic`), gripper/command (Float64 0..1),
+               reset/options (String, JSON object of RobotInterface.reset options + "id";
+               latched: the options the next `reset` uses)
+    services   reset, recover (std_srvs/Trigger); reset answers "reset id=<id>" naming the options used
+    parameters the impedance law's gains, clips and limits (live: a change calls set_config),
+               task, cameras, image_size, state_rate, camera_rate, base_frame, seed
+
+Real time: a dedicated physics thread runs the twin in chunks of 1/state_rate s of physics
+(twin.wait_step with n_substeps set to the chunk), publishes after each chunk, and sleeps to
+the wall-clock deadline of the next chunk, so sim time advances with wall time. If the
+machine falls more than `max_lag` behind, the schedule restarts from now (sim time slips, it
+never bursts to catch up). The thread owns the renderer (GL contexts are per thread) and stops
+through an Event in `close()`. Subscriptions and services run on the executor and touch the
+twin under the same lock, between chunks.
+
+Malformed commands (NaN, non-unit quaternion, wrong frame, gripper outside 0..1) are logged
+and dropped; the law keeps the last target, so the robot holds. Watchdog (as the Franka
+driver): no equilibrium_pose for `watchdog_timeout` s after one arrived -> the target becomes
+the current pose, once, until commands resume.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64, String
+from std_srvs.srv import Trigger
+
+from controllers.impedance import ImpedanceConfig
+from controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_impedance_parameters,
+                              impedance_from_parameters, pose_msg, spin_main)
+from sim.scene import ARM_JOINTS
+
+
+class TwinNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("twin", **node_kwargs)
+        import tasks  # the task decides the scene (objects) and the reset distribution
+
+        def declare(name, default, description):
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+            return self.get_parameter(name).value
+
+        task = declare("task", "pick_cube", f"task whose scene the twin builds: {sorted(tasks.TASKS)}")
+        cameras = declare("cameras", ["wrist", "front"], "cameras to publish ([''] for none)")
+        self.cameras = tuple(c for c in cameras if c)
+        self.image_size = int(declare("image_size", 128, "published image width = height (px)"))
+        self.state_rate = float(declare("state_rate", 100.0, "state topics rate and physics chunk (Hz)"))
+        self.camera_rate = float(declare("camera_rate", 15.0, "camera rate (Hz)"))
+        self.base_frame = declare("base_frame", "fr3_link0", "frame of poses, twists and wrenches")
+        self.max_lag = float(declare("max_lag", 0.1, "s behind wall time before the schedule restarts"))
+        self.watchdog_timeout = float(declare(
+            "watchdog_timeout", 0.5, "no equilibrium_pose for this long (s) -> hold the current pose (0: off)"))
+        seed = int(declare("seed", 0, "seed of the first reset's random placement"))
+        eq_topic = declare("equilibrium_topic", "equilibrium_pose",
+                           "equilibrium pose input (controller/equilibrium_pose behind a controller node)")
+        if self.state_rate <= 0 or self.camera_rate <= 0 or self.image_size <= 0:
+            raise ValueError("state_rate, camera_rate and image_size must be > 0")
+
+        self.spec = tasks.make_spec(task)
+        self.impedance = declare_impedance_parameters(self, ImpedanceConfig())
+        # Cameras are rendered on demand (twin.render) at their own rate, not in every chunk.
+        self.twin = tasks.make_twin(self.spec, obs="state", impedance=self.impedance)
+        timestep = self.twin.model.opt.timestep
+        self.twin.n_substeps = max(1, int(round(1.0 / (self.state_rate * timestep))))
+        self.chunk_s = self.twin.n_substeps * timestep
+        self.lock = threading.Lock()
+        self.twin.reset(options=self.spec.sample_reset(np.random.default_rng(seed)))
+        self.reset_options: dict = {}
+        self.rejected = 0            # malformed commands dropped (tests and diagnostics read it)
+        self.holds = 0               # watchdog holds
+        self._last_command: float | None = None   # time.monotonic() of the last accepted pose
+        self.overruns = 0            # schedule restarts because the machine fell behind
+
+        self.add_on_set_parameters_callback(self._on_parameters)
+        pub = self.create_publisher
+        self.joint_pub = pub(JointState, "joint_states", 10)
+        self.pose_pub = pub(PoseStamped, "ee_pose", 10)
+        self.twist_pub = pub(TwistStamped, "ee_twist", 10)
+        self.wrench_pub = pub(WrenchStamped, "wrench", 10)
+        self.gripper_pub = pub(JointState, "gripper/state", 10)
+        self.task_pub = pub(JointState, "task/state", 10)
+        self.camera_pubs = {cam: (pub(Image, f"/cameras/{cam}/image_raw", qos_profile_sensor_data),
+                                  pub(CameraInfo, f"/cameras/{cam}/camera_info", qos_profile_sensor_data))
+                            for cam in self.cameras}
+        self.create_subscription(PoseStamped, eq_topic, self._on_equilibrium, COMMAND_QOS)
+        self.create_subscription(Float64, "gripper/command", self._on_gripper, COMMAND_QOS)
+        self.create_subscription(String, "reset/options", self._on_reset_options, LATCHED_QOS)
+        self.create_service(Trigger, "reset", self._on_reset)
+        self.create_service(Trigger, "recover", self._on_recover)
+
+        self._stop = threading.Event()
+        self._started = threading.Event()      # first chunk published (renderer works)
+        self._fault: str | None = None         # why the physics thread stopped, if it did
+        self._thread = threading.Thread(target=self._physics_loop, name="twin-physics", daemon=True)
+        self._thread.start()
+        # Fail here, with the reason (e.g. no GL for the cameras), not silently in the thread.
+        while not self._started.wait(0.05):
+            if not self._thread.is_alive():
+                self.close()
+                raise RuntimeError(f"the twin's physics thread failed to start: {self._fault}")
+        self.get_logger().info(
+            f"twin of {task} in {self.get_namespace()}: state {self.state_rate:g} Hz "
+            f"({self.twin.n_substeps} physics steps a chunk), cameras {list(self.cameras)} "
+            f"at {self.camera_rate:g} Hz")
+
+    # ---------------------------------------------------------------- physics thread
+    def _physics_loop(self) -> None:
+        next_chunk = time.monotonic()
+        next_frame = next_chunk
+        try:
+            while not self._stop.is_set() and self.context.ok():
+                render = bool(self.cameras) and time.monotonic() >= next_frame
+                with self.lock:
+                    try:
+                        state = self.twin.wait_step()
+                    except ValueError as err:  # the law refused a tick: it sent the hold torque
+                        self.get_logger().error(f"impedance law fault, holding: {err}",
+                                                throttle_duration_sec=1.0)
+                        self._stop.wait(self.chunk_s)
+                        continue
+                    held = self._watchdog(state)
+                    truth = self.twin.task_state()
+                    torque = self.twin.data.ctrl[:7].copy()
+                    images = {c: self.twin.render(c, self.image_size) for c in self.cameras} if render else {}
+                if held:
+                    self.get_logger().warn(f"no equilibrium_pose for {self.watchdog_timeout} s: "
+                                           "holding the current pose until commands resume")
+                stamp = self.get_clock().now().to_msg()
+                self._publish_state(state, truth, torque, stamp)
+                self._started.set()
+                if render:
+                    self._publish_images(images, stamp)
+                    next_frame += 1.0 / self.camera_rate
+                    if time.monotonic() - next_frame > self.max_lag:
+                        next_frame = time.monotonic()
+                next_chunk += self.chunk_s
+                wait = next_chunk - time.monotonic()
+                if wait > 0.0:
+                    self._stop.wait(wait)
+                elif wait < -self.max_lag:  # fell behind: slip sim time rather than burst
+                    self.overruns += 1
+                    next_chunk = time.monotonic()
+        except Exception as err:
+            if not self.context.ok():  # shut down under us (Ctrl-C in main): a normal stop
+                return
+            # The node must say why its data stopped, not go quiet.
+            self._fault = f"{type(err).__name__}: {err}"
+            self.get_logger().fatal(f"physics thread stopped: {self._fault}")
+            raise
+        finally:
+            self.twin.close()   # the renderer's GL context belongs to this thread
+
+    def _watchdog(self, state) -> bool:
+        """As the Franka driver: when commands stop, the target becomes the current pose (through
+        the law's filter, so no torque step) instead of a stale target. Under the lock."""
+        last = self._last_command
+        if last is None or self.watchdog_timeout <= 0 or time.monotonic() - last <= self.watchdog_timeout:
+            return False
+        self.twin.controller.set_target(state.tcp_pos, state.tcp_quat)
+        self._last_command = None
+        self.holds += 1
+        return True
+
+    def _publish_state(self, state, truth: dict, torque: np.ndarray, stamp) -> None:
+        js = JointState()
+        js.header.stamp, js.header.frame_id = stamp, self.base_frame
+        js.name = list(ARM_JOINTS)
+        js.position, js.velocity, js.effort = state.q.tolist(), state.dq.tolist(), torque.tolist()
+        self.joint_pub.publish(js)
+        self.pose_pub.publish(pose_msg(state.tcp_pos, state.tcp_quat, self.base_frame, stamp))
+        tw = TwistStamped()
+        tw.header.stamp, tw.header.frame_id = stamp, self.base_frame
+        _set_xyz(tw.twist.linear, state.tcp_vel[:3])
+        _set_xyz(tw.twist.angular, state.tcp_vel[3:])
+        self.twist_pub.publish(tw)
+        wr = WrenchStamped()
+        wr.header.stamp, wr.header.frame_id = stamp, self.base_frame
+        _set_xyz(wr.wrench.force, state.tcp_force)
+        _set_xyz(wr.wrench.torque, state.tcp_torque)
+        self.wrench_pub.publish(wr)
+        gs = JointState()
+        gs.header.stamp = stamp
+        gs.name, gs.position = ["gripper"], [float(state.gripper)]
+        self.gripper_pub.publish(gs)
+        ts = JointState()
+        ts.header.stamp, ts.header.frame_id = stamp, self.base_frame
+        for key, value in truth.items():
+            for i, v in enumerate(np.ravel(value)):
+                ts.name.append(f"{key}/{i}")
+                ts.position.append(float(v))
+        self.task_pub.publish(ts)
+
+    def _publish_images(self, images: dict, stamp) -> None:
+        for cam, rgb in images.items():
+            image_pub, info_pub = self.camera_pubs[cam]
+            msg = Image()
+            msg.header.stamp, msg.header.frame_id = stamp, f"{cam}_color_optical_frame"
+            msg.height, msg.width = rgb.shape[:2]
+            msg.encoding, msg.is_bigendian, msg.step = "rgb8", 0, rgb.shape[1] * 3
+            msg.data = np.ascontiguousarray(rgb).tobytes()
+            image_pub.publish(msg)
+            info_pub.publish(self._camera_info(cam, msg.header))
+
+    def _camera_info(self, cam: str, header) -> CameraInfo:
+        """Pinhole intrinsics of the MuJoCo camera (square pixels, fovy vertical), no distortion."""
+        size = self.image_size
+        f = 0.5 * size / math.tan(math.radians(float(self.twin.model.cam(cam).fovy[0])) / 2.0)
+        info = CameraInfo()
+        info.header = header
+        info.height = info.width = size
+        info.distortion_model = "plumb_bob"
+        info.d = [0.0] * 5
+        c = (size - 1) / 2.0
+        info.k = [f, 0.0, c, 0.0, f, c, 0.0, 0.0, 1.0]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [f, 0.0, c, 0.0, 0.0, f, c, 0.0, 0.0, 0.0, 1.0, 0.0]
+        return info
+
+    # ---------------------------------------------------------------- commands
+    def _reject(self, topic: str, why: str) -> None:
+        self.rejected += 1
+        self.get_logger().error(f"{topic} rejected, holding the last target: {why}")
+
+    def _on_equilibrium(self, msg: PoseStamped) -> None:
+        try:
+            pos, quat = check_pose(msg, self.base_frame)
+        except ValueError as err:
+            return self._reject("equilibrium_pose", str(err))
+        with self.lock:
+            self.twin.controller.set_target(pos, quat)
+            self._last_command = time.monotonic()
+
+    def _on_gripper(self, msg: Float64) -> None:
+        value = msg.data
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            return self._reject("gripper/command", f"{value} is not in [0, 1]")
+        with self.lock:
+            target, quat = self.twin.controller.target
+            self.twin.command(target, quat, value)
+
+    def _on_reset_options(self, msg: String) -> None:
+        try:
+            options = json.loads(msg.data)
+            if not isinstance(options, dict):
+                raise ValueError("not a JSON object")
+            options = {k: (np.asarray(v, dtype=float) if isinstance(v, list) else v)
+                       for k, v in options.items()}
+        except ValueError as err:
+            return self._reject("reset/options", f"{err}: {msg.data[:200]!r}")
+        self.reset_options = options
+
+    def _on_reset(self, request, response):
+        options = dict(self.reset_options)
+        reset_id = options.pop("id", None)
+        try:
+            with self.lock:
+                # IK first, on its scratch data: TwinRobot.reset clears the scene before its IK,
+                # so an unreachable pose must be refused before the arm is touched.
+                self.twin.solve_ik(options.get("tcp_pos", self.twin.config.default_tcp_pos),
+                                   options.get("tcp_quat", self.twin.config.default_tcp_quat))
+                self.twin.reset(options=options)
+                self._last_command = None     # the reset pose is the target: nothing to watch
+        except (ValueError, RuntimeError) as err:
+            response.success, response.message = False, f"reset id={reset_id} failed: {err}"
+            self.get_logger().error(response.message)
+            return response
+        response.success, response.message = True, f"reset id={reset_id}"
+        return response
+
+    def _on_recover(self, request, response):
+        with self.lock:
+            self.twin.recover()
+        response.success, response.message = True, "recovered: holding the current pose"
+        return response
+
+    def _on_parameters(self, params) -> SetParametersResult:
+        try:
+            new = impedance_from_parameters(self.impedance, params)
+            if new is not None:
+                with self.lock:
+                    self.twin.controller.set_config(new)
+                self.impedance = new
+        except (ValueError, TypeError) as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stops the physics thread (which frees the renderer). Idempotent."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+
+    def destroy_node(self):
+        self.close()
+        return super().destroy_node()
+
+
+def _set_xyz(vec, values) -> None:
+    vec.x, vec.y, vec.z = (float(v) for v in values)
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_main(TwinNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,342 @@
+"""RosRobot: tasks.robot.RobotInterface over the ROS 2 topic contract (real drivers or the twin node).
+
+    robot = RosRobot(RosRobotConfig(namespace="/franka", cameras=("wrist", "front")))
+    env = tasks.make_env("pick_cube", obs="pixels", robot=robot)
+
+Observation: the latest `ee_pose` is the reference; `ee_twist`, `wrench`, `joint_states`,
+`gripper/state` (and `task/state` where it exists) are taken from the few newest messages as
+the one whose stamp is closest to it, so the twin's values of one physics tick go together.
+Each must be younger than `state_max_age` (wall/ROS clock now minus header stamp) and within
+`sync_tolerance` of the reference; images (`/cameras/<name>/image_raw`, rgb8, image_size
+square) younger than `image_max_age`. Otherwise `wait_step` waits up to `data_timeout` for
+fresh data and then raises StaleDataError naming the topics and their ages - a policy never
+acts on old data. Stamps and this clock must agree: one machine, or NTP/PTP-synced machines.
+
+Actions: `command` publishes `equilibrium_pose` (PoseStamped, base_frame) and
+`gripper/command` (Float64); `wait_step` sleeps to the next tick of the control rate (a
+schedule, so the env runs at control_hz whatever the policy's compute time; when late it
+restarts from now) and returns the newest observation.
+
+Reset: the options of RobotInterface.reset (TCP pose, gripper, object placement for the
+twin) go out as a JSON object with a fresh "id" on `reset/options` (latched), then the
+`reset` service (std_srvs/Trigger) is called; its answer names the id it used ("id=..."), and
+a stale one (the options had not arrived) is retried. A driver whose answer names no id
+resets to its own home pose (the Franka driver). Then it waits for state stamped after the
+reset. `recover` calls the `recover` service.
+
+Threads: the node spins on its own executor thread in a private Context; `close()` stops it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64, String
+from std_srvs.srv import Trigger
+
+from controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg, stamp_seconds
+from tasks.robot import RobotState
+
+
+class StaleDataError(RuntimeError):
+    """Observation data is missing or older than allowed; nothing was acted on."""
+
+
+@dataclass
+class RosRobotConfig:
+    namespace: str = "/franka"
+    cameras: tuple[str, ...] = ()           # image topics to read: /cameras/<name>/image_raw
+    image_size: int = 128
+    control_hz: float = 10.0
+    base_frame: str = "fr3_link0"
+    task_state: bool = True                 # read the twin's task/state (absent on hardware)
+    state_max_age: float = 0.25             # s; ~25 periods of a 100 Hz driver (loaded machines)
+    image_max_age: float = 0.4              # s; ~6 periods of a 15 Hz camera
+    sync_tolerance: float = 0.05            # s between a state topic and ee_pose
+    data_timeout: float = 3.0               # s to wait for fresh data before StaleDataError
+    service_timeout: float = 10.0           # s for reset / recover
+    connect_timeout: float = 15.0           # s for the services to appear at start
+
+
+_STATE_TOPICS = {"ee_pose": PoseStamped, "ee_twist": TwistStamped, "wrench": WrenchStamped,
+                 "joint_states": JointState, "gripper/state": JointState}
+_HISTORY = 20   # newest messages kept per state topic, for matching stamps
+
+
+class RosRobot:
+    """RobotInterface over ROS 2 topics; see the module docstring."""
+
+    def __init__(self, config: RosRobotConfig | None = None, context: Context | None = None):
+        self.config = cfg = config or RosRobotConfig()
+        if cfg.control_hz <= 0:
+            raise ValueError("control_hz must be > 0")
+        self.control_hz = float(cfg.control_hz)
+        self._own_context = context is None
+        self.context = context or Context()
+        if self._own_context:
+            rclpy.init(context=self.context)
+        ns = cfg.namespace.rstrip("/") or "/"
+        self.node = Node("robot_env", namespace=ns, context=self.context)
+        self._cond = threading.Condition()
+        self._history: dict[str, deque] = {t: deque(maxlen=_HISTORY) for t in _STATE_TOPICS}
+        if cfg.task_state:
+            self._history["task/state"] = deque(maxlen=_HISTORY)
+        self._images: dict[str, Image] = {}
+        for topic, msg_type in _STATE_TOPICS.items():
+            self.node.create_subscription(msg_type, topic, self._keeper(topic), 10)
+        if cfg.task_state:
+            self.node.create_subscription(JointState, "task/state", self._keeper("task/state"), 10)
+        for cam in cfg.cameras:
+            self.node.create_subscription(Image, f"/cameras/{cam}/image_raw", self._image_keeper(cam),
+                                          qos_profile_sensor_data)
+        self._pose_pub = self.node.create_publisher(PoseStamped, "equilibrium_pose", COMMAND_QOS)
+        self._gripper_pub = self.node.create_publisher(Float64, "gripper/command", COMMAND_QOS)
+        self._options_pub = self.node.create_publisher(String, "reset/options", LATCHED_QOS)
+        self._reset_client = self.node.create_client(Trigger, "reset")
+        self._recover_client = self.node.create_client(Trigger, "recover")
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="ros-backend", daemon=True)
+        self._thread.start()
+        self._next_tick: float | None = None
+        self._latest_task: dict[str, np.ndarray] = {}
+        self._closed = False
+        try:
+            self._wait_for_services()
+        except BaseException:
+            self.close()
+            raise
+
+    # ---------------------------------------------------------------- plumbing
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def _keeper(self, topic: str):
+        def keep(msg) -> None:
+            with self._cond:
+                self._history[topic].append(msg)
+                self._cond.notify_all()
+        return keep
+
+    def _image_keeper(self, cam: str):
+        def keep(msg: Image) -> None:
+            with self._cond:
+                self._images[cam] = msg
+                self._cond.notify_all()
+        return keep
+
+    def _now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _wait_for_services(self) -> None:
+        deadline = time.monotonic() + self.config.connect_timeout
+        for client in (self._reset_client, self._recover_client):
+            while not client.wait_for_service(timeout_sec=0.1):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"no {self._service_name(client)} service within {self.config.connect_timeout} s: is the "
+                        f"driver or twin node running in {self.config.namespace} (same ROS_DOMAIN_ID)?")
+
+    def _service_name(self, client) -> str:
+        return f"{self.config.namespace.rstrip('/')}/{client.srv_name}"
+
+    def _call(self, client, timeout: float) -> Trigger.Response:
+        future = client.call_async(Trigger.Request())
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout):
+            client.remove_pending_request(future)
+            raise TimeoutError(f"{self._service_name(client)} did not answer within {timeout} s")
+        return future.result()
+
+    # ---------------------------------------------------------------- observation
+    def _gather(self, after: float | None = None) -> RobotState | None:
+        """The synchronized state if everything is fresh (and stamped after `after`), else None;
+        sets self._stale to the reasons."""
+        cfg, now = self.config, self._now()
+        reasons = []
+        with self._cond:
+            poses = self._history["ee_pose"]
+            if not poses:
+                self._stale = ["ee_pose: no message yet"]
+                return None
+            ref = poses[-1]
+            t_ref = stamp_seconds(ref.header.stamp)
+            if now - t_ref > cfg.state_max_age:
+                reasons.append(f"ee_pose is {now - t_ref:.3f} s old (max {cfg.state_max_age})")
+            if after is not None and t_ref <= after:
+                reasons.append("ee_pose: nothing stamped after the reset yet")
+            picked = {"ee_pose": ref}
+            for topic, history in self._history.items():
+                if topic == "ee_pose":
+                    continue
+                if not history:
+                    hint = (" (hardware has none: RosRobotConfig(task_state=False))"
+                            if topic == "task/state" else "")
+                    reasons.append(f"{topic}: no message yet{hint}")
+                    continue
+                msg = min(history, key=lambda m: abs(stamp_seconds(m.header.stamp) - t_ref))
+                gap = abs(stamp_seconds(msg.header.stamp) - t_ref)
+                if gap > cfg.sync_tolerance:
+                    reasons.append(f"{topic} is {gap:.3f} s apart from ee_pose (max {cfg.sync_tolerance})")
+                picked[topic] = msg
+            images = {}
+            for cam in cfg.cameras:
+                msg = self._images.get(cam)
+                if msg is None:
+                    reasons.append(f"/cameras/{cam}/image_raw: no message yet")
+                    continue
+                age = now - stamp_seconds(msg.header.stamp)
+                if age > cfg.image_max_age or (after is not None and stamp_seconds(msg.header.stamp) <= after):
+                    reasons.append(f"/cameras/{cam}/image_raw is {age:.3f} s old (max {cfg.image_max_age})")
+                images[cam] = msg
+        self._stale = reasons
+        if reasons:
+            return None
+        return self._state(picked, images, t_ref)
+
+    def _state(self, msgs: dict, images: dict[str, Image], stamp: float) -> RobotState:
+        pos, quat = pose_from_msg(msgs["ee_pose"])
+        if msgs["ee_pose"].header.frame_id != self.config.base_frame:
+            raise ValueError(f"ee_pose is in frame {msgs['ee_pose'].header.frame_id!r}, "
+                             f"expected the base frame {self.config.base_frame!r}")
+        tw, wr = msgs["ee_twist"].twist, msgs["wrench"].wrench
+        js, gs = msgs["joint_states"], msgs["gripper/state"]
+        if not gs.position:
+            raise ValueError("gripper/state has no position")
+        state = RobotState(
+            tcp_pos=pos, tcp_quat=quat / np.linalg.norm(quat),
+            tcp_vel=np.array([tw.linear.x, tw.linear.y, tw.linear.z,
+                              tw.angular.x, tw.angular.y, tw.angular.z]),
+            tcp_force=np.array([wr.force.x, wr.force.y, wr.force.z]),
+            tcp_torque=np.array([wr.torque.x, wr.torque.y, wr.torque.z]),
+            gripper=float(gs.position[0]),
+            q=np.array(js.position, dtype=float), dq=np.array(js.velocity, dtype=float),
+            images={cam: self._decode(cam, msg) for cam, msg in images.items()},
+            stamp=stamp)
+        if "task/state" in msgs:
+            self._latest_task = _decode_task_state(msgs["task/state"])
+        return state
+
+    def _decode(self, cam: str, msg: Image) -> np.ndarray:
+        size = self.config.image_size
+        if msg.encoding != "rgb8" or msg.height != size or msg.width != size or msg.step != 3 * size:
+            raise ValueError(f"/cameras/{cam}/image_raw: expected rgb8 {size}x{size}, got "
+                             f"{msg.encoding} {msg.width}x{msg.height} (step {msg.step})")
+        return np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(size, size, 3).copy()
+
+    def observe(self, after: float | None = None, timeout: float | None = None) -> RobotState:
+        """The newest synchronized state, waiting up to `timeout` (data_timeout) for fresh data."""
+        deadline = time.monotonic() + (self.config.data_timeout if timeout is None else timeout)
+        while True:
+            state = self._gather(after)
+            if state is not None:
+                return state
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StaleDataError(f"{self.config.namespace}: no fresh synchronized observation within "
+                                     f"{self.config.data_timeout} s: " + "; ".join(self._stale))
+            with self._cond:
+                self._cond.wait(min(left, 0.02))
+
+    # ---------------------------------------------------------------- RobotInterface
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> RobotState:
+        del seed  # the env samples the options; the driver/twin applies them
+        reset_id = uuid.uuid4().hex[:12]
+        payload = {k: (np.asarray(v).tolist() if isinstance(v, (np.ndarray, list, tuple)) else v)
+                   for k, v in (options or {}).items()}
+        payload["id"] = reset_id
+        self._options_pub.publish(String(data=json.dumps(payload)))
+        deadline = time.monotonic() + self.config.service_timeout
+        while True:
+            answer = self._call(self._reset_client, self.config.service_timeout)
+            if not answer.success:
+                raise RuntimeError(f"{self.config.namespace}/reset failed: {answer.message}")
+            used = re.search(r"\bid=(\S+)", answer.message)
+            if used is None or used.group(1) == reset_id:
+                break   # our options were used, or a driver without reset options (hardware home)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.config.namespace}/reset never used our options "
+                                   f"(id {reset_id}); last answer {answer.message!r}")
+            time.sleep(0.05)   # the latched options had not arrived yet: reset again with them
+        done = self._now()
+        state = self.observe(after=done)
+        self._next_tick = time.monotonic() + 1.0 / self.control_hz
+        return state
+
+    def command(self, pos: np.ndarray, quat: np.ndarray, gripper: float) -> None:
+        pos, quat = np.asarray(pos, dtype=float), np.asarray(quat, dtype=float)
+        if pos.shape != (3,) or quat.shape != (4,):
+            raise ValueError(f"bad command shapes pos {pos.shape}, quat {quat.shape}")
+        if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat)) and np.isfinite(gripper)):
+            raise ValueError("non-finite command; nothing was sent")
+        stamp = self.node.get_clock().now().to_msg()
+        self._pose_pub.publish(pose_msg(pos, quat / np.linalg.norm(quat), self.config.base_frame, stamp))
+        self._gripper_pub.publish(Float64(data=float(np.clip(gripper, 0.0, 1.0))))
+
+    def wait_step(self) -> RobotState:
+        now = time.monotonic()
+        if self._next_tick is None or now - self._next_tick > 1.0 / self.control_hz:
+            self._next_tick = now + 1.0 / self.control_hz   # first step, or late: restart the schedule
+        time.sleep(max(0.0, self._next_tick - now))
+        self._next_tick += 1.0 / self.control_hz
+        return self.observe()
+
+    def recover(self) -> None:
+        answer = self._call(self._recover_client, self.config.service_timeout)
+        if not answer.success:
+            raise RuntimeError(f"{self.config.namespace}/recover failed: {answer.message}")
+
+    def task_state(self) -> dict[str, np.ndarray]:
+        """The twin's ground truth matching the last observation; {} on hardware."""
+        return {k: v.copy() for k, v in self._latest_task.items()}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(timeout_sec=1.0)
+        self._thread.join(timeout=2.0)
+        self.node.destroy_node()
+        if self._own_context and self.context.ok():
+            rclpy.shutdown(context=self.context)
+
+
+def _decode_task_state(msg: JointState) -> dict[str, np.ndarray]:
+    """task/state names are '<key>/<index>'; the values are regrouped into arrays per key."""
+    grouped: dict[str, list[tuple[int, float]]] = {}
+    for name, value in zip(msg.name, msg.position):
+        key, _, index = name.rpartition("/")
+        grouped.setdefault(key, []).append((int(index), value))
+    return {k: np.array([v for _, v in sorted(items)]) for k, items in grouped.items()}
+
+
+def make_ros_env(task: str, obs: str = "state", seed: int | None = None, namespace: str = "/franka",
+                 context: Context | None = None, task_state: bool = True, **overrides: Any):
+    """tasks.make_env over ROS: a RobotEnv whose robot is a RosRobot matching the task (its
+    cameras in pixels mode, image size, control rate). task_state: read the twin's ground truth
+    (the twin tasks' reward and obs="state" need it); False on hardware."""
+    import tasks
+
+    spec = tasks.make_spec(task, **overrides)
+    config = RosRobotConfig(namespace=namespace, image_size=spec.image_size, control_hz=spec.control_hz,
+                            cameras=spec.cameras if obs == "pixels" else (),
+                            task_state=task_state)
+    return tasks.make_env(task, obs=obs, seed=seed, robot=RosRobot(config, context=context), **overrides)
