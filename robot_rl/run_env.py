@@ -39,5 +39,6 @@ def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
     if task not in tasks.TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(tasks.TASKS) + list(BUILTIN_TASKS)}")
     env = tasks.make_env(task, obs=obs, seed=seed)
-    expert = tasks.experts.make_expert(task, env, noise=expert_noise, seed=seed)
+    from tasks.experts import make_expert
+    expert = make_expert(task, env, noise=expert_noise, seed=seed)
     return EnvHandle(env, expert, control_hz=float(getattr(env.unwrapped, "control_hz", 10.0)))

@@ -5,7 +5,8 @@ needs:
 
     RUN_DIR/config.yaml          the full config, as run
     RUN_DIR/buffers/{online,demo} memory-mapped replay buffers (crash-safe)
-    RUN_DIR/checkpoint/          agent weights, optimisers, counters (safetensors + JSON)
+    RUN_DIR/checkpoint.safetensors, checkpoint.json
+                                 agent weights, optimisers, RNGs (safetensors) and counters (JSON)
     RUN_DIR/tb/                  TensorBoard logs
     RUN_DIR/progress.json        the learning curve, as numbers
     RUN_DIR/learning_curve.png   the learning curve, as a picture
@@ -65,6 +66,10 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def checkpoint_exists(path: Path) -> bool:
+    return path.with_name(path.name + ".safetensors").exists()
 
 
 def run_episode(env_handle: EnvHandle, policy: Callable[[dict], np.ndarray], seed: int,
@@ -136,7 +141,9 @@ class _Curve:
             self.data.update(json.loads(self.path.read_text()))
 
     def save(self) -> None:
-        self.path.write_text(json.dumps(self.data))
+        tmp = self.path.with_suffix(".tmp")  # atomic: a kill never leaves a half-written curve
+        tmp.write_text(json.dumps(self.data))
+        tmp.replace(self.path)
 
     def plot(self, png: Path, title: str) -> None:
         import matplotlib
@@ -185,13 +192,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     curve = _Curve(run_dir)
 
     # Resume: a checkpoint plus both buffers, reopened as they were at the last commit.
-    ckpt_dir = run_dir / "checkpoint"
+    ckpt_path = run_dir / "checkpoint"
     online_dir, demo_dir = run_dir / "buffers" / "online", run_dir / "buffers" / "demo"
     counters = {"env_steps": 0, "episodes": 0, "updates": 0}
-    if cfg.resume and ckpt.exists(ckpt_dir) and online_dir.exists() and demo_dir.exists():
-        counters.update(ckpt.load(ckpt_dir, agent))
+    if cfg.resume and checkpoint_exists(ckpt_path) and online_dir.exists() and demo_dir.exists():
+        counters.update(ckpt.load_agent(agent, ckpt_path)["counters"])
         online, demo = ReplayBuffer.open(online_dir), ReplayBuffer.open(demo_dir)
-        log.info("resumed from %s at env step %d", ckpt_dir, counters["env_steps"])
+        log.info("resumed from %s at env step %d", ckpt_path, counters["env_steps"])
     else:
         for d in (online_dir, demo_dir):
             if d.exists():
@@ -200,14 +207,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         online = ReplayBuffer.create(online_dir, env.observation_space, action_dim,
                                      capacity=cfg.buffer.capacity, fsync=cfg.buffer.fsync)
         demo = ReplayBuffer.create(demo_dir, env.observation_space, action_dim,
-                                   capacity=cfg.buffer.capacity, fsync=cfg.buffer.fsync)
+                                   capacity=cfg.buffer.demo_capacity, fsync=cfg.buffer.fsync)
         started = time.perf_counter()
         demo_stats = collect_demos(handle, demo, cfg.demos, seed=10_000_000 + cfg.seed * 1000)
         demo_stats["wall_s"] = time.perf_counter() - started
         (run_dir / "demos.json").write_text(json.dumps(demo_stats, indent=2))
         log.info("demos: %s", demo_stats)
 
-    sampler = RLPDSampler(online, demo, batch_size=cfg.batch_size, demo_ratio=cfg.buffer.demo_ratio)
+    sampler = RLPDSampler(online, demo, batch_size=cfg.batch_size, demo_ratio=cfg.buffer.demo_ratio,
+                          pin_memory=cfg.buffer.pin_memory)
     rng = np.random.default_rng(cfg.seed + counters["env_steps"])
 
     from tqdm import tqdm
@@ -233,8 +241,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if len(online) >= cfg.learning_starts:
             update_debt += cfg.updates_per_step
             while update_debt >= 1.0:
-                batch = to_torch(sampler.sample(rng), device)
-                metrics = agent.update(batch)
+                # One full RLPD batch per gradient step of the UTD cycle (critic steps, then joint).
+                batches = [to_torch(sampler.sample(rng), device)
+                           for _ in range(cfg.agent.critic_actor_ratio)]
+                metrics = agent.update(batches)
                 counters["updates"] += 1
                 update_debt -= 1.0
                 if counters["updates"] % 100 == 0:
@@ -270,12 +280,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             postfix["eval_success"] = f"{last_eval:.2f}"
         bar.set_postfix(postfix)
         if cfg.checkpoint_every and (step // cfg.checkpoint_every) > ((step - result["length"]) // cfg.checkpoint_every):
-            ckpt.save(ckpt_dir, agent, counters)
+            ckpt.save_agent(agent, ckpt_path, {"counters": counters})
             curve.save()
     bar.close()
 
     train_wall = time.perf_counter() - train_started
-    ckpt.save(ckpt_dir, agent, counters)
+    ckpt.save_agent(agent, ckpt_path, {"counters": counters})
     final = evaluate(handle, agent, cfg.final_eval_episodes, seed=30_000_000 + cfg.seed)
     final.update({
         "task": cfg.task, "obs": cfg.obs, "seed": cfg.seed,

@@ -1,4 +1,10 @@
-"""MLPs in SERL's style: Dense -> LayerNorm -> tanh per hidden layer, Xavier-uniform weights.
+"""MLPs in SERL's style: Dense -> LayerNorm -> tanh per hidden layer.
+
+Initialisation is PyTorch's Linear default (weights and biases uniform in ±1/sqrt(fan_in)),
+not SERL's Xavier-uniform with zero biases. With Xavier the freshly initialised critics put
+Q values of about ±1.4 on unseen actions; the actor chases them and the critics bootstrap
+from them: on the point_reach task (returns in [0, 1]) Q rose to ~2.4 and 2 of 2 seeds failed
+at 2k steps, against Q ~0.8 and 2 of 2 seeds at 80-90% success with this initialisation.
 
 `EnsembleMLP` is E independent MLPs evaluated as ONE batched computation: each layer keeps
 its weights stacked as (E, in, out) and runs a single `baddbmm`, so an ensemble of 10 costs
@@ -13,10 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _xavier_(w: torch.Tensor, fan_in: int, fan_out: int) -> None:
-    bound = (6.0 / (fan_in + fan_out)) ** 0.5
+def default_init_(w: torch.Tensor, b: torch.Tensor | None, fan_in: int) -> None:
+    """PyTorch's nn.Linear initialisation, for stacked (ensemble) weights too."""
+    bound = fan_in ** -0.5
     with torch.no_grad():
         w.uniform_(-bound, bound)
+        if b is not None:
+            b.uniform_(-bound, bound)
 
 
 class MLP(nn.Sequential):
@@ -42,8 +51,7 @@ class MLP(nn.Sequential):
         self.out_dim = d
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                _xavier_(m.weight, m.in_features, m.out_features)
-                nn.init.zeros_(m.bias)
+                default_init_(m.weight, m.bias, m.in_features)
 
 
 class EnsembleMLP(nn.Module):
@@ -69,10 +77,10 @@ class EnsembleMLP(nn.Module):
         self.ln_weights = nn.ParameterList()
         self.ln_biases = nn.ParameterList()
         for i, (d_in, d_out) in enumerate(zip(self.dims[:-1], self.dims[1:])):
-            w = torch.empty(e, d_in, d_out)
-            _xavier_(w, d_in, d_out)
+            w, b = torch.empty(e, d_in, d_out), torch.empty(e, 1, d_out)
+            default_init_(w, b, d_in)
             self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.zeros(e, 1, d_out)))
+            self.biases.append(nn.Parameter(b))
             hidden = i < len(self.dims) - 2
             if hidden and layer_norm:
                 self.ln_weights.append(nn.Parameter(torch.ones(e, 1, d_out)))

@@ -32,8 +32,6 @@ class TanhGaussianPolicy(nn.Module):
         super().__init__()
         self.trunk = MLP(in_dim, hidden_dims, None)
         self.head = nn.Linear(self.trunk.out_dim, 2 * action_dim)
-        nn.init.xavier_uniform_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
         self.action_dim = action_dim
         self.log_std_min = math.log(std_min)
         self.log_std_max = math.log(std_max)
