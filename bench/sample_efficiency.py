@@ -1,0 +1,69 @@
+"""The sample-efficiency bar: `python -m bench.sample_efficiency [--rows pick_state ...] [--seeds 0 1 2]`.
+
+| row         | task       | obs    | demos | goal                              |
+|-------------|------------|--------|-------|-----------------------------------|
+| pick_state  | pick_cube  | state  | 10    | >= 90% success within 15k steps   |
+| pick_pixels | pick_cube  | pixels | 20    | >= 90% success within 30k steps   |
+| peg_pixels  | peg_insert | pixels | 20    | >= 90% success within 30k steps   |
+
+Each row trains `seeds` runs with evaluation every `--eval-every` env steps, and reports the
+first env step at which the evaluation success reached 90% (None if never), the final success
+rate, wall time, env steps/s and learner updates per env step, with the machine. The pixel rows
+are judged by env steps, not wall time: run them on a GPU machine when one is available.
+Prints one JSON line at the end; figures go to docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ROWS = {
+    "pick_state": dict(task="pick_cube", obs="state", demos=10, steps=15_000),
+    "pick_pixels": dict(task="pick_cube", obs="pixels", demos=20, steps=30_000),
+    "peg_pixels": dict(task="peg_insert", obs="pixels", demos=20, steps=30_000),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.learner import machine
+    from robot_rl import config as config_lib
+    from robot_rl.train import TrainConfig, train
+
+    parser = argparse.ArgumentParser(prog="bench.sample_efficiency")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--eval-every", type=int, default=2_500)
+    parser.add_argument("--out", default="runs/bench_sample_efficiency")
+    parser.add_argument("--set", action="append", default=[], help="extra TrainConfig overrides")
+    args = parser.parse_args(argv)
+
+    print(f"machine: {machine()}")
+    report: dict = {"machine": machine(), "rows": {}}
+    for row in args.rows:
+        spec = ROWS[row]
+        runs = []
+        for seed in args.seeds:
+            run_dir = Path(args.out) / row / f"seed{seed}"
+            overrides = [f"{k}={v}" for k, v in spec.items()] + [
+                f"seed={seed}", f"run_dir={run_dir}", f"eval_every={args.eval_every}",
+                "eval_episodes=20", "final_eval_episodes=50", "progress=false"] + args.set
+            cfg = config_lib.load(TrainConfig, None, overrides)
+            started = time.perf_counter()
+            final = train(cfg)
+            curve = json.loads((run_dir / "progress.json").read_text())
+            reached = next((s for s, r in zip(curve["eval_step"], curve["eval_success"]) if r >= 0.9), None)
+            runs.append({"seed": seed, "steps_to_90": reached, "final_success": final["success_rate"],
+                         "wall_s": round(time.perf_counter() - started, 1),
+                         "env_steps_per_s": round(final["env_steps_per_s"], 1),
+                         "updates_per_env_step": round(final["updates_per_env_step"], 2)})
+            print(f"{row} seed {seed}: {runs[-1]}", flush=True)
+        report["rows"][row] = {"goal_steps": spec["steps"], "runs": runs,
+                               "met": all(r["steps_to_90"] is not None for r in runs)}
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
