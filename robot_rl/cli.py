@@ -34,9 +34,15 @@ def _train_config(args: argparse.Namespace):
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
+    """A TrainConfig from a YAML file, the common fields as flags, and any field with --set."""
     p.add_argument("--config", help="YAML file with TrainConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field by its dotted path, e.g. agent.discount=0.99")
+    p.add_argument("--task")
+    p.add_argument("--obs", choices=["state", "pixels"])
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run-dir")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -124,20 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="scripted demos, online RLPD training, evaluation")
     _add_config_args(p)
-    p.add_argument("--task")
-    p.add_argument("--obs", choices=["state", "pixels"])
-    p.add_argument("--steps", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--run-dir")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("config", help="print the resolved training config")
     _add_config_args(p)
-    p.add_argument("--task")
-    p.add_argument("--obs", choices=["state", "pixels"])
-    p.add_argument("--steps", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--run-dir")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint")
