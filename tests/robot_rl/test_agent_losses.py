@@ -101,7 +101,8 @@ def test_agent_critic_loss_matches_hand_assembly_from_its_networks():
     agent = _state_agent(critic_ensemble_size=4, critic_subsample_size=2, backup_entropy=True, discount=0.8)
     batch = _batch()
     batch["terminated"][:3] = 1.0
-    noise, subset = torch.randn(8, 3), torch.tensor([3, 1])
+    noise = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
+    subset = torch.tensor([3, 1])
     obs, nxt = batch["obs"]["state"], batch["next_obs"]["state"]
     loss, metrics = agent._head_losses(obs, nxt, nxt, batch["action"], batch["reward"], batch["terminated"],
                                        None, noise, subset, None)
@@ -109,7 +110,10 @@ def test_agent_critic_loss_matches_hand_assembly_from_its_networks():
         mean, log_std = agent.actor(nxt)
         u = mean + log_std.exp() * noise
         a = torch.tanh(u)
-        logp = (torch.distributions.Normal(mean, log_std.exp()).log_prob(u) - torch.log1p(-a.square())).sum(-1)
+        # float64 for the textbook formula: log1p(-tanh(u)^2) hits -inf in float32 once |u| > ~9
+        u64 = u.double()
+        logp = (torch.distributions.Normal(mean.double(), log_std.exp().double()).log_prob(u64)
+                - torch.log1p(-torch.tanh(u64).square())).sum(-1).float()
         alpha = agent.log_alpha.exp()
         members_q = torch.stack([agent.target_critic.member_forward(torch.cat([nxt, a], -1), k)[:, 0]
                                  for k in (3, 1)])
