@@ -32,6 +32,8 @@ setup(
             "robot-rl-franka-sim = drivers.franka_sim:main",
             "robot-rl-twin = sim.twin_node:main",
             "robot-rl-controller = controllers.node:main",
+            "robot-rl-actor = tasks.actor_node:main",
+            "robot-rl-learner = tasks.learner_node:main",
         ],
     },
 )

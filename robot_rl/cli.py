@@ -1,7 +1,7 @@
 """The `robot-rl` command line.
 
     robot-rl train [--config FILE] [--task T] [--obs state|pixels] [--steps N] [--seed S]
-                   [--run-dir DIR] [--set key=value ...]
+                   [--run-dir DIR] [--set key=value ...] [--distributed]
     robot-rl eval RUN_DIR [--episodes N]
     robot-rl demos --task T --episodes N --out DIR
     robot-rl bench learner [--quick]
@@ -46,10 +46,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from robot_rl.train import train
-
     cfg = _train_config(args)
-    final = train(cfg)
+    if args.distributed:
+        # Actor and learner as two processes over ROS 2 (tasks/ holds the rclpy side).
+        from tasks.distributed import run_distributed
+        final = run_distributed(cfg)
+    else:
+        from robot_rl.train import train
+        final = train(cfg)
     print(json.dumps(final))
     print(f"success rate {final['success_rate']:.2f} over {final['episodes']} episodes; "
           f"results in {cfg.run_dir} (eval.json, learning_curve.png, checkpoint/, tb/)")
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="scripted demos, online RLPD training, evaluation")
     _add_config_args(p)
+    p.add_argument("--distributed", action="store_true",
+                   help="run actor and learner as separate processes over ROS 2")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("config", help="print the resolved training config")

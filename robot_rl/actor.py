@@ -1,0 +1,383 @@
+"""The actor loop: env + policy + human takeover, transitions out, acks and weights in.
+
+The actor runs episodes. In every control step it asks the `Takeover` for a human command
+first: a SpaceMouse motion above the deadband (or a held gripper / takeover button) REPLACES
+the policy's action in that same step and is recorded as the executed action with
+intervention=True. Every transition gets a sequence number and is sent at once (one message
+per step), and kept in memory until the learner acknowledges it; the learner acks only what it
+has committed to disk, whole episodes at a time.
+
+Restarts: acks carry the learner's session id. A new session (the learner restarted) or a
+learner that stopped accepting our sequence (a gap, a lost message) makes the actor resend
+every unacknowledged transition, oldest first; the learner drops what it already has by
+(actor id, session, seq). Unacked transitions are bounded (`max_unacked`): past it the actor
+waits between episodes for acks rather than drop data.
+
+New weights are applied between episodes only, never mid-episode.
+
+No ROS here: the node (tasks/actor_node.py) passes received bytes to receive_ack /
+receive_weights / Takeover from its callbacks and gives a `send(bytes)` callable. Those entry
+points are thread-safe; everything else runs on the caller's thread.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from robot_rl import transport
+from robot_rl.transport import TransitionChunk
+
+log = logging.getLogger("robot_rl.actor")
+
+
+@dataclass
+class TakeoverConfig:
+    deadband: float = 0.05          # a twist component above this (in twist units) is a human motion
+    linear_scale: float = 1.0       # twist units that map to action 1.0 (1.0: the teleop contract's
+    angular_scale: float = 1.0      # normalised twist; set the task's action scale for m/step input)
+    timeout_s: float = 0.5          # teleop input older than this is ignored (device gone quiet)
+
+
+@dataclass
+class ActorConfig:
+    actor_id: str = "actor0"
+    max_unacked: int = 20_000       # transitions kept for resending; past it, wait for acks
+    resend_after_s: float = 2.0     # no progress at the learner for this long -> resend unacked
+    resend_chunk: int = 32          # transitions per resent message
+    random_steps: int = 0           # uniform-random actions before the policy acts
+    pace_hz: float = 0.0            # >0: hold this step rate (an env that does not pace itself)
+    # Keep the policy close to the learner (as the in-process loop): before an episode, wait
+    # until the newest weights have >= sync_updates_per_step * (steps - max_policy_lag) updates.
+    sync_updates_per_step: float = 0.0   # 0: never wait for weights
+    sync_after_steps: int = 0            # the learner's learning_starts: no updates before it
+    max_policy_lag: int = 200
+    sync_timeout_s: float = 60.0
+    takeover: TakeoverConfig = field(default_factory=TakeoverConfig)
+
+
+def quat_to_rot(q: np.ndarray) -> np.ndarray:
+    """(x, y, z, w) -> 3x3 rotation matrix."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def tcp_rotation(env: Any) -> np.ndarray | None:
+    """The TCP rotation (base <- EE) of a tasks.RobotEnv, or None for envs without one."""
+    state = getattr(getattr(env, "unwrapped", env), "last_state", None)
+    quat = getattr(state, "tcp_quat", None)
+    return None if quat is None else quat_to_rot(quat)
+
+
+class Takeover:
+    """The latest human command. on_twist/on_joy are called from ROS callbacks (any thread);
+    action() is read by the actor once per control step, so a command takes over in the step
+    right after it arrives."""
+
+    def __init__(self, cfg: TakeoverConfig | None = None, clock: Callable[[], float] = time.monotonic):
+        self.cfg = cfg or TakeoverConfig()
+        if self.cfg.linear_scale <= 0 or self.cfg.angular_scale <= 0 or self.cfg.deadband < 0:
+            raise ValueError(f"takeover scales must be > 0 and the deadband >= 0: {self.cfg}")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._twist = np.zeros(6)
+        self._twist_time = -np.inf
+        self._gripper: float | None = None     # 1 close, 0 open, None: no gripper button held
+        self._button = False                   # an explicit takeover button (e.g. keyboard toggle)
+        self._joy_time = -np.inf
+
+    def on_twist(self, twist: Any) -> None:
+        """twist: [vx, vy, vz, wx, wy, wz] in the robot base frame."""
+        v = np.asarray(twist, dtype=np.float64)
+        if v.shape != (6,) or not np.all(np.isfinite(v)):
+            raise ValueError(f"teleop twist must be 6 finite numbers, got {twist!r}")
+        with self._lock:
+            self._twist, self._twist_time = v, self._clock()
+
+    def on_joy(self, gripper: float | None, takeover_button: bool = False) -> None:
+        """gripper: 1.0 while close is held, 0.0 while open is held, None otherwise."""
+        with self._lock:
+            self._gripper, self._button, self._joy_time = gripper, bool(takeover_button), self._clock()
+
+    def action(self, rotation: np.ndarray | None = None) -> np.ndarray | None:
+        """The human's action (7,) in [-1, 1] in the EE frame, or None when the human is idle.
+
+        rotation: the TCP rotation (base <- EE); the twist is in the base frame and the action
+        in the EE frame, so the twist is rotated by its transpose. None: frames coincide."""
+        now = self._clock()
+        with self._lock:
+            twist = self._twist if now - self._twist_time <= self.cfg.timeout_s else np.zeros(6)
+            joy_fresh = now - self._joy_time <= self.cfg.timeout_s
+            gripper = self._gripper if joy_fresh else None
+            button = self._button and joy_fresh
+        moving = bool(np.max(np.abs(twist)) > self.cfg.deadband)
+        if not (moving or gripper is not None or button):
+            return None
+        lin, ang = (twist[:3], twist[3:]) if moving else (np.zeros(3), np.zeros(3))
+        if rotation is not None:
+            lin, ang = rotation.T @ lin, rotation.T @ ang
+        action = np.zeros(7)
+        action[:3] = lin / self.cfg.linear_scale
+        action[3:6] = ang / self.cfg.angular_scale
+        action[6] = 0.0 if gripper is None else (1.0 if gripper >= 0.5 else -1.0)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+class Actor:
+    """See the module docstring. `handle` is a robot_rl.run_env.EnvHandle (env + control rate)."""
+
+    def __init__(self, cfg: ActorConfig, handle: Any, agent: Any, send: Callable[[bytes], None],
+                 takeover: Takeover | None = None, session: str | None = None, writer: Any = None,
+                 seed: int = 0, clock: Callable[[], float] = time.monotonic,
+                 rotation: Callable[[], np.ndarray | None] | None = None):
+        self.cfg, self.handle, self.env, self.agent = cfg, handle, handle.env, agent
+        self.send = send
+        self.takeover = takeover or Takeover(cfg.takeover, clock)
+        self.session = session or uuid.uuid4().hex[:12]
+        self.key = transport.session_key(cfg.actor_id, self.session)
+        self.writer = writer
+        self.clock = clock
+        self.rotation = rotation or (lambda: tcp_rotation(self.env))
+        self.rng = np.random.default_rng(seed)
+        self.weights_schema = transport.weights_schema(agent.policy_state_dict())
+        self.stop_event = threading.Event()
+
+        self._lock = threading.Lock()
+        self._ack_inbox: tuple[str, dict[str, int] | None] | None = None
+        self._weights_inbox: tuple[dict[str, Any], dict[str, Any]] | None = None
+
+        self.next_seq = 0
+        self.episode = 0
+        self.env_steps = 0
+        self.unacked: OrderedDict[int, dict[str, Any]] = OrderedDict()  # seq -> transition
+        self.last_sent: dict[int, float] = {}
+        self.acked = -1
+        self.learner_session: str | None = None
+        self.learner_expected: int | None = None
+        self.last_resend = -np.inf
+        self.weights_version = -1
+        self.weights_header: dict[str, Any] = {}
+        self.stats = {"sent": 0, "resent": 0, "acked": 0, "weights_loaded": 0, "rejected": 0}
+
+    # ------------------------------------------------------------------ inbound (any thread)
+
+    def receive_ack(self, data: bytes) -> None:
+        """Raises TransportError for a malformed message (the node logs it and goes on)."""
+        learner_session, table = transport.decode_ack(data)
+        with self._lock:
+            self._ack_inbox = (learner_session, table.get(self.key))
+
+    def receive_weights(self, data: bytes) -> None:
+        """Checks the weights against this policy's schema now; they are applied between episodes."""
+        header, state = transport.decode_weights(data, self.weights_schema)
+        with self._lock:
+            self._weights_inbox = (header, state)     # latest only: the newest message wins
+
+    # ------------------------------------------------------------------ acks and resending
+
+    def pump(self) -> None:
+        """Applies the newest ack, prunes acknowledged transitions, resends when the learner lost some."""
+        with self._lock:
+            inbox, self._ack_inbox = self._ack_inbox, None
+        now = self.clock()
+        resend_all = False
+        if inbox is not None:
+            learner_session, entry = inbox
+            if learner_session != self.learner_session:
+                if self.learner_session is not None:
+                    log.info("learner session %s -> %s: resending %d unacked transitions",
+                             self.learner_session, learner_session, len(self.unacked))
+                self.learner_session = learner_session
+                resend_all = bool(self.unacked)
+            if entry is None:
+                self.learner_expected = None
+            else:
+                self.learner_expected = entry["expected"]
+                if entry["acked"] > self.acked:
+                    self.acked = entry["acked"]
+                    while self.unacked and next(iter(self.unacked)) <= self.acked:
+                        seq, _ = self.unacked.popitem(last=False)
+                        self.last_sent.pop(seq, None)
+                        self.stats["acked"] += 1
+        if not resend_all and self.unacked and now - self.last_resend > self.cfg.resend_after_s:
+            # Stalled: the learner does not expect what we sent (or does not know us) for too long.
+            waiting_for = self.learner_expected if self.learner_expected is not None else next(iter(self.unacked))
+            if waiting_for < self.next_seq and waiting_for in self.last_sent \
+                    and now - self.last_sent[waiting_for] > self.cfg.resend_after_s:
+                resend_all = True
+            elif waiting_for < next(iter(self.unacked)):
+                resend_all = True    # it expects older data than we hold: cannot happen unless reset
+        if resend_all:
+            self.resend()
+
+    def resend(self) -> None:
+        """Sends every unacked transition again, oldest first, in per-episode chunks."""
+        now = self.clock()
+        self.last_resend = now
+        run: list[tuple[int, dict[str, Any]]] = []
+        for seq, t in self.unacked.items():
+            if run and (t["episode"] != run[-1][1]["episode"] or len(run) >= self.cfg.resend_chunk):
+                self._send_run(run, now)
+                run = []
+            run.append((seq, t))
+        if run:
+            self._send_run(run, now)
+
+    def _send_run(self, run: list[tuple[int, dict[str, Any]]], now: float, first_time: bool = False) -> None:
+        first_seq, first = run[0]
+        ts = [t for _, t in run]
+        frames = {k: np.stack([first["obs"][k]] + [t["next_obs"][k] for t in ts]) for k in first["obs"]}
+        chunk = TransitionChunk(
+            self.cfg.actor_id, self.session, first["episode"], first["step"], first_seq, frames,
+            np.stack([t["action"] for t in ts]).astype(np.float32),
+            *(np.array([t[k] for t in ts], dtype=dt) for k, dt in (
+                ("reward", np.float32), ("terminated", np.uint8), ("truncated", np.uint8),
+                ("grasp_penalty", np.float32), ("intervention", np.uint8))),
+            unacked_from=next(iter(self.unacked)))
+        self.send(transport.encode_transitions(chunk))
+        for seq, _ in run:
+            self.last_sent[seq] = now
+        self.stats["sent" if first_time else "resent"] += len(run)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Waits until every transition is acknowledged; False on timeout."""
+        deadline = self.clock() + timeout_s
+        while self.unacked and self.clock() < deadline and not self.stop_event.is_set():
+            self.pump()
+            time.sleep(0.02)
+        self.pump()
+        return not self.unacked
+
+    # ------------------------------------------------------------------ weights
+
+    def apply_weights(self) -> bool:
+        """Loads the newest received weights (call between episodes); True if new ones were loaded."""
+        with self._lock:
+            inbox, self._weights_inbox = self._weights_inbox, None
+        if inbox is None:
+            return False
+        header, state = inbox
+        self.agent.load_policy_state_dict(state)
+        self.weights_version, self.weights_header = header["weights_version"], header
+        self.stats["weights_loaded"] += 1
+        return True
+
+    def _wait_for_policy(self) -> None:
+        """Optional lockstep: wait until the learner's weights are not too far behind our steps."""
+        ratio = self.cfg.sync_updates_per_step
+        if ratio <= 0:
+            return
+        need = ratio * (self.env_steps - self.cfg.max_policy_lag - self.cfg.sync_after_steps)
+        if need <= 0:
+            return
+        deadline = self.clock() + self.cfg.sync_timeout_s
+        while self.weights_header.get("weights_version", -1) < need and not self.stop_event.is_set():
+            self.pump()
+            self.apply_weights()
+            if self.clock() > deadline:
+                log.warning("weights lag: have %s updates, want %.0f; going on with older weights",
+                            self.weights_header.get("weights_version"), need)
+                return
+            time.sleep(0.02)
+
+    # ------------------------------------------------------------------ episodes
+
+    def _wait_for_room(self) -> None:
+        warned = self.clock()
+        while len(self.unacked) >= self.cfg.max_unacked and not self.stop_event.is_set():
+            self.pump()
+            time.sleep(0.02)
+            if self.clock() - warned > 5.0:
+                log.warning("%d unacknowledged transitions (max %d): waiting for the learner",
+                            len(self.unacked), self.cfg.max_unacked)
+                warned = self.clock()
+
+    def policy_action(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self.env_steps < self.cfg.random_steps:
+            return self.rng.uniform(-1.0, 1.0, size=self.env.action_space.shape).astype(np.float32)
+        return self.agent.act(obs, deterministic=False)
+
+    def run_episode(self, seed: int | None = None) -> dict[str, Any]:
+        """One episode: weights first (never mid-episode), then act / take over / send each step."""
+        self._wait_for_room()
+        self.apply_weights()
+        self._wait_for_policy()
+        obs, info = self.env.reset(seed=seed)
+        episode, started = self.episode, self.clock()
+        ret, length, interventions, success = 0.0, 0, 0, False
+        tick = self.clock()
+        while True:
+            if self.cfg.pace_hz > 0:
+                tick += 1.0 / self.cfg.pace_hz
+                time.sleep(max(0.0, tick - self.clock()))
+            human = self.takeover.action(self.rotation())
+            action = human if human is not None else self.policy_action(obs)
+            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            self._record(episode, length, obs, action, reward, next_obs, terminated, truncated,
+                         info.get("grasp_penalty", 0.0), human is not None)
+            ret += float(reward)
+            length += 1
+            interventions += int(human is not None)
+            success = success or bool(info.get("success", False))
+            obs = next_obs
+            self.pump()
+            if terminated or truncated or self.stop_event.is_set():
+                break
+        self.episode += 1
+        result = {"episode": episode, "return": ret, "length": length, "success": success,
+                  "interventions": interventions, "intervention_rate": interventions / max(length, 1),
+                  "cycle_time_s": length / self.handle.control_hz if success else None,
+                  "wall_s": self.clock() - started, "weights_version": self.weights_version,
+                  "env_steps": self.env_steps}
+        self._log(result)
+        return result
+
+    def _record(self, episode: int, step: int, obs, action, reward, next_obs, terminated, truncated,
+                grasp_penalty, intervention: bool) -> None:
+        seq = self.next_seq
+        self.next_seq += 1
+        self.env_steps += 1
+        t = {"episode": episode, "step": step,
+             "obs": {k: np.array(v, copy=True) for k, v in obs.items()},
+             "next_obs": {k: np.array(v, copy=True) for k, v in next_obs.items()},
+             "action": np.asarray(action, np.float32).copy(), "reward": float(reward),
+             "terminated": bool(terminated), "truncated": bool(truncated),
+             "grasp_penalty": float(grasp_penalty), "intervention": bool(intervention)}
+        self.unacked[seq] = t
+        self._send_run([(seq, t)], self.clock(), first_time=True)
+
+    def _log(self, r: dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        step = self.env_steps
+        w = self.writer
+        w.add_scalar("actor/return", r["return"], step)
+        w.add_scalar("actor/success", float(r["success"]), step)
+        w.add_scalar("actor/length", r["length"], step)
+        w.add_scalar("actor/interventions", r["interventions"], step)
+        w.add_scalar("actor/intervention_rate", r["intervention_rate"], step)
+        if r["cycle_time_s"] is not None:
+            w.add_scalar("actor/cycle_time_s", r["cycle_time_s"], step)
+        w.add_scalar("actor/weights_version", r["weights_version"], step)
+        w.add_scalar("actor/unacked", len(self.unacked), step)
+
+    def run(self, steps: int, seed: int = 0, flush_timeout_s: float = 60.0,
+            on_episode: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Episodes until `steps` env steps (or stop_event), then waits for the last acks."""
+        results = []
+        while self.env_steps < steps and not self.stop_event.is_set():
+            r = self.run_episode(seed=seed * 1_000_003 + self.episode)
+            results.append(r)
+            if on_episode is not None:
+                on_episode(r)
+        if not self.flush(flush_timeout_s):
+            log.warning("%d transitions still unacknowledged after %.0f s", len(self.unacked), flush_timeout_s)
+        return results

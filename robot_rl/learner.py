@@ -1,0 +1,345 @@
+"""The learner loop: transitions in (from any number of actors), SAC/RLPD updates, weights out.
+
+Ingest. Each actor session (actor id + a random session id per actor process) numbers its
+transitions 0, 1, 2, ... The learner accepts them strictly in order per session, stages each
+episode in memory, and writes it to the buffers only when the episode ends: then the whole
+episode goes to the online buffer, its intervention segments to the demo buffer too
+(HIL-SERL), both buffers commit(), the session's ack table is written to disk, and only then is
+the new highest contiguous seq acknowledged. Whole-episode writes keep episodes of concurrent
+actors from interleaving in the buffers (a buffer holds one open episode at a time).
+Duplicates (seq below what the session's table says) are dropped; a gap (a lost message, or
+the learner restarted mid-episode) drops what follows until the actor resends from its oldest
+unacked transition - which always starts an episode, because acks cover whole episodes. Every
+message says where the actor's unacked data starts (`unacked_from`), so a session the learner
+has no record of is picked up there and never later: nothing is acked that was not stored.
+
+Delivery is at least once: a crash between the buffers' commit and the ack table's write can
+store the last episode twice (microseconds wide); an acknowledged transition is never lost.
+
+Training runs continuously in the same loop, capped at `updates_per_step` updates per ingested
+transition (as the in-process loop) unless `free_running`. Weights are published at most every
+`weights_every_s` (latest-only: the node publishes them TRANSIENT_LOCAL, depth 1). Acks go out
+on every commit and as a heartbeat every `heartbeat_every_s`, so a restarted actor or learner
+learns where the other stands.
+
+Restart: everything lives in the run directory (the layout of robot_rl/train.py):
+buffers/{online,demo}, checkpoint.{safetensors,json} (agent + update counter), and
+learner_state.json (per-session ack table, ingest counters; replaced atomically). A killed
+learner reopens the buffers at their last commit and the checkpoint, and answers actors from
+the table it wrote with that commit.
+
+No ROS here: the node (tasks/learner_node.py) feeds receive() from its subscription callback
+(any thread) and gives publish_weights / publish_ack callables.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from robot_rl import checkpoint as ckpt
+from robot_rl import config as config_lib
+from robot_rl import transport
+from robot_rl.agents.sac import SACAgent
+from robot_rl.buffers import ReplayBuffer
+from robot_rl.buffers.rlpd import RLPDSampler, to_torch
+from robot_rl.transport import TransitionChunk, TransitionSchema
+
+log = logging.getLogger("robot_rl.learner")
+
+
+@dataclass
+class LearnerConfig:
+    weights_every_s: float = 1.0       # publish weights at most this often (when they changed)
+    heartbeat_every_s: float = 0.5     # ack table broadcast period
+    checkpoint_every_s: float = 60.0   # agent checkpoint period (buffers commit per episode)
+    free_running: bool = False         # True: update as fast as possible, no updates/step cap
+    max_staged_steps: int = 100_000    # an episode longer than this is refused (memory bound)
+    stale_session_s: float = 600.0     # drop the staged, unfinished episode of a silent session
+    inbox_size: int = 10_000           # decoded messages waiting for the loop
+    stop_after_steps: int = 0          # >0: run() returns once this many transitions are in and
+                                       # the update cap for them is reached
+
+
+class Learner:
+    """See the module docstring. cfg: robot_rl.train.TrainConfig (task, agent, buffer, ...)."""
+
+    def __init__(self, cfg: Any, opts: LearnerConfig, publish_weights: Callable[[bytes], None],
+                 publish_ack: Callable[[bytes], None], writer: Any = None,
+                 clock: Callable[[], float] = time.monotonic):
+        from robot_rl.run_env import make_env_and_expert
+        from robot_rl.train import _device, checkpoint_exists, collect_demos
+
+        self.cfg, self.opts = cfg, opts
+        self.publish_weights, self.publish_ack = publish_weights, publish_ack
+        self.writer, self.clock = writer, clock
+        self.session = uuid.uuid4().hex[:12]
+        self.run_dir = Path(cfg.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = _device(cfg.device)
+
+        # The env gives the spaces (and the scripted demos in the twin); it is never stepped online here.
+        self.handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, expert_noise=cfg.demo_noise)
+        env = self.handle.env
+        self.schema = TransitionSchema.from_spaces(env.observation_space, env.action_space)
+        self.agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=self.device,
+                              seed=cfg.seed)
+
+        self.ckpt_path = self.run_dir / "checkpoint"
+        self.state_path = self.run_dir / "learner_state.json"
+        self.online_dir, self.demo_dir = self.run_dir / "buffers" / "online", self.run_dir / "buffers" / "demo"
+        state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.counters = {"env_steps": 0, "episodes": 0, "interventions": 0, "updates": 0,
+                         **state.get("counters", {})}
+        # session key -> {"acked": int, "expected": int}; staged episodes live in self.staged
+        self.sessions: dict[str, dict[str, int]] = {k: {"acked": v, "expected": v + 1}
+                                                    for k, v in state.get("acked", {}).items()}
+        self.staged: dict[str, list[dict[str, Any]]] = {}
+        self.last_seen: dict[str, float] = {}
+        self.demos_done = bool(state.get("demos_done", False))
+
+        if self.online_dir.exists() and self.demo_dir.exists():
+            self.online = ReplayBuffer.open(self.online_dir)
+            self.demo = ReplayBuffer.open(self.demo_dir)
+            log.info("reopened buffers: %d online, %d demo transitions", len(self.online), len(self.demo))
+        else:
+            action_dim = self.schema.action_dim
+            self.online = ReplayBuffer.create(self.online_dir, env.observation_space, action_dim,
+                                              capacity=cfg.buffer.capacity, fsync=cfg.buffer.fsync)
+            self.demo = ReplayBuffer.create(self.demo_dir, env.observation_space, action_dim,
+                                            capacity=cfg.buffer.demo_capacity, fsync=cfg.buffer.fsync)
+        if checkpoint_exists(self.ckpt_path):
+            meta = ckpt.load_agent(self.agent, self.ckpt_path)
+            self.counters["updates"] = int(meta.get("counters", {}).get("updates", 0))
+            log.info("resumed agent from %s at %d updates", self.ckpt_path, self.counters["updates"])
+        else:
+            config_lib.save(cfg, self.run_dir / "config.yaml")
+        if not self.demos_done:
+            if len(self.demo):
+                raise RuntimeError(f"{self.demo_dir} holds data but learner_state.json does not say the "
+                                   "demos were finished; use a fresh run dir")
+            if cfg.demos > 0:
+                stats = collect_demos(self.handle, self.demo, cfg.demos, seed=10_000_000 + cfg.seed * 1000)
+                (self.run_dir / "demos.json").write_text(json.dumps(stats, indent=2))
+                log.info("demos: %s", stats)
+            self.demos_done = True
+            self._save_state()
+
+        self.sampler = RLPDSampler(self.online, self.demo, batch_size=cfg.batch_size,
+                                   demo_ratio=cfg.buffer.demo_ratio, pin_memory=cfg.buffer.pin_memory)
+        self.rng = np.random.default_rng(cfg.seed + self.counters["updates"])
+        self.weights_schema = transport.weights_schema(self.agent.policy_state_dict())
+        self.inbox: queue.Queue[TransitionChunk] = queue.Queue(maxsize=opts.inbox_size)
+        self.stop_event = threading.Event()
+        self.stats = {"received": 0, "duplicates": 0, "gaps": 0, "rejected": 0, "weights_sent": 0}
+        self._last = {"weights": -np.inf, "heartbeat": -np.inf, "checkpoint": clock(), "weights_updates": -1}
+        self._metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ inbound (any thread)
+
+    def receive(self, data: bytes) -> None:
+        """Decodes and queues one transition message; raises TransportError if it does not fit."""
+        chunk = transport.decode_transitions(data, self.schema)
+        self.inbox.put(chunk, timeout=10.0)
+
+    # ------------------------------------------------------------------ ingest (loop thread)
+
+    def ingest(self, chunk: TransitionChunk) -> None:
+        key = transport.session_key(chunk.actor_id, chunk.session)
+        self.stats["received"] += chunk.count
+        self.last_seen[key] = self.clock()
+        s = self.sessions.get(key)
+        if s is None:
+            # A session we have no record of: everything below the actor's oldest unacked seq
+            # was acknowledged before (by us, with a lost record) - start there, never later.
+            for other in list(self.staged):
+                if other.split("/")[0] == chunk.actor_id:
+                    log.info("actor %s restarted (new session %s): dropping the unfinished episode of %s",
+                             chunk.actor_id, chunk.session, other)
+                    del self.staged[other]
+            s = self.sessions[key] = {"acked": chunk.unacked_from - 1, "expected": chunk.unacked_from}
+        elif chunk.unacked_from > s["expected"] and not self.staged.get(key):
+            s["acked"], s["expected"] = chunk.unacked_from - 1, chunk.unacked_from
+        staged = self.staged.setdefault(key, [])
+        for i in range(chunk.count):
+            seq, step = chunk.seq + i, chunk.step + i
+            if seq < s["expected"]:
+                self.stats["duplicates"] += 1
+                continue
+            if seq > s["expected"]:
+                self.stats["gaps"] += chunk.count - i
+                return
+            obs = chunk.obs(i)
+            if staged:
+                prev = staged[-1]
+                consistent = (chunk.episode == prev["episode"] and step == prev["step"] + 1
+                              and all(np.array_equal(obs[k], prev["next_obs"][k]) for k in obs))
+            else:
+                consistent = step == 0
+            if not consistent or len(staged) >= self.opts.max_staged_steps:
+                log.error("session %s: seq %d does not continue its episode (episode %d step %d); "
+                          "dropping the staged episode", key, seq, chunk.episode, step)
+                self.stats["rejected"] += 1
+                staged.clear()
+                s["expected"] = s["acked"] + 1
+                return
+            staged.append({"episode": chunk.episode, "step": step, "obs": obs,
+                           "next_obs": chunk.next_obs(i), "action": chunk.action[i],
+                           "reward": float(chunk.reward[i]), "terminated": bool(chunk.terminated[i]),
+                           "truncated": bool(chunk.truncated[i]),
+                           "grasp_penalty": float(chunk.grasp_penalty[i]),
+                           "intervention": bool(chunk.intervention[i])})
+            s["expected"] = seq + 1
+            if staged[-1]["terminated"] or staged[-1]["truncated"]:
+                self._commit_episode(key, staged)
+                staged.clear()
+
+    def _commit_episode(self, key: str, episode: list[dict[str, Any]]) -> None:
+        """Online buffer: the whole episode; demo buffer: each intervention segment. Then ack."""
+        try:
+            for t in episode:
+                self.online.add(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
+                                t["truncated"], grasp_penalty=t["grasp_penalty"],
+                                intervention=t["intervention"])
+            for i, t in enumerate(episode):
+                if not t["intervention"]:
+                    continue
+                segment_ends = i + 1 == len(episode) or not episode[i + 1]["intervention"]
+                # A segment that stops mid-episode is closed as a truncation: it bootstraps.
+                self.demo.add(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
+                              t["truncated"] or (segment_ends and not t["terminated"]),
+                              grasp_penalty=t["grasp_penalty"], intervention=True)
+            self.demo.commit()
+            self.online.commit()
+        except Exception:
+            log.exception("session %s: writing an episode failed; rolling the buffers back to "
+                          "their last commit", key)
+            self._reopen_buffers()
+            self.sessions[key]["expected"] = self.sessions[key]["acked"] + 1
+            self.stats["rejected"] += 1
+            return
+        n = len(episode)
+        s = self.sessions[key]
+        s["acked"] = s["expected"] - 1
+        interventions = sum(t["intervention"] for t in episode)
+        self.counters["env_steps"] += n
+        self.counters["episodes"] += 1
+        self.counters["interventions"] += interventions
+        self._save_state()
+        self._publish_acks()
+        if self.writer is not None:
+            step = self.counters["env_steps"]
+            self.writer.add_scalar("learner/episode_return", sum(t["reward"] for t in episode), step)
+            self.writer.add_scalar("learner/episode_length", n, step)
+            self.writer.add_scalar("learner/episode_intervention_rate", interventions / n, step)
+
+    def _reopen_buffers(self) -> None:
+        self.online.close()
+        self.demo.close()
+        self.online, self.demo = ReplayBuffer.open(self.online_dir), ReplayBuffer.open(self.demo_dir)
+        self.sampler.online, self.sampler.demo = self.online, self.demo
+
+    def _save_state(self) -> None:
+        """The ack table and counters, replaced atomically, after the buffers committed."""
+        doc = {"counters": self.counters, "demos_done": self.demos_done,
+               "acked": {k: v["acked"] for k, v in self.sessions.items() if v["acked"] >= 0}}
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        tmp.write_text(json.dumps(doc))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    # ------------------------------------------------------------------ outbound
+
+    def _publish_acks(self) -> None:
+        table = {k: dict(v) for k, v in self.sessions.items()}
+        self.publish_ack(transport.encode_ack(self.session, table))
+        self._last["heartbeat"] = self.clock()
+
+    def publish_weights_now(self) -> None:
+        data = transport.encode_weights(self.agent.policy_state_dict(), self.counters["updates"], self.session)
+        self.publish_weights(data)
+        self.stats["weights_sent"] += 1
+        self._last["weights"] = self.clock()
+        self._last["weights_updates"] = self.counters["updates"]
+
+    def checkpoint(self) -> None:
+        ckpt.save_agent(self.agent, self.ckpt_path, {"counters": {"updates": self.counters["updates"],
+                                                                  "env_steps": self.counters["env_steps"]}})
+        self._last["checkpoint"] = self.clock()
+
+    # ------------------------------------------------------------------ training
+
+    def update_budget(self) -> int:
+        """Updates allowed now: the in-process ratio of updates per ingested transition."""
+        if len(self.online) < self.cfg.learning_starts:
+            return 0
+        if self.opts.free_running:
+            return 1 << 30
+        return int(self.cfg.updates_per_step * self.counters["env_steps"]) - self.counters["updates"]
+
+    def train_some(self, max_seconds: float = 0.05) -> int:
+        done, until = 0, self.clock() + max_seconds
+        while self.update_budget() > 0 and self.clock() < until:
+            batch = to_torch(self.sampler.sample(self.rng), self.device)
+            self._metrics = self.agent.update(batch)
+            self.counters["updates"] += 1
+            done += 1
+            if self.writer is not None and self.counters["updates"] % 100 == 0:
+                for k, v in self._metrics.items():
+                    self.writer.add_scalar(f"learner/{k}", v, self.counters["env_steps"])
+        return done
+
+    def done(self) -> bool:
+        n = self.opts.stop_after_steps
+        return n > 0 and self.counters["env_steps"] >= n and self.update_budget() <= 0 and not any(self.staged.values())
+
+    def step(self) -> None:
+        """One loop iteration: ingest what arrived, train a little, publish and checkpoint when due."""
+        try:
+            chunk = self.inbox.get(timeout=0.0 if self.update_budget() > 0 else 0.02)
+            self.ingest(chunk)
+            while True:
+                self.ingest(self.inbox.get_nowait())
+        except queue.Empty:
+            pass
+        self.train_some()
+        now = self.clock()
+        if now - self._last["weights"] >= self.opts.weights_every_s and self._last["weights_updates"] != self.counters["updates"]:
+            self.publish_weights_now()
+        if now - self._last["heartbeat"] >= self.opts.heartbeat_every_s:
+            self._publish_acks()
+        if now - self._last["checkpoint"] >= self.opts.checkpoint_every_s:
+            self.checkpoint()
+        for key, seen in list(self.last_seen.items()):
+            if now - seen > self.opts.stale_session_s and self.staged.get(key):
+                log.info("session %s silent for %.0f s: dropping its unfinished episode", key, now - seen)
+                self.staged[key].clear()
+                self.sessions[key]["expected"] = self.sessions[key]["acked"] + 1
+
+    def run(self) -> dict[str, Any]:
+        """Until stop_event (or stop_after_steps is reached); checkpoints on the way out."""
+        self.publish_weights_now()
+        self._publish_acks()
+        while not self.stop_event.is_set() and not self.done():
+            self.step()
+        self.checkpoint()
+        self.publish_weights_now()
+        return dict(self.counters)
+
+    def close(self) -> None:
+        self.online.close()
+        self.demo.close()
+        self.handle.close()

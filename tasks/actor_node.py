@@ -1,0 +1,180 @@
+"""The actor as a ROS 2 node: robot_rl.actor.Actor with the SpaceMouse, transitions, acks, weights.
+
+    robot-rl-actor --ros-args -p config_file:=runs/x/config.yaml -p steps:=10000
+
+Subscribes /spacemouse/twist (TwistStamped) and /spacemouse/joy (Joy, the drivers/teleop.py
+contract) for human takeover, /robot_rl/weights and /robot_rl/acks; publishes
+/robot_rl/transitions. The episodes run on the main thread; rclpy spins on a background
+thread and only hands messages over (thread-safe), so a takeover command is used in the
+control step right after it arrives.
+
+backend: "twin" runs the env in this process (tasks.make_env); "ros" drives the robot over
+the topic contract (tasks.ros_backend.make_ros_env, namespace `robot_namespace`).
+At the end (steps reached, or SIGINT/SIGTERM) it waits for the last acks and writes
+RUN_DIR/actor_<id>.json (its episodes and counters).
+"""
+from __future__ import annotations
+
+import faulthandler
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import TwistStamped
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Joy
+from std_msgs.msg import UInt8MultiArray
+
+from drivers.teleop import GRIPPER_CLOSE, GRIPPER_OPEN, TAKEOVER  # the /spacemouse/joy contract
+from robot_rl.transport import TransportError
+from tasks import rl_graph
+from tasks.learner_node import declare, train_config_from_params
+
+
+class ActorNode(Node):
+    def __init__(self, **kwargs: Any):
+        super().__init__("actor", **kwargs)
+        from robot_rl.actor import Actor, ActorConfig, Takeover, TakeoverConfig
+        from robot_rl.agents.sac import SACAgent
+        from robot_rl.run_env import EnvHandle, make_env_and_expert
+        from robot_rl.train import _device
+
+        cfg = self.train_cfg = train_config_from_params(self)
+        self.steps = declare(self, "steps", cfg.steps, "env steps to run, then flush and exit")
+        backend = declare(self, "backend", "twin", "twin: env in this process; ros: over the topic contract")
+        robot_ns = declare(self, "robot_namespace", "/franka", "robot namespace for backend=ros")
+        takeover = TakeoverConfig(
+            deadband=declare(self, "deadband", 0.05, "twist magnitude (per component) that counts as a human motion"),
+            linear_scale=declare(self, "linear_scale", 1.0, "twist units mapping to action 1.0 (linear)"),
+            angular_scale=declare(self, "angular_scale", 1.0, "twist units mapping to action 1.0 (angular)"),
+            timeout_s=declare(self, "teleop_timeout_s", 0.5, "ignore teleop input older than this (s)"))
+        acfg = ActorConfig(
+            actor_id=declare(self, "actor_id", "actor0", "this actor's id (one per robot)"),
+            max_unacked=declare(self, "max_unacked", 20_000, "unacked transitions kept for resending"),
+            resend_after_s=declare(self, "resend_after_s", 2.0, "resend when the learner stalls this long (s)"),
+            random_steps=cfg.random_steps,
+            pace_hz=declare(self, "pace_hz", 0.0, "hold this control rate (0: as fast as the env steps)"),
+            sync_updates_per_step=declare(self, "sync_updates_per_step", 0.0,
+                                          "wait between episodes for weights with this many updates per step (0: never)"),
+            sync_after_steps=cfg.learning_starts,
+            max_policy_lag=declare(self, "max_policy_lag", 200, "steps the weights may lag behind the actor"),
+            takeover=takeover)
+        self.flush_timeout_s = declare(self, "flush_timeout_s", 60.0, "wait this long for the last acks at exit (s)")
+        topics = {name: declare(self, f"{name}_topic", default, f"{name} topic")
+                  for name, default in (("transitions", rl_graph.TRANSITIONS_TOPIC),
+                                        ("weights", rl_graph.WEIGHTS_TOPIC), ("acks", rl_graph.ACKS_TOPIC),
+                                        ("twist", "/spacemouse/twist"), ("joy", "/spacemouse/joy"))}
+
+        if backend == "ros":
+            from tasks.ros_backend import make_ros_env
+            env = make_ros_env(cfg.task, cfg.obs, seed=cfg.seed, namespace=robot_ns)
+            handle = EnvHandle(env, None, float(env.task.control_hz))
+        elif backend == "twin":
+            handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed)
+        else:
+            raise ValueError(f"backend must be 'twin' or 'ros', got {backend!r}")
+        self.env_handle = handle
+        agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
+                         device=_device(cfg.device), seed=cfg.seed)
+        from torch.utils.tensorboard import SummaryWriter
+        self.writer = SummaryWriter(str(Path(cfg.run_dir) / "tb" / f"actor_{acfg.actor_id}"))
+        self.transitions_pub = self.create_publisher(UInt8MultiArray, topics["transitions"], rl_graph.TRANSITIONS_QOS)
+        self.actor = Actor(acfg, handle, agent, send=lambda b: self.transitions_pub.publish(rl_graph.to_msg(b)),
+                           takeover=Takeover(takeover), writer=self.writer, seed=cfg.seed)
+        self.twist_stamps: list[float] = []     # arrival times (monotonic), for latency checks
+        self.create_subscription(TwistStamped, topics["twist"], self._on_twist, 10)
+        self.create_subscription(Joy, topics["joy"], self._on_joy, 10)
+        self.create_subscription(UInt8MultiArray, topics["weights"], self._on_weights, rl_graph.WEIGHTS_QOS)
+        self.create_subscription(UInt8MultiArray, topics["acks"], self._on_acks, rl_graph.ACKS_QOS)
+        self.rejected = 0
+        self.episodes: list[dict[str, Any]] = []
+        self.get_logger().info(f"actor {acfg.actor_id} session {self.actor.session}: {cfg.task}/{cfg.obs}, "
+                               f"{self.steps} steps, backend {backend}")
+
+    # -- callbacks (executor thread): hand over, never block
+    def _on_twist(self, msg: TwistStamped) -> None:
+        t = msg.twist
+        try:
+            self.actor.takeover.on_twist([t.linear.x, t.linear.y, t.linear.z,
+                                          t.angular.x, t.angular.y, t.angular.z])
+        except ValueError as e:
+            self.get_logger().error(f"ignored a teleop twist: {e}")
+
+    def _on_joy(self, msg: Joy) -> None:
+        b = list(msg.buttons)
+        pressed = lambda i: len(b) > i and bool(b[i])  # noqa: E731
+        gripper = 1.0 if pressed(GRIPPER_CLOSE) else 0.0 if pressed(GRIPPER_OPEN) else None
+        self.actor.takeover.on_joy(gripper, pressed(TAKEOVER))
+
+    def _on_weights(self, msg: UInt8MultiArray) -> None:
+        self._guarded("weights", self.actor.receive_weights, msg)
+
+    def _on_acks(self, msg: UInt8MultiArray) -> None:
+        self._guarded("ack", self.actor.receive_ack, msg)
+
+    def _guarded(self, what: str, fn, msg: UInt8MultiArray) -> None:
+        try:
+            fn(rl_graph.from_msg(msg))
+        except Exception as e:  # noqa: BLE001 - TransportError and anything else: log, keep running
+            self.rejected += 1
+            kind = "" if isinstance(e, TransportError) else f" ({type(e).__name__})"
+            self.get_logger().error(f"rejected a {what} message{kind}: {e}")
+
+    def run(self) -> list[dict[str, Any]]:
+        def on_episode(r: dict[str, Any]) -> None:
+            self.episodes.append(r)
+            self.get_logger().info(
+                f"episode {r['episode']}: return {r['return']:.2f} success {r['success']} "
+                f"length {r['length']} interventions {r['interventions']} weights v{r['weights_version']} "
+                f"unacked {len(self.actor.unacked)}")
+        self.actor.run(self.steps, seed=self.train_cfg.seed, flush_timeout_s=self.flush_timeout_s,
+                       on_episode=on_episode)
+        return self.episodes
+
+    def summary(self) -> dict[str, Any]:
+        a = self.actor
+        return {"actor_id": a.cfg.actor_id, "session": a.session, "env_steps": a.env_steps,
+                "next_seq": a.next_seq, "acked": a.acked, "unacked": len(a.unacked),
+                "weights_version": a.weights_version, "stats": dict(a.stats), "rejected": self.rejected,
+                "success_rate": float(np.mean([e["success"] for e in self.episodes])) if self.episodes else 0.0,
+                "episodes": self.episodes}
+
+    def close(self) -> None:
+        out = Path(self.train_cfg.run_dir) / f"actor_{self.actor.cfg.actor_id}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.summary(), indent=2))
+        self.writer.close()
+        self.env_handle.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[actor] %(levelname)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1)      # `kill -USR1 PID` prints every thread's stack
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node, spin = None, None
+    try:
+        node = ActorNode()
+        rl_graph.on_stop_signals(node.actor.stop_event.set)
+        spin = rl_graph.SpinThread([node])
+        node.run()
+        return 0 if not node.actor.unacked else 3
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if spin is not None:
+            spin.stop()
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""`robot-rl train --distributed`: the actor and the learner as two processes on one machine,
+talking over the ROS 2 graph (tasks/actor_node.py, tasks/learner_node.py).
+
+    final = run_distributed(cfg)     # cfg: robot_rl.train.TrainConfig
+
+The run directory is the in-process run's (robot_rl/train.py), plus actor.log / learner.log,
+actor_<id>.json and learner_stats.json. The learner collects the scripted demos, ingests the
+actor's transitions and trains with the same update ratio as the in-process loop; the actor
+waits between episodes when the learner's weights fall more than one episode behind that
+ratio (so the policy it acts with is about as fresh as in-process). Both stop by themselves
+after cfg.steps env steps. Then this process loads the final checkpoint and evaluates it on
+the same seeds as the in-process run, and writes eval.json.
+
+Children are started with the venv's python, in their own session, and stopped by pid
+(SIGINT, then SIGKILL) if anything fails or on Ctrl-C. Uses the caller's ROS_DOMAIN_ID.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from robot_rl import config as config_lib
+
+
+def _start(module: str, params: dict[str, Any], log_path: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", module, "--ros-args"]
+    for k, v in params.items():
+        args += ["-p", f"{k}:={v}"]
+    with open(log_path, "a") as log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=Path(__file__).resolve().parents[1])
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)          # the nodes checkpoint and exit on SIGINT
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    return path.read_text()[-n:] if path.exists() else ""
+
+
+def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float = 0.5) -> dict[str, Any]:
+    """Trains cfg (a TrainConfig) with actor and learner as separate processes; returns the final eval."""
+    from robot_rl import checkpoint as ckpt
+    from robot_rl.agents.sac import SACAgent
+    from robot_rl.run_env import make_env_and_expert
+    from robot_rl.train import _Curve, _device, evaluate
+
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "distributed.yaml"
+    config_lib.save(cfg, cfg_path)
+    state_path = run_dir / "learner_state.json"
+    done_steps = json.loads(state_path.read_text())["counters"]["env_steps"] if state_path.exists() else 0
+    actor_steps = max(cfg.steps - done_steps, 0)
+    started = time.perf_counter()
+
+    learner = _start("tasks.learner_node", {"config_file": cfg_path, "stop_after_steps": cfg.steps},
+                     run_dir / "learner.log")
+    actor = None
+    try:
+        if actor_steps > 0:
+            lag = max_policy_lag if max_policy_lag is not None else 100
+            actor = _start("tasks.actor_node", {"config_file": cfg_path, "steps": actor_steps,
+                                                "sync_updates_per_step": float(cfg.updates_per_step),
+                                                "max_policy_lag": lag}, run_dir / "actor.log")
+        while True:
+            codes = {"learner": learner.poll(), "actor": actor.poll() if actor else 0}
+            failed = {k: c for k, c in codes.items() if c not in (None, 0)}
+            if failed:
+                raise RuntimeError(f"distributed run failed: {failed}\n--- actor.log\n{_tail(run_dir / 'actor.log')}"
+                                   f"\n--- learner.log\n{_tail(run_dir / 'learner.log')}")
+            if codes["learner"] == 0 and codes["actor"] == 0:
+                break
+            time.sleep(poll_s)
+    finally:
+        for proc in (actor, learner):
+            if proc is not None:
+                _stop(proc)
+    train_wall = time.perf_counter() - started
+
+    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed)
+    agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
+                     device=_device(cfg.device), seed=cfg.seed)
+    counters = ckpt.load_agent(agent, run_dir / "checkpoint").get("counters", {})
+    final = evaluate(handle, agent, cfg.final_eval_episodes, seed=30_000_000 + cfg.seed)
+    handle.close()
+
+    actor_json = run_dir / "actor_actor0.json"
+    episodes = json.loads(actor_json.read_text())["episodes"] if actor_json.exists() else []
+    curve = _Curve(run_dir)
+    offset = curve.data["episode_step"][-1] if curve.data["episode_step"] else 0
+    for e in episodes:
+        curve.data["episode_step"].append(offset + e["env_steps"])
+        curve.data["episode_success"].append(bool(e["success"]))
+        curve.data["episode_return"].append(e["return"])
+    curve.data["eval_step"].append(int(counters.get("env_steps", cfg.steps)))
+    curve.data["eval_success"].append(final["success_rate"])
+    curve.save()
+    curve.plot(run_dir / "learning_curve.png", f"{cfg.task} ({cfg.obs}), seed {cfg.seed}, distributed")
+    final.update({
+        "task": cfg.task, "obs": cfg.obs, "seed": cfg.seed, "distributed": True,
+        "env_steps": int(counters.get("env_steps", 0)), "updates": int(counters.get("updates", 0)),
+        "updates_per_env_step": counters.get("updates", 0) / max(counters.get("env_steps", 0), 1),
+        "train_wall_s": train_wall,
+        "env_steps_per_s": actor_steps / max(train_wall, 1e-9),
+        "interventions": sum(e["interventions"] for e in episodes),
+        "train_success_rate": (sum(e["success"] for e in episodes) / len(episodes)) if episodes else None,
+    })
+    (run_dir / "eval.json").write_text(json.dumps(final, indent=2))
+    return final

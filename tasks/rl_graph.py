@@ -1,0 +1,72 @@
+"""What the actor and learner nodes share on the ROS 2 graph: topics, QoS, bytes <-> message.
+
+Payloads are robot_rl.transport bytes carried in std_msgs/UInt8MultiArray. Assign `data` from
+`bytes` (rclpy turns it into an array.array with one memcpy); never from a numpy array, which
+rclpy copies element by element (~4 s for 20 MB, measured). Receive with
+`msg.data.tobytes()` (array.array -> bytes, one memcpy).
+
+QoS:
+- transitions: reliable, volatile, keep last 200 (a lost message is resent by the actor's
+  ack protocol, so history only absorbs bursts);
+- weights: reliable, TRANSIENT_LOCAL, depth 1: latest only, and a late-joining actor gets the
+  newest weights as soon as it matches;
+- acks: reliable, volatile, keep last 10 (the learner repeats them as a heartbeat).
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Callable
+
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import UInt8MultiArray
+
+TRANSITIONS_TOPIC = "/robot_rl/transitions"
+WEIGHTS_TOPIC = "/robot_rl/weights"
+ACKS_TOPIC = "/robot_rl/acks"
+
+TRANSITIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                             history=HistoryPolicy.KEEP_LAST, depth=200)
+WEIGHTS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST, depth=1)
+ACKS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                      history=HistoryPolicy.KEEP_LAST, depth=10)
+
+
+def to_msg(data: bytes) -> UInt8MultiArray:
+    msg = UInt8MultiArray()
+    msg.data = bytes(data)
+    return msg
+
+
+def from_msg(msg: UInt8MultiArray) -> bytes:
+    data = msg.data
+    return data.tobytes() if hasattr(data, "tobytes") else bytes(data)
+
+
+class SpinThread:
+    """Spins nodes on a background thread, with an explicit stop path."""
+
+    def __init__(self, nodes, context=None):
+        self.executor = SingleThreadedExecutor(context=context)
+        for n in nodes:
+            self.executor.add_node(n)
+        self._thread = threading.Thread(target=self._spin, name="ros-spin", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+
+    def stop(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self._thread.join(timeout=2.0)
+
+
+def on_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGINT / SIGTERM call `stop` (the loop then checkpoints and exits cleanly)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop())
