@@ -185,6 +185,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, expert_noise=cfg.demo_noise)
     env = handle.env
     agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=device, seed=cfg.seed)
+    if cfg.obs == "pixels" and device.type == "cpu":
+        log.warning("pixel training on the CPU: a ResNet-10 encodes ~100 images/s here, so each "
+                    "update of batch %d takes seconds to minutes; use a GPU (device=cuda) for "
+                    "pixel runs", cfg.batch_size)
     action_dim = env.action_space.shape[0]
 
     from torch.utils.tensorboard import SummaryWriter
