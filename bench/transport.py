@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
+from drivers.ros_common import Spinner  # noqa: E402
 from robot_rl import transport  # noqa: E402
 from tasks import rl_graph  # noqa: E402
 
@@ -151,7 +152,7 @@ def main() -> int:
     results: dict = {"bench": "transport", "machine": platform.node(), "cores": os.cpu_count()}
     try:
         pongs = Pongs(node)
-        spin = rl_graph.SpinThread([node])
+        spin = Spinner([node])
         pubs = {name: node.create_publisher(UInt8MultiArray, f"{NS}/{name}", qos) for name, qos in
                 (("transitions", rl_graph.TRANSITIONS_QOS), ("weights", rl_graph.WEIGHTS_QOS),
                  ("report", rl_graph.ACKS_QOS))}

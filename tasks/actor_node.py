@@ -33,6 +33,7 @@ from std_msgs.msg import UInt8MultiArray
 
 from drivers.teleop import GRIPPER_CLOSE, GRIPPER_OPEN, TAKEOVER  # the /spacemouse/joy contract
 from robot_rl.transport import TransportError
+from drivers.ros_common import Spinner
 from tasks import rl_graph
 from tasks.learner_node import declare, train_config_from_params
 
@@ -161,7 +162,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = ActorNode()
         rl_graph.on_stop_signals(node.actor.stop_event.set)
-        spin = rl_graph.SpinThread([node])
+        spin = Spinner([node])
         node.run()
         return 0 if not node.actor.unacked else 3
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import UInt8MultiArray
 
 from robot_rl.transport import TransportError
+from drivers.ros_common import Spinner
 from tasks import rl_graph
 
 
@@ -111,7 +112,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = LearnerNode()
         rl_graph.on_stop_signals(node.learner.stop_event.set)
-        spin = rl_graph.SpinThread([node])
+        spin = Spinner([node])
         counters = node.learner.run()
         node.get_logger().info(f"learner stopped: {counters}")
         return 0

@@ -15,10 +15,8 @@ QoS:
 from __future__ import annotations
 
 import signal
-import threading
 from typing import Callable
 
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt8MultiArray
 
@@ -43,27 +41,6 @@ def to_msg(data: bytes) -> UInt8MultiArray:
 def from_msg(msg: UInt8MultiArray) -> bytes:
     data = msg.data
     return data.tobytes() if hasattr(data, "tobytes") else bytes(data)
-
-
-class SpinThread:
-    """Spins nodes on a background thread, with an explicit stop path."""
-
-    def __init__(self, nodes, context=None):
-        self.executor = SingleThreadedExecutor(context=context)
-        for n in nodes:
-            self.executor.add_node(n)
-        self._thread = threading.Thread(target=self._spin, name="ros-spin", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
-
-    def stop(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self._thread.join(timeout=2.0)
 
 
 def on_stop_signals(stop: Callable[[], None]) -> None:
