@@ -125,10 +125,12 @@ class TwinRobot:
         del seed
         opts = dict(options or {})
         m, d = self.model, self.data
-        mujoco.mj_resetData(m, d)
         tcp_pos = np.asarray(opts.get("tcp_pos", self.config.default_tcp_pos), dtype=float)
         tcp_quat = np.asarray(opts.get("tcp_quat", self.config.default_tcp_quat), dtype=float)
-        d.qpos[:7] = self.solve_ik(tcp_pos, tcp_quat)
+        # IK first (on scratch data): an unreachable pose raises and leaves the scene as it was.
+        q = self.solve_ik(tcp_pos, tcp_quat)
+        mujoco.mj_resetData(m, d)
+        d.qpos[:7] = q
         self._gripper_cmd = float(np.clip(opts.get("gripper", 0.0), 0.0, 1.0))
         d.qpos[self._finger_qadr] = FINGER_OPEN * (1.0 - self._gripper_cmd)
         d.ctrl[self._hand_ctrl] = HAND_CTRL_OPEN * (1.0 - self._gripper_cmd)

@@ -122,7 +122,13 @@ def test_same_options_reproduce_the_same_state():
     np.testing.assert_allclose(t1["cube_pos"][:2], [0.48, 0.04], atol=1e-3)
 
 
-def test_unreachable_reset_pose_is_refused():
+def test_unreachable_reset_pose_is_refused_and_leaves_the_scene_as_it_was():
+    """IK runs before the scene is cleared, so a bad reset pose cannot leave the arm elsewhere."""
     twin = TwinRobot(SceneConfig())
-    with pytest.raises(ValueError, match="out of the FR3's reach"):
-        twin.reset(options={"tcp_pos": [1.5, 0.0, 0.2]})
+    try:
+        before = twin.reset().q.copy()
+        with pytest.raises(ValueError, match="out of the FR3's reach"):
+            twin.reset(options={"tcp_pos": [1.5, 0.0, 0.2]})
+        np.testing.assert_allclose(twin.data.qpos[:7], before, atol=1e-6)
+    finally:
+        twin.close()
