@@ -164,3 +164,13 @@ def alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"   # a zombie is gone for our purposes
     except FileNotFoundError:
         return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """The graph tests run real nodes and processes on wall-clock deadlines. On a shared 2-core
+    machine a stall of the host can miss one; each gets two reruns before it counts as failed.
+    (Rates and latencies themselves are measured in bench/ros_graph.py, not asserted here.)"""
+    here = str(ROOT / "tests" / "ros")
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=1))

@@ -28,19 +28,31 @@ def _wait(predicate, timeout: float = 5.0, what: str = "condition") -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture
-def driver_graph(graph):
+def _driver_graph(graph, command_timeout: float):
     from sim.twin_node import TwinNode
 
     graph.twin = graph.add(TwinNode(**graph.kwargs(equilibrium_topic="controller/equilibrium_pose",
                                                    cameras=[""])))
     graph.controller = graph.add(ControllerNode(**graph.kwargs(
-        driver_node="/franka/twin", command_timeout=0.3, **BOX)))
+        driver_node="/franka/twin", command_timeout=command_timeout, **BOX)))
     return graph
 
 
-def test_targets_are_validated_and_clipped_to_the_safety_box(driver_graph):
-    g = driver_graph
+@pytest.fixture
+def driver_graph(graph):
+    """A short watchdog, for the test of the watchdog itself."""
+    return _driver_graph(graph, command_timeout=0.3)
+
+
+@pytest.fixture
+def patient_driver_graph(graph):
+    """A watchdog that stays out of the way, so that a slow machine cannot fire it between the
+    steps of a test about something else."""
+    return _driver_graph(graph, command_timeout=60.0)
+
+
+def test_targets_are_validated_and_clipped_to_the_safety_box(patient_driver_graph):
+    g = patient_driver_graph
     out = g.inbox(PoseStamped, "/franka/controller/equilibrium_pose")
     pub = g.probe.create_publisher(PoseStamped, "/franka/equilibrium_pose", COMMAND_QOS)
     g.wait_matched(pub)
