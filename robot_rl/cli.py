@@ -8,12 +8,17 @@
     robot-rl up twin|franka|widowx [--processes]   start the ROS 2 graph of a profile
     robot-rl config [--config FILE] [--set key=value ...]     print the resolved config
 
+More commands live next to the code they drive (see COMMAND_MODULES): each of those modules
+has `register(subparsers)`, which adds its sub-command and keeps heavy imports inside the
+handler so `robot-rl --help` stays fast.
+
 Every run is described by one typed config (robot_rl.train.TrainConfig): defaults, then the
 YAML file, then the shortcut flags, then `--set` overrides, in that order.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -126,6 +131,28 @@ def cmd_up(args: argparse.Namespace) -> int:
     return bringup_main(args.rest)
 
 
+# Modules that add their own sub-commands: human-in-the-loop tools, datasets, deployment.
+COMMAND_MODULES = (
+    "tasks.record_demos",        # record-demos: SpaceMouse/keyboard/expert demos into a dataset
+    "robot_rl.datasets.cli",     # export / import: LeRobotDataset v3
+    "tasks.record_labels",       # record-labels: success frames for the reward classifier
+    "robot_rl.reward.cli",       # train-classifier
+    "tasks.deploy",              # deploy: run a policy without learning, success and cycle time
+    "robot_rl.export",           # export-policy: TorchScript
+)
+
+
+def _register_command_modules(sub) -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name and not name.startswith(str(e.name) + "."):
+                raise  # a real missing dependency inside the module: say so
+            continue  # module not written yet
+        module.register(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot-rl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["learner", "impedance", "twin"])
     p.add_argument("--quick", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    _register_command_modules(sub)
     return parser
 
 
