@@ -110,10 +110,17 @@ class RobotEnv(gym.Env):
         self.last_state = state
         self._steps += 1
         truth = self.robot.task_state()
-        success = bool(self.task.success(state, truth))
-        failure = bool(self.task.failure(state, truth))
-        reward = float(self.task.reward(state, truth))
-        info = {"success": success, "failure": failure, "grasp_penalty": penalty}
+        if truth:
+            success = bool(self.task.success(state, truth))
+            failure = bool(self.task.failure(state, truth))
+            reward = float(self.task.reward(state, truth))
+        else:
+            # A real robot has no ground truth: the reward classifier (tasks.classifier_reward)
+            # or the operator's success key supplies reward and success on top of this env.
+            success = failure = False
+            reward = 0.0
+        info = {"success": success, "failure": failure, "grasp_penalty": penalty,
+                "ground_truth": bool(truth)}
         truncated = self._steps >= self.task.max_steps
         return self._observation(state), reward, success or failure, truncated, info
 
