@@ -30,6 +30,7 @@ setup(
             "robot-rl-keyboard = drivers.keyboard_node:main",
             "robot-rl-franka = drivers.franka_node:main",
             "robot-rl-franka-sim = drivers.franka_sim:main",
+            "robot-rl-widowx = drivers.widowx_node:main",
             "robot-rl-twin = sim.twin_node:main",
             "robot-rl-controller = controllers.node:main",
             "robot-rl-actor = tasks.actor_node:main",

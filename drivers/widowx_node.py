@@ -1,0 +1,238 @@
+"""ROS 2 node of the WidowX 250 6-DoF (topic contract of DESIGN.md, namespace /widowx).
+
+Publishes joint_states, ee_pose, ee_twist and gripper/state once per control cycle
+(`state_rate`, 100 Hz by default: one sync read + IK + one sync write each), from the
+control thread of drivers/widowx.py, so a blocking service (reset takes seconds) never stops
+the stream. Subscribes equilibrium_pose (-> damped least-squares IK -> goal positions) and
+gripper/command (Float64 0 open .. 1 closed). Services: reset (smooth move to home) and
+recover (reboot the servos that failed, torque on). Faults, rejected targets, the watchdog,
+a lost bus and mode changes go to `status` (std_msgs/String, JSON with the error bits decoded).
+
+Parameters are declared with descriptions (`ros2 param describe /widowx/widowx <name>`);
+launch/widowx.yaml sets them for `robot-rl up widowx`. The control ones (LIVE_PARAMS,
+LIVE_IK_PARAMS) change live, validated; bus and servo settings need a restart.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, String
+from std_srvs.srv import Trigger
+
+from controllers.ik import IKConfig
+from controllers.widowx_model import WIDOWX_250S
+from drivers.dynamixel_bus import MODE_NAMES, BusConfig
+from drivers.errors import DeviceNotFoundError
+from drivers.ros_common import declare, run_node
+from drivers.widowx import WidowXArm, WidowXConfig, WidowXState
+
+# Parameters changeable live -> WidowXConfig fields (the ik_* ones go into its IKConfig).
+LIVE_PARAMS = {"max_joint_velocity": "max_joint_velocity", "watchdog_timeout": "watchdog_s",
+               "reset_joint_speed": "reset_joint_speed", "home_joint_positions": "home", "gripper_gain": "gripper_gain"}
+LIVE_IK_PARAMS = {"ik_damping": "damping", "ik_position_weight": "position_weight",
+                  "ik_orientation_weight": "orientation_weight", "ik_iterations": "iterations"}
+
+
+class WidowXNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("widowx", namespace=kwargs.pop("namespace", "widowx"), **kwargs)
+        d = BusConfig()
+        port = declare(self, "port", d.port, "serial port of the U2D2 (udev symlink /dev/ttyDXL, or /dev/serial/by-id/...)")
+        bus = BusConfig(
+            port=port,
+            baud=declare(self, "baud_rate", d.baud, "bus baud rate (the WidowX ships at 1000000)"),
+            joint_ids=tuple(declare(self, "joint_ids", list(d.joint_ids),
+                                    "servo ids of waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate")),
+            shadow_ids=tuple(declare(self, "shadow_ids", list(d.shadow_ids),
+                                     "second servos of doubled joints (wx250s: shoulder 3, elbow 5)")),
+            shadow_of=tuple(declare(self, "shadow_of", list(d.shadow_of), "the joint id each shadow follows")),
+            gripper_id=declare(self, "gripper_id", d.gripper_id, "gripper servo id (-1: none)"),
+            arm_mode=declare(self, "arm_operating_mode", d.arm_mode,
+                             "5 current-based position (XL430 joints use 3), 3 position, 4 extended position"),
+            arm_current_limit_ma=declare(self, "arm_current_limit", d.arm_current_limit_ma,
+                                         "current limit and goal current of the arm servos (mA)"),
+            arm_profile_velocity=declare(self, "profile_velocity", d.arm_profile_velocity,
+                                         "the servos' own velocity cap (rad/s, 0 = none)"),
+            arm_profile_acceleration=declare(self, "profile_acceleration", d.arm_profile_acceleration,
+                                             "the servos' own acceleration cap (rad/s^2, 0 = none)"),
+            gripper_mode=declare(self, "gripper_operating_mode", d.gripper_mode, "16 PWM or 0 current (XM grippers)"),
+            gripper_pwm_limit=declare(self, "gripper_pwm_limit", d.gripper_pwm_limit,
+                                      "gripper PWM limit (of 885): the grasp force in PWM mode"),
+            gripper_current_limit_ma=declare(self, "gripper_current_limit", d.gripper_current_limit_ma,
+                                             "gripper current limit in current mode (mA)"),
+            reboot_on_error=declare(self, "reboot_on_error", d.reboot_on_error,
+                                    "at start, reboot servos that report a hardware error"),
+            latency_timer_ms=declare(self, "latency_timer_ms", d.latency_timer_ms,
+                                     "the USB adapter's latency timer (ms): 16 FTDI default, 1 with the udev rule"),
+        )
+        c = WidowXConfig()
+        model = WIDOWX_250S
+        ik = IKConfig(damping=declare(self, "ik_damping", c.ik.damping, "DLS damping (lambda)"),
+                      position_weight=declare(self, "ik_position_weight", c.ik.position_weight, "IK weight per m"),
+                      orientation_weight=declare(self, "ik_orientation_weight", c.ik.orientation_weight,
+                                                 "IK weight per rad of orientation error"),
+                      iterations=declare(self, "ik_iterations", c.ik.iterations, "DLS iterations per cycle"))
+        lower = declare(self, "joint_lower", model.lower.tolist(), "joint limits (rad), within the model's")
+        upper = declare(self, "joint_upper", model.upper.tolist(), "joint limits (rad), within the model's")
+        config = WidowXConfig(
+            bus=bus, ik=ik,
+            control_rate=declare(self, "state_rate", c.control_rate,
+                                 "control cycles per second (>= 100 where the bus allows): state topics go out "
+                                 "every cycle, IK goals too"),
+            max_joint_velocity=declare(self, "max_joint_velocity", c.max_joint_velocity, "joint speed limit (rad/s)"),
+            joint_lower=tuple(lower), joint_upper=tuple(upper),
+            watchdog_s=declare(self, "watchdog_timeout", c.watchdog_s,
+                               "no equilibrium_pose for this long (s) -> hold where the arm is"),
+            home=tuple(declare(self, "home_joint_positions", list(c.home), "reset posture (rad)")),
+            reset_joint_speed=declare(self, "reset_joint_speed", c.reset_joint_speed,
+                                      "peak joint speed of the reset move (rad/s)"),
+            gripper_open=declare(self, "gripper_open_position", c.gripper_open, "gripper servo angle when open (rad)"),
+            gripper_closed=declare(self, "gripper_closed_position", c.gripper_closed,
+                                   "gripper servo angle when closed (rad)"),
+            gripper_gain=declare(self, "gripper_gain", c.gripper_gain, "gripper effort per rad of position error"),
+            reconnect_backoff=declare(self, "reconnect_backoff", c.reconnect_backoff,
+                                      "first wait before reconnecting a lost bus (s), doubled per failure"),
+            reconnect_backoff_max=declare(self, "reconnect_backoff_max", c.reconnect_backoff_max,
+                                          "longest wait between reconnects (s)"),
+        )
+        self.frame_id = declare(self, "base_frame", "wx250s/base_link", "frame of ee_pose and ee_twist")
+        self.joint_names = list(model.joint_names)
+        self.gripper_name = declare(self, "gripper_joint_name", "gripper", "name in gripper/state")
+        if not os.path.exists(port):
+            raise DeviceNotFoundError(f"serial port {port} does not exist (U2D2 unplugged? see docs/widowx.md)")
+
+        self.pub_joints = self.create_publisher(JointState, "joint_states", 10)
+        self.pub_pose = self.create_publisher(PoseStamped, "ee_pose", 10)
+        self.pub_twist = self.create_publisher(TwistStamped, "ee_twist", 10)
+        self.pub_gripper = self.create_publisher(JointState, "gripper/state", 10)
+        self.pub_status = self.create_publisher(String, "status", 10)
+        self._status_lock = threading.Lock()
+        self.arm: WidowXArm | None = None
+        self.arm = WidowXArm(config, model, on_cycle=self._on_cycle,    # DeviceNotFoundError when absent
+                             on_event=lambda kind, fields: self.report(kind, **fields))
+        self.create_subscription(PoseStamped, "equilibrium_pose", self._on_target, 10)
+        self.create_subscription(Float64, "gripper/command", self._on_gripper, 10)
+        # Services in their own group: a reset (seconds) never holds up the topics in a
+        # multi-threaded executor (gripper commands still go through while the arm moves home).
+        services = MutuallyExclusiveCallbackGroup()
+        self.create_service(Trigger, "reset", self._on_reset, callback_group=services)
+        self.create_service(Trigger, "recover", self._on_recover, callback_group=services)
+        self.add_on_set_parameters_callback(self._on_parameters)
+        self.report("started", port=port, baud=bus.baud,
+                    servos={str(i): {"model": s.model, "mode": MODE_NAMES.get(s.mode, s.mode)}
+                            for i, s in self.arm.bus.servos.items()})
+
+    # ------------------------------------------------------------------ parameters
+    def _on_parameters(self, params) -> SetParametersResult:
+        fixed = [p.name for p in params if p.name not in LIVE_PARAMS and p.name not in LIVE_IK_PARAMS
+                 and p.name != "use_sim_time"]
+        if fixed:
+            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: needs a restart "
+                                       f"(live: {', '.join([*LIVE_PARAMS, *LIVE_IK_PARAMS])})")
+        config = self.arm.config
+        changes = {LIVE_PARAMS[p.name]: (tuple(p.value) if p.name == "home_joint_positions" else p.value)
+                   for p in params if p.name in LIVE_PARAMS}
+        ik = {LIVE_IK_PARAMS[p.name]: p.value for p in params if p.name in LIVE_IK_PARAMS}
+        try:
+            if ik:
+                changes["ik"] = replace(config.ik, **ik)   # IKConfig validates itself
+            if changes:
+                self.arm.update(**changes)
+        except (ValueError, TypeError) as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        if changes:
+            self.report("parameters", changed=sorted(p.name for p in params))
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ inputs
+    def _on_target(self, msg: PoseStamped) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        try:
+            self.arm.set_target((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        except ValueError as err:   # the arm holds where it is
+            self.report("target_rejected", reason=str(err))
+
+    def _on_gripper(self, msg: Float64) -> None:
+        try:
+            self.arm.set_gripper(msg.data)
+        except ValueError as err:
+            self.report("gripper_command_rejected", reason=str(err))
+
+    def _on_reset(self, request, response):
+        response.success, response.message = self.arm.reset()
+        self.report("service", service="reset", success=response.success, message=response.message)
+        return response
+
+    def _on_recover(self, request, response):
+        response.success, response.message = self.arm.recover()
+        self.report("service", service="recover", success=response.success, message=response.message)
+        return response
+
+    # ------------------------------------------------------------------ outputs
+    def report(self, event: str, **fields) -> None:
+        arm = getattr(self, "arm", None)
+        mode = arm.mode if arm is not None else "starting"
+        msg = String(data=json.dumps({"event": event, "mode": mode, "stamp": time.time(), **fields}))
+        with self._status_lock:
+            self.pub_status.publish(msg)
+
+    def _on_cycle(self, s: WidowXState) -> None:
+        """Runs on the control thread after each cycle."""
+        try:
+            self._publish_state(s)
+        except Exception as err:   # during shutdown the context goes away under us
+            if self.context.ok():
+                self.get_logger().error(f"publisher: {type(err).__name__}: {err}")
+
+    def _publish_state(self, s: WidowXState) -> None:
+        stamp = self.get_clock().now().to_msg()
+        js = JointState()
+        js.header.stamp, js.header.frame_id = stamp, self.frame_id
+        js.name = self.joint_names
+        js.position, js.velocity, js.effort = s.q.tolist(), s.dq.tolist(), s.current.tolist()
+        self.pub_joints.publish(js)
+        pose = PoseStamped()
+        pose.header = js.header
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = s.pos.tolist()
+        o = pose.pose.orientation
+        o.x, o.y, o.z, o.w = s.quat.tolist()
+        self.pub_pose.publish(pose)
+        tw = TwistStamped()
+        tw.header = js.header
+        tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z = s.twist[:3].tolist()
+        tw.twist.angular.x, tw.twist.angular.y, tw.twist.angular.z = s.twist[3:].tolist()
+        self.pub_twist.publish(tw)
+        if np.isfinite(s.gripper):
+            g = JointState()
+            g.header.stamp = stamp
+            g.name = [self.gripper_name]
+            g.position, g.velocity, g.effort = [s.gripper], [s.gripper_velocity], [s.gripper_effort]
+            self.pub_gripper.publish(g)
+
+    def close(self) -> None:
+        """Stops the control loop; the servos keep holding their last goal (torque stays on)."""
+        arm = getattr(self, "arm", None)
+        if arm is not None:
+            arm.close()   # idempotent: run_node and bringup may both close
+
+    def destroy_node(self):
+        self.close()
+        return super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(WidowXNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
