@@ -1,0 +1,436 @@
+"""`robot-rl deploy`: run a trained policy without learning; success rate and cycle time.
+
+    robot-rl deploy RUN_DIR --profile twin                  # the in-process MuJoCo twin
+    robot-rl deploy RUN_DIR --profile twin --backend ros    # the twin node (`robot-rl up twin`)
+    robot-rl up franka  &&  robot-rl deploy RUN_DIR --profile franka --episodes 20 --video
+
+The run's checkpoint acts deterministically (tanh of the actor mean, the grasp critic's argmax)
+for N episodes; nothing is learned and no buffer is written. Written to OUT (default
+RUN_DIR/deploy_<profile>):
+
+    deploy.json    per episode: seed, success, return, length, cycle time (s to success), wall
+                   time, video files; over all: success rate, mean/median cycle time, ...
+    deploy.png     success per episode and the cycle-time histogram
+    videos/        with --video: one animated GIF per camera per episode (Pillow; no ffmpeg)
+
+Backends. `--profile twin` runs the twin in this process by default (cycle time in env time:
+steps / control rate). `--backend ros`, and the franka and widowx profiles always, drive the
+same RobotEnv through tasks.ros_backend against whatever graph runs under the profile's
+namespace (cycle time in wall time). Before anything moves, the graph is checked: every topic
+the env reads must have a publisher, `equilibrium_pose` a subscriber, `reset` and `recover`
+must exist; if not within --connect-timeout s (default 5), deploy stops naming what is missing.
+
+Success. The twin knows the ground truth (the task's success test). A real robot has none: its
+episodes run to max_steps and success is reported as unknown (null) unless a success function
+is given (`deploy(..., success_fn=...)`, e.g. the reward classifier).
+
+Safety. A non-finite action from the policy (or one of the wrong shape) is never sent: the
+robot is told to hold its measured pose (clipped into the task's safety box) and deploy stops
+with NonFiniteActionError, writing what it measured so far. Any other error or Ctrl-C also
+holds first. The impedance law, safety box and watchdog below the env stay in force as always.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+PROFILES = ("twin", "franka", "widowx")
+SEED_OFFSET = 50_000_000        # deploy seeds never overlap training's or evaluation's
+
+
+class GraphNotUpError(RuntimeError):
+    """The ROS 2 graph a deploy needs is not running (names the missing topics and services)."""
+
+
+class NonFiniteActionError(RuntimeError):
+    """The policy gave a NaN/inf action (or a wrong shape); it was not sent, the robot holds."""
+
+
+@dataclass
+class DeployConfig:
+    run_dir: str
+    profile: str = "twin"
+    episodes: int = 10
+    backend: Optional[str] = None       # None: inprocess for twin, ros for the hardware profiles
+    video: bool = False
+    out: Optional[str] = None           # default RUN_DIR/deploy_<profile>
+    seed: int = 0
+    max_steps: Optional[int] = None     # override the task's episode length
+    namespace: Optional[str] = None     # override the profile's robot namespace (ros backend)
+    connect_timeout: float = 5.0        # s to wait for the graph before GraphNotUpError
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+        if self.backend not in (None, "inprocess", "ros"):
+            raise ValueError(f"backend must be 'inprocess' or 'ros', got {self.backend!r}")
+        if self.profile != "twin" and self.backend == "inprocess":
+            raise ValueError(f"profile {self.profile!r} is a real robot: it runs over ROS only "
+                             f"(bring it up with `robot-rl up {self.profile}`)")
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+
+    @property
+    def resolved_backend(self) -> str:
+        return self.backend or ("inprocess" if self.profile == "twin" else "ros")
+
+
+# ----------------------------------------------------------------------------- the ROS graph
+def profile_robot(profile: str) -> tuple[str, str]:
+    """(namespace, base frame) of a profile's arm, from tasks.bringup and launch/<profile>.yaml."""
+    import yaml
+
+    from tasks.bringup import PROFILES as GRAPHS, params_file
+
+    namespace = GRAPHS[profile][0].namespace.rstrip("/")
+    params = yaml.safe_load(params_file(profile).read_text()) or {}
+    frames = [node.get("ros__parameters", {}).get(key) for name, node in params.items()
+              if name.startswith(namespace + "/") for key in ("base_frame", "frame_id")]
+    frames = [f for f in frames if f]
+    return namespace, frames[0] if frames else "fr3_link0"
+
+
+def required_graph(namespace: str, cameras: tuple[str, ...], task_state: bool
+                   ) -> dict[str, list[str]]:
+    """What the env's ROS backend needs: published topics, a subscribed topic, services."""
+    from tasks.ros_backend import _STATE_TOPICS
+
+    ns = namespace.rstrip("/")
+    published = [f"{ns}/{t}" for t in _STATE_TOPICS] + ([f"{ns}/task/state"] if task_state else [])
+    published += [f"/cameras/{cam}/image_raw" for cam in cameras]
+    return {"published": published, "subscribed": [f"{ns}/equilibrium_pose"],
+            "services": [f"{ns}/reset", f"{ns}/recover"]}
+
+
+def wait_for_graph(context, needs: Mapping[str, list[str]], timeout: float, profile: str) -> None:
+    """Waits until every need is met; GraphNotUpError naming the missing ones after `timeout` s."""
+    import rclpy
+
+    node = rclpy.create_node("deploy_graph_probe", context=context)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            services = {name for name, _ in node.get_service_names_and_types()}
+            missing = ([f"{t} (no publisher)" for t in needs["published"] if node.count_publishers(t) == 0]
+                       + [f"{t} (no subscriber)" for t in needs["subscribed"] if node.count_subscribers(t) == 0]
+                       + [f"{s} (no service)" for s in needs["services"] if s not in services])
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise GraphNotUpError(
+                    f"the {profile} graph is not up: after {timeout:g} s still missing "
+                    f"{', '.join(missing)}. Start it first with `robot-rl up {profile}` in the same "
+                    f"ROS_DOMAIN_ID, or check --namespace.")
+            time.sleep(0.1)
+    finally:
+        node.destroy_node()
+
+
+# ----------------------------------------------------------------------------- the env
+def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack):
+    """(env, info): the run's task on the chosen backend; everything it opens is closed by `stack`."""
+    import tasks
+
+    overrides = {"max_steps": cfg.max_steps} if cfg.max_steps is not None else {}
+    spec = tasks.make_spec(task, **overrides)
+    if cfg.resolved_backend == "inprocess":
+        env = tasks.make_env(task, obs=obs, seed=None, **overrides)
+        stack.callback(env.close)
+        return env, {"backend": "inprocess", "clock": "env", "ground_truth": True}
+
+    ground_truth = cfg.profile == "twin"   # only the twin node publishes task/state
+    if obs == "state" and spec.object_feature_dim and not ground_truth:
+        raise ValueError(f"this run observes {task}'s objects from the twin's ground truth "
+                         f"(obs='state'), which a real robot does not have: deploy a pixels run on "
+                         f"the {cfg.profile} profile")
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.signals import SignalHandlerOptions
+
+    from tasks.ros_backend import RosRobot, RosRobotConfig
+
+    namespace, base_frame = profile_robot(cfg.profile)
+    namespace = (cfg.namespace or namespace).rstrip("/") or "/"
+    # Videos of a state run read the cameras too (they are not part of the observation then).
+    cameras = tuple(spec.cameras) if obs == "pixels" or cfg.video else ()
+    context = Context()
+    # No rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt, which holds the robot and
+    # writes the results so far.
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    stack.callback(lambda: context.ok() and rclpy.shutdown(context=context))
+    wait_for_graph(context, required_graph(namespace, cameras, ground_truth), cfg.connect_timeout,
+                   cfg.profile)
+    robot = RosRobot(RosRobotConfig(namespace=namespace, cameras=cameras, image_size=spec.image_size,
+                                    control_hz=spec.control_hz, base_frame=base_frame,
+                                    task_state=ground_truth, connect_timeout=cfg.connect_timeout),
+                     context=context)
+    stack.callback(robot.close)
+    env = tasks.make_env(task, obs=obs, seed=None, robot=robot, **overrides)
+    return env, {"backend": "ros", "clock": "wall", "ground_truth": ground_truth,
+                 "namespace": namespace, "base_frame": base_frame}
+
+
+def hold(env) -> None:
+    """Commands the measured pose (clipped into the safety box) and the current gripper command."""
+    from tasks.frames import quat_to_rot
+
+    env = env.unwrapped
+    state = env.last_state
+    if state is None:
+        return
+    pos, quat = env.clip_to_safety_box(state.tcp_pos, quat_to_rot(state.tcp_quat))
+    env.robot.command(pos, quat, env.gripper_command)
+
+
+def camera_frames(env) -> dict[str, np.ndarray]:
+    """Images of every camera now: those the robot observed, else rendered by the twin."""
+    env = env.unwrapped
+    if env.last_state is not None and env.last_state.images:
+        return dict(env.last_state.images)
+    if hasattr(env.robot, "render"):
+        return {cam: env.robot.render(cam) for cam in env.task.cameras}
+    return {}
+
+
+# ----------------------------------------------------------------------------- one episode
+def run_episode(env, policy: Callable[[dict], np.ndarray], seed: int, clock: str = "env",
+                video: bool = False, success_fn: Callable[[dict, dict], bool] | None = None
+                ) -> dict[str, Any]:
+    """One deterministic episode. clock 'env': cycle time = steps / control rate; 'wall': seconds
+    of wall time from the end of the reset to the successful step. Returns the record, with the
+    frames per camera under '_frames' when video is on."""
+    obs, info = env.reset(seed=seed)
+    hz = float(env.unwrapped.task.control_hz)
+    frames: dict[str, list] = {}
+
+    def grab() -> None:
+        for cam, image in camera_frames(env).items():
+            frames.setdefault(cam, []).append(np.asarray(image, dtype=np.uint8).copy())
+
+    if video:
+        grab()
+    started = time.monotonic()
+    ret, length, success, ground_truth, cycle = 0.0, 0, False, True, None
+    while True:
+        try:
+            action = np.asarray(policy(obs), dtype=np.float32)
+            if action.shape != env.action_space.shape or not np.all(np.isfinite(action)):
+                what = "a non-finite" if action.shape == env.action_space.shape else "a wrongly shaped"
+                raise NonFiniteActionError(
+                    f"the policy gave {what} action {action.tolist()} at step {length} (seed {seed}); it was not sent and "
+                    "the robot holds its measured pose")
+            obs, reward, terminated, truncated, info = env.step(action)
+        except BaseException:
+            # Whatever went wrong (also Ctrl-C), the last thing sent is "stay here"; should even
+            # that fail (the graph is gone), the controller's watchdog holds instead.
+            try:
+                hold(env)
+            except Exception as err:  # noqa: BLE001 - the original error is the one to report
+                logging.getLogger("robot_rl.deploy").warning("could not send the hold command: %s", err)
+            raise
+        ret += float(reward)
+        length += 1
+        ground_truth = ground_truth and bool(info.get("ground_truth", True))
+        succeeded = bool(success_fn(obs, info)) if success_fn is not None else bool(info.get("success"))
+        if succeeded and not success:
+            success, cycle = True, (length / hz if clock == "env" else time.monotonic() - started)
+        terminated = terminated or succeeded   # a success_fn ends the episode as the twin's test does
+        if video:
+            grab()
+        if terminated or truncated:
+            break
+    known = ground_truth or success_fn is not None
+    record = {"seed": seed, "success": success if known else None, "return": ret, "length": length,
+              "cycle_time_s": cycle, "wall_s": time.monotonic() - started}
+    if video:
+        record["_frames"] = frames
+    return record
+
+
+# ----------------------------------------------------------------------------- outputs
+def write_gif(frames: list[np.ndarray], path: Path, fps: float) -> Path:
+    """An animated GIF (Pillow), one frame per control step, looping."""
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=max(20, round(1000 / fps)),
+                   loop=0, optimize=False)
+    return path
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    known = [r for r in records if r["success"] is not None]
+    cycles = [r["cycle_time_s"] for r in records if r["success"] and r["cycle_time_s"] is not None]
+    return {
+        "episodes": len(records),
+        "success_rate": float(np.mean([r["success"] for r in known])) if known else None,
+        "successes": sum(bool(r["success"]) for r in records),
+        "mean_return": float(np.mean([r["return"] for r in records])) if records else None,
+        "mean_episode_length": float(np.mean([r["length"] for r in records])) if records else None,
+        "mean_cycle_time_s": float(np.mean(cycles)) if cycles else None,
+        "median_cycle_time_s": float(np.median(cycles)) if cycles else None,
+    }
+
+
+def plot(records: list[dict[str, Any]], path: Path, title: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_s, ax_c) = plt.subplots(1, 2, figsize=(10, 3.8))
+    xs = np.arange(1, len(records) + 1)
+    heights = [1.0 if r["success"] else (0.5 if r["success"] is None else 0.05) for r in records]
+    colors = ["tab:green" if r["success"] else ("tab:gray" if r["success"] is None else "tab:red")
+              for r in records]
+    ax_s.bar(xs, heights, color=colors)
+    ax_s.set_xlabel("episode")
+    if len(records) <= 30:
+        ax_s.set_xticks(xs)
+    ax_s.set_yticks([0.05, 0.5, 1.0], ["fail", "unknown", "success"])
+    ax_s.set_ylim(0, 1.1)
+    rate = summarize(records)["success_rate"]
+    ax_s.set_title("success per episode" + ("" if rate is None else f" (rate {rate:.2f})"))
+    cycles = [r["cycle_time_s"] for r in records if r["success"] and r["cycle_time_s"] is not None]
+    if cycles:
+        ax_c.hist(cycles, bins=min(20, max(1, len(cycles))), color="tab:blue")
+        ax_c.axvline(float(np.median(cycles)), color="k", ls="--", label=f"median {np.median(cycles):.2f} s")
+        ax_c.legend()
+    else:
+        ax_c.text(0.5, 0.5, "no successful episode", ha="center", va="center", transform=ax_c.transAxes)
+    ax_c.set_xlabel("cycle time (s to success)")
+    ax_c.set_ylabel("episodes")
+    ax_c.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_c.set_title("cycle time")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------- deploy
+def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = None) -> dict[str, Any]:
+    """Runs the deploy and writes OUT/deploy.json (+ deploy.png, videos/); returns the summary.
+    On an error mid-run the results so far are written with "error" set, then it re-raises."""
+    from robot_rl.export import load_run_agent, load_run_config
+    from robot_rl.train import _device
+
+    cfg.validate()
+    run_dir = Path(cfg.run_dir)
+    train_cfg = load_run_config(run_dir)        # fails early on a missing run or checkpoint
+    out = Path(cfg.out) if cfg.out else run_dir / f"deploy_{cfg.profile}"
+    records: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    started = time.monotonic()
+    with ExitStack() as stack:
+        env, backend = make_deploy_env(cfg, train_cfg.task, train_cfg.obs, stack)
+        agent, train_cfg, env_steps = load_run_agent(run_dir, env.observation_space, env.action_space,
+                                                     device=str(_device(cfg.device)))
+        hz = float(env.unwrapped.task.control_hz)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {"task": train_cfg.task, "obs": train_cfg.obs, "profile": cfg.profile, **backend,
+                   "run_dir": str(run_dir), "checkpoint_env_steps": env_steps, "deterministic": True,
+                   "control_hz": hz, "max_steps": int(env.unwrapped.task.max_steps),
+                   "success_source": ("success_fn" if success_fn else
+                                      "ground_truth" if backend["ground_truth"] else "none"),
+                   "video_format": "gif" if cfg.video else None, "error": None}
+
+        def policy(obs):
+            return agent.act(obs, deterministic=True)
+
+        def finish(error: str | None) -> dict[str, Any]:
+            summary.update(summarize(records), per_episode=records, error=error,
+                           wall_s=time.monotonic() - started)
+            _write_json(out / "deploy.json", summary)
+            plot(records, out / "deploy.png",
+                 f"{train_cfg.task} ({train_cfg.obs}) on {cfg.profile}/{backend['backend']}")
+            return summary
+
+        try:
+            for i in range(cfg.episodes):
+                seed = SEED_OFFSET + cfg.seed * 10_000 + i
+                record = {"episode": i, **run_episode(env, policy, seed, backend["clock"], cfg.video, success_fn)}
+                frames = record.pop("_frames", None)
+                if frames:
+                    videos = out / "videos"
+                    videos.mkdir(exist_ok=True)
+                    record["videos"] = {cam: str(write_gif(f, videos / f"ep{i:03d}_{cam}.gif", hz).relative_to(out))
+                                        for cam, f in frames.items()}
+                records.append(record)
+                _log(f"episode {i + 1}/{cfg.episodes}: success {record['success']}, return "
+                     f"{record['return']:.2f}, {record['length']} steps"
+                     + (f", cycle {record['cycle_time_s']:.2f} s" if record["cycle_time_s"] else ""))
+        except BaseException as e:
+            finish(f"{type(e).__name__}: {e}")
+            raise
+        return finish(None)
+
+
+def _log(text: str) -> None:
+    print(f"[robot-rl deploy] {text}", file=sys.stderr, flush=True)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from robot_rl.export import ExportError
+
+    cfg = DeployConfig(run_dir=args.run_dir, profile=args.profile, episodes=args.episodes,
+                       backend=args.backend, video=args.video, out=args.out, seed=args.seed,
+                       max_steps=args.max_steps, namespace=args.namespace,
+                       connect_timeout=args.connect_timeout, device=args.device)
+    out = Path(cfg.out) if cfg.out else Path(cfg.run_dir) / f"deploy_{cfg.profile}"
+    try:
+        summary = deploy(cfg)
+    except KeyboardInterrupt:
+        print(f"robot-rl deploy: interrupted; the robot was told to hold; results so far in {out}",
+              file=sys.stderr)
+        return 130
+    except (GraphNotUpError, ExportError, ValueError, RuntimeError, TimeoutError) as e:
+        # Expected failures (graph down, bad run, non-finite action, stale data) as one clear line.
+        logging.getLogger("robot_rl.deploy").debug("deploy failed", exc_info=True)
+        print(f"robot-rl deploy: {e}", file=sys.stderr)
+        return 2 if isinstance(e, (GraphNotUpError, ExportError)) else 1
+    brief = {k: summary.get(k) for k in ("success_rate", "episodes", "mean_cycle_time_s",
+                                         "median_cycle_time_s", "mean_return", "backend")}
+    print(json.dumps(brief))
+    rate = summary["success_rate"]
+    _log(f"success rate {'unknown' if rate is None else f'{rate:.2f}'} over {summary['episodes']} "
+         f"episodes; results in {out} (deploy.json, deploy.png{', videos/' if cfg.video else ''})")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("deploy", help="run a policy without learning: success rate, cycle time, videos")
+    p.add_argument("run_dir")
+    p.add_argument("--profile", choices=PROFILES, default="twin",
+                   help="twin: in-process MuJoCo (or --backend ros); franka, widowx: the robot's ROS graph")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--video", action="store_true", help="an animated GIF per camera per episode")
+    p.add_argument("--backend", choices=["inprocess", "ros"],
+                   help="default: inprocess for twin, ros for franka/widowx")
+    p.add_argument("--out", help="output folder (default RUN_DIR/deploy_<profile>)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the episodes' reset placements")
+    p.add_argument("--max-steps", type=int, help="episode length (default: the task's)")
+    p.add_argument("--namespace", help="robot namespace (default: the profile's, e.g. /franka)")
+    p.add_argument("--connect-timeout", type=float, default=5.0,
+                   help="s to wait for the ROS graph before giving up")
+    p.add_argument("--device", default="auto", help="torch device for the policy (auto: cuda if available)")
+    p.set_defaults(func=cmd_deploy)
