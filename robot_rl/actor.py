@@ -13,6 +13,10 @@ every unacknowledged transition, oldest first; the learner drops what it already
 (actor id, session, seq). Unacked transitions are bounded (`max_unacked`): past it the actor
 waits between episodes for acks rather than drop data.
 
+With `spool_dir` set, every transition is also appended to a disk spool before it is sent
+(robot_rl/spool.py) and deleted when acked; a restarted actor first re-sends its killed
+sessions' spool under their old session and seq numbers (`recover_spooled`).
+
 New weights are applied between episodes only, never mid-episode.
 
 No ROS here: the node (tasks/actor_node.py) passes received bytes to receive_ack /
@@ -32,7 +36,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from robot_rl import transport
-from robot_rl.transport import TransitionChunk
+from robot_rl.spool import Spool, SpooledSession
+from robot_rl.transport import TransitionChunk, TransitionSchema
 
 log = logging.getLogger("robot_rl.actor")
 
@@ -59,6 +64,11 @@ class ActorConfig:
     sync_after_steps: int = 0            # the learner's learning_starts: no updates before it
     max_policy_lag: int = 200
     sync_timeout_s: float = 60.0
+    # Disk spool (robot_rl/spool.py): "" keeps unacked transitions in memory only; a directory
+    # keeps them on disk too, so a killed actor re-sends them when it starts again.
+    spool_dir: str = ""
+    spool_fsync: str = "episode"         # never | episode | step (see robot_rl/spool.py)
+    recover_timeout_s: float = 60.0      # wait this long for the learner to ack a killed session's spool
     takeover: TakeoverConfig = field(default_factory=TakeoverConfig)
 
 
@@ -148,7 +158,14 @@ class Actor:
         self.rotation = rotation or (lambda: tcp_rotation(self.env))
         self.rng = np.random.default_rng(seed)
         self.weights_schema = transport.weights_schema(agent.policy_state_dict())
+        self.schema = TransitionSchema.from_spaces(self.env.observation_space, self.env.action_space)
         self.stop_event = threading.Event()
+        # Earlier sessions' spooled transitions (a killed actor), re-sent by recover_spooled().
+        self.spooled: list[SpooledSession] = (Spool.recover(cfg.spool_dir, exclude=self.session)
+                                              if cfg.spool_dir else [])
+        self.spool = Spool(cfg.spool_dir, self.session, cfg.spool_fsync) if cfg.spool_dir else None
+        self.recovered_episodes: list[dict[str, Any]] = []
+        self._latest_acks: tuple[str, dict[str, Any]] | None = None
 
         self._lock = threading.Lock()
         self._ack_inbox: tuple[str, dict[str, int] | None] | None = None
@@ -157,6 +174,11 @@ class Actor:
         self.next_seq = 0
         self.episode = 0
         self.env_steps = 0
+        # What earlier sessions of this actor did (a restart continues, never repeats): their
+        # episodes shift this session's episode seeds, their steps count for random_steps and
+        # the weights lockstep. Set from the actor's episode log (tasks/actor_node.py).
+        self.episodes_before = 0
+        self.steps_before = 0
         self.unacked: OrderedDict[int, dict[str, Any]] = OrderedDict()  # seq -> transition
         self.last_sent: dict[int, float] = {}
         self.acked = -1
@@ -165,7 +187,8 @@ class Actor:
         self.last_resend = -np.inf
         self.weights_version = -1
         self.weights_header: dict[str, Any] = {}
-        self.stats = {"sent": 0, "resent": 0, "acked": 0, "weights_loaded": 0, "rejected": 0}
+        self.stats = {"sent": 0, "resent": 0, "acked": 0, "weights_loaded": 0, "rejected": 0,
+                      "recovered": 0, "spool_errors": 0}
 
     # ------------------------------------------------------------------ inbound (any thread)
 
@@ -174,6 +197,7 @@ class Actor:
         learner_session, table = transport.decode_ack(data)
         with self._lock:
             self._ack_inbox = (learner_session, table.get(self.key))
+            self._latest_acks = (learner_session, table)
 
     def receive_weights(self, data: bytes) -> None:
         """Checks the weights against this policy's schema now; they are applied between episodes."""
@@ -207,6 +231,8 @@ class Actor:
                         seq, _ = self.unacked.popitem(last=False)
                         self.last_sent.pop(seq, None)
                         self.stats["acked"] += 1
+                    if self.spool is not None:
+                        self.spool.acked(self.acked)
         if not resend_all and self.unacked and now - self.last_resend > self.cfg.resend_after_s:
             # Stalled: the learner does not expect what we sent (or does not know us) for too long.
             waiting_for = self.learner_expected if self.learner_expected is not None else next(iter(self.unacked))
@@ -231,18 +257,24 @@ class Actor:
         if run:
             self._send_run(run, now)
 
-    def _send_run(self, run: list[tuple[int, dict[str, Any]]], now: float, first_time: bool = False) -> None:
+    def _encode_run(self, run: list[tuple[int, dict[str, Any]]], session: str, unacked_from: int) -> bytes:
         first_seq, first = run[0]
         ts = [t for _, t in run]
         frames = {k: np.stack([first["obs"][k]] + [t["next_obs"][k] for t in ts]) for k in first["obs"]}
         chunk = TransitionChunk(
-            self.cfg.actor_id, self.session, first["episode"], first["step"], first_seq, frames,
+            self.cfg.actor_id, session, first["episode"], first["step"], first_seq, frames,
             np.stack([t["action"] for t in ts]).astype(np.float32),
             *(np.array([t[k] for t in ts], dtype=dt) for k, dt in (
                 ("reward", np.float32), ("terminated", np.uint8), ("truncated", np.uint8),
                 ("grasp_penalty", np.float32), ("intervention", np.uint8))),
-            unacked_from=next(iter(self.unacked)))
-        self.send(transport.encode_transitions(chunk))
+            unacked_from=unacked_from)
+        return transport.encode_transitions(chunk)
+
+    def _send_run(self, run: list[tuple[int, dict[str, Any]]], now: float, first_time: bool = False,
+                  data: bytes | None = None) -> None:
+        if data is None:
+            data = self._encode_run(run, self.session, next(iter(self.unacked)))
+        self.send(data)
         for seq, _ in run:
             self.last_sent[seq] = now
         self.stats["sent" if first_time else "resent"] += len(run)
@@ -275,7 +307,7 @@ class Actor:
         ratio = self.cfg.sync_updates_per_step
         if ratio <= 0:
             return
-        need = ratio * (self.env_steps - self.cfg.max_policy_lag - self.cfg.sync_after_steps)
+        need = ratio * (self.steps_before + self.env_steps - self.cfg.max_policy_lag - self.cfg.sync_after_steps)
         if need <= 0:
             return
         deadline = self.clock() + self.cfg.sync_timeout_s
@@ -301,7 +333,7 @@ class Actor:
                 warned = self.clock()
 
     def policy_action(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        if self.env_steps < self.cfg.random_steps:
+        if self.steps_before + self.env_steps < self.cfg.random_steps:
             return self.rng.uniform(-1.0, 1.0, size=self.env.action_space.shape).astype(np.float32)
         return self.agent.act(obs, deterministic=False)
 
@@ -322,7 +354,8 @@ class Actor:
             action = human if human is not None else self.policy_action(obs)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
             self._record(episode, length, obs, action, reward, next_obs, terminated, truncated,
-                         info.get("grasp_penalty", 0.0), human is not None)
+                         info.get("grasp_penalty", 0.0), human is not None,
+                         success=bool(info.get("success", False)))
             ret += float(reward)
             length += 1
             interventions += int(human is not None)
@@ -332,7 +365,8 @@ class Actor:
             if terminated or truncated or self.stop_event.is_set():
                 break
         self.episode += 1
-        result = {"episode": episode, "return": ret, "length": length, "success": success,
+        result = {"session": self.session, "episode": episode, "return": ret, "length": length,
+                  "success": success,
                   "interventions": interventions, "intervention_rate": interventions / max(length, 1),
                   "cycle_time_s": length / self.handle.control_hz if success else None,
                   "wall_s": self.clock() - started, "weights_version": self.weights_version,
@@ -341,7 +375,7 @@ class Actor:
         return result
 
     def _record(self, episode: int, step: int, obs, action, reward, next_obs, terminated, truncated,
-                grasp_penalty, intervention: bool) -> None:
+                grasp_penalty, intervention: bool, success: bool = False) -> None:
         seq = self.next_seq
         self.next_seq += 1
         self.env_steps += 1
@@ -352,7 +386,94 @@ class Actor:
              "terminated": bool(terminated), "truncated": bool(truncated),
              "grasp_penalty": float(grasp_penalty), "intervention": bool(intervention)}
         self.unacked[seq] = t
-        self._send_run([(seq, t)], self.clock(), first_time=True)
+        data = self._encode_run([(seq, t)], self.session, next(iter(self.unacked)))
+        if self.spool is not None:
+            try:     # on disk before it is sent
+                self.spool.append(episode, seq, data, success, episode_ends=bool(terminated or truncated))
+            except OSError as e:
+                # Still in memory (unacked) and sent: lost only if the actor is killed too.
+                self.stats["spool_errors"] += 1
+                if self.stats["spool_errors"] == 1 or self.stats["spool_errors"] % 1000 == 0:
+                    log.error("spool write failed (%s); transition %d kept in memory only", e, seq)
+        self._send_run([(seq, t)], self.clock(), first_time=True, data=data)
+
+    # ------------------------------------------------------------------ a killed session's spool
+
+    def recover_spooled(self, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Re-sends the spooled transitions of this actor's earlier (killed) sessions under their
+        own session and seq numbers, until the learner acknowledges them all or `timeout_s`
+        passes (then they stay spooled for the next start). A session's unfinished last episode
+        is closed as truncated (it bootstraps, as a reopened buffer closes an open episode).
+        Returns one result per recovered episode (marked "recovered")."""
+        timeout_s = self.cfg.recover_timeout_s if timeout_s is None else timeout_s
+        results = []
+        for old in list(self.spooled):
+            key = transport.session_key(self.cfg.actor_id, old.session)
+            pending: OrderedDict[int, dict[str, Any]] = OrderedDict()
+            successes: dict[int, bool] = {}
+            for rec in old.records:
+                chunk = transport.decode_transitions(rec.message, self.schema)
+                pending[chunk.seq] = {"episode": chunk.episode, "step": chunk.step, "obs": chunk.obs(0),
+                                      "next_obs": chunk.next_obs(0), "action": chunk.action[0],
+                                      "reward": float(chunk.reward[0]),
+                                      "terminated": bool(chunk.terminated[0]),
+                                      "truncated": bool(chunk.truncated[0]),
+                                      "grasp_penalty": float(chunk.grasp_penalty[0]),
+                                      "intervention": bool(chunk.intervention[0])}
+                successes[chunk.episode] = successes.get(chunk.episode, False) or rec.success
+            last = pending[next(reversed(pending))]
+            if not (last["terminated"] or last["truncated"]):
+                last["truncated"] = True
+            episodes: dict[int, list[dict[str, Any]]] = {}
+            for t in pending.values():
+                episodes.setdefault(t["episode"], []).append(t)
+            log.info("re-sending %d spooled transitions (%d episodes) of killed session %s",
+                     len(pending), len(episodes), key)
+            deadline, last_send = self.clock() + timeout_s, -np.inf
+            while pending and not self.stop_event.is_set():
+                with self._lock:
+                    acks = self._latest_acks
+                entry = acks[1].get(key) if acks else None
+                if entry is not None:
+                    while pending and next(iter(pending)) <= entry["acked"]:
+                        pending.popitem(last=False)
+                if not pending:
+                    break
+                now = self.clock()
+                if now > deadline:
+                    break
+                if now - last_send > self.cfg.resend_after_s:
+                    last_send = now
+                    run: list[tuple[int, dict[str, Any]]] = []
+                    for seq, t in list(pending.items()) + [(None, None)]:
+                        if run and (t is None or t["episode"] != run[-1][1]["episode"]
+                                    or len(run) >= self.cfg.resend_chunk):
+                            self.send(self._encode_run(run, old.session, next(iter(pending))))
+                            self.stats["recovered"] += len(run)
+                            run = []
+                        if t is not None:
+                            run.append((seq, t))
+                time.sleep(0.02)
+            if pending:
+                log.warning("%d spooled transitions of %s not acknowledged in %.0f s; they stay "
+                            "spooled for the next start", len(pending), key, timeout_s)
+                continue
+            Spool.forget(self.cfg.spool_dir, old.session)
+            self.spooled.remove(old)
+            for episode, ts in episodes.items():
+                results.append({"session": old.session, "episode": episode, "recovered": True,
+                                "return": float(sum(t["reward"] for t in ts)), "length": len(ts),
+                                "success": successes[episode],
+                                "interventions": int(sum(t["intervention"] for t in ts)),
+                                "intervention_rate": float(np.mean([t["intervention"] for t in ts])),
+                                "cycle_time_s": len(ts) / self.handle.control_hz if successes[episode] else None,
+                                "weights_version": None, "env_steps": None})
+        self.recovered_episodes += results
+        return results
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
 
     def _log(self, r: dict[str, Any]) -> None:
         if self.writer is None:
@@ -373,8 +494,12 @@ class Actor:
             on_episode: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         """Episodes until `steps` env steps (or stop_event), then waits for the last acks."""
         results = []
+        if self.spooled:
+            for r in self.recover_spooled():
+                if on_episode is not None:
+                    on_episode(r)
         while self.env_steps < steps and not self.stop_event.is_set():
-            r = self.run_episode(seed=seed * 1_000_003 + self.episode)
+            r = self.run_episode(seed=seed * 1_000_003 + self.episodes_before + self.episode)
             results.append(r)
             if on_episode is not None:
                 on_episode(r)

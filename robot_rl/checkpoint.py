@@ -2,9 +2,9 @@
 
 A checkpoint `<name>.safetensors` holds every tensor; `<name>.json` beside it holds the rest:
 a format version, the nested structure (dicts, lists, numbers, strings) with references to the
-tensors, the SHA-256 of the tensor file, and free user metadata. Both are written to temporary
-files and renamed into place, the JSON last, so a crash mid-save never leaves a checkpoint
-that looks complete but is not.
+tensors, the SHA-256 of the tensor file, and free user metadata. Both are written in full to temporary
+files and renamed into place, the JSON last, so a crash or a full disk mid-save never leaves a
+checkpoint that looks complete but is not, and never damages the previous one.
 
     save_agent(agent, "runs/x/ckpt_000100.safetensors", metadata={"env_steps": 1234})
     meta = load_agent(agent, "runs/x/ckpt_000100.safetensors")
@@ -23,7 +23,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
+
+from robot_rl import atomic_io
 
 FORMAT = "robot_rl.checkpoint"
 FORMAT_VERSION = 1
@@ -85,33 +88,63 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _replace_atomically(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+def exists(path: str | Path) -> bool:
+    """True when a complete checkpoint is at `path` (its JSON is written last)."""
+    tensor_path, json_path = _paths(path)
+    _roll_forward(tensor_path, json_path)
+    return tensor_path.is_file() and json_path.is_file()
 
 
 def save_state(state: Any, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Writes `state` (nested dicts/lists of tensors and JSON scalars); returns the tensor file path."""
+    """Writes `state` (nested dicts/lists of tensors and JSON scalars); returns the tensor file path.
+
+    Both files are first written in full to `.tmp` files and fsync'd; only then are they renamed
+    into place, tensors first, JSON last. A failure while writing (a full disk) leaves the
+    previous checkpoint untouched; a crash between the two renames is rolled forward by the
+    next load (the JSON .tmp matches the new tensors).
+    """
     tensor_path, json_path = _paths(path)
     tensor_path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(state, "", tensors)
     tmp_tensors = tensor_path.with_name(tensor_path.name + ".tmp")
-    save_file(tensors, str(tmp_tensors))
-    digest = _sha256(tmp_tensors)
-    _replace_atomically(tmp_tensors, tensor_path)
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "tensors_sha256": digest,
-           "metadata": metadata or {}, "state": skeleton}
     tmp_json = json_path.with_name(json_path.name + ".tmp")
-    tmp_json.write_text(json.dumps(doc))
-    _replace_atomically(tmp_json, json_path)
+    try:
+        # Serialised in memory, written with os.write: a full disk raises a plain OSError(ENOSPC).
+        blob = save_bytes(tensors)
+        atomic_io.write_tmp(tensor_path, blob, fsync=True)
+        doc = {"format": FORMAT, "format_version": FORMAT_VERSION,
+               "tensors_sha256": hashlib.sha256(blob).hexdigest(),
+               "metadata": metadata or {}, "state": skeleton}
+        atomic_io.write_tmp(json_path, json.dumps(doc).encode(), fsync=True)
+    except BaseException:
+        tmp_tensors.unlink(missing_ok=True)
+        tmp_json.unlink(missing_ok=True)
+        raise
+    os.replace(tmp_tensors, tensor_path)
+    os.replace(tmp_json, json_path)                  # the commit point
+    atomic_io.fsync_directory(tensor_path.parent)
     return tensor_path
+
+
+def _roll_forward(tensor_path: Path, json_path: Path) -> None:
+    """Finishes a save that was killed between its two renames (tensors new, JSON still .tmp)."""
+    tmp_json = json_path.with_name(json_path.name + ".tmp")
+    tmp_tensors = tensor_path.with_name(tensor_path.name + ".tmp")
+    if not tmp_json.is_file() or tmp_tensors.exists() or not tensor_path.is_file():
+        return
+    try:
+        doc = json.loads(tmp_json.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return
+    if isinstance(doc, dict) and doc.get("tensors_sha256") == _sha256(tensor_path):
+        os.replace(tmp_json, json_path)
 
 
 def load_state(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """Reads a checkpoint written by save_state; returns (state, metadata). Raises CheckpointError."""
     tensor_path, json_path = _paths(path)
+    _roll_forward(tensor_path, json_path)
     for p in (tensor_path, json_path):
         if not p.is_file():
             raise CheckpointError(f"checkpoint file {str(p)!r} does not exist")

@@ -13,6 +13,9 @@ unacked transition - which always starts an episode, because acks cover whole ep
 message says where the actor's unacked data starts (`unacked_from`), so a session the learner
 has no record of is picked up there and never later: nothing is acked that was not stored.
 
+A full disk: an episode that cannot be written is rolled back, kept in memory, not acked,
+and retried every `disk_retry_s` (logged, `status`); meanwhile nothing new is taken in.
+
 Delivery is at least once: a crash between the buffers' commit and the ack table's write can
 store the last episode twice (microseconds wide); an acknowledged transition is never lost.
 
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import shutil
 import queue
 import threading
 import time
@@ -51,7 +54,9 @@ from robot_rl import checkpoint as ckpt
 from robot_rl import config as config_lib
 from robot_rl import transport
 from robot_rl.agents.sac import SACAgent
+from robot_rl.atomic_io import is_disk_full, write_json_atomic
 from robot_rl.buffers import ReplayBuffer
+from robot_rl.buffers.disk_full import WaitWhenDiskFull
 from robot_rl.buffers.rlpd import RLPDSampler, to_torch
 from robot_rl.transport import TransitionChunk, TransitionSchema
 
@@ -67,6 +72,7 @@ class LearnerConfig:
     max_staged_steps: int = 100_000    # an episode longer than this is refused (memory bound)
     stale_session_s: float = 600.0     # drop the staged, unfinished episode of a silent session
     inbox_size: int = 10_000           # decoded messages waiting for the loop
+    disk_retry_s: float = 1.0          # a full disk: retry writing the held-back episodes this often
     stop_after_steps: int = 0          # >0: run() returns once this many transitions are in and
                                        # the update cap for them is reached
 
@@ -110,16 +116,14 @@ class Learner:
         self.last_seen: dict[str, float] = {}
         self.demos_done = bool(state.get("demos_done", False))
 
-        if self.online_dir.exists() and self.demo_dir.exists():
-            self.online = ReplayBuffer.open(self.online_dir)
-            self.demo = ReplayBuffer.open(self.demo_dir)
-            log.info("reopened buffers: %d online, %d demo transitions", len(self.online), len(self.demo))
-        else:
-            action_dim = self.schema.action_dim
-            self.online = ReplayBuffer.create(self.online_dir, env.observation_space, action_dim,
-                                              capacity=cfg.buffer.capacity, fsync=cfg.buffer.fsync)
-            self.demo = ReplayBuffer.create(self.demo_dir, env.observation_space, action_dim,
-                                            capacity=cfg.buffer.demo_capacity, fsync=cfg.buffer.fsync)
+        def open_or_create(directory: Path, capacity: int) -> ReplayBuffer:
+            if (directory / "header.json").exists():
+                return ReplayBuffer.open(directory)
+            return ReplayBuffer.create(directory, env.observation_space, self.schema.action_dim,
+                                       capacity=capacity, fsync=cfg.buffer.fsync)
+        self.online = open_or_create(self.online_dir, cfg.buffer.capacity)
+        self.demo = open_or_create(self.demo_dir, cfg.buffer.demo_capacity)
+        log.info("buffers: %d online, %d demo transitions", len(self.online), len(self.demo))
         if checkpoint_exists(self.ckpt_path):
             meta = ckpt.load_agent(self.agent, self.ckpt_path)
             self.counters["updates"] = int(meta.get("counters", {}).get("updates", 0))
@@ -127,12 +131,19 @@ class Learner:
         else:
             config_lib.save(cfg, self.run_dir / "config.yaml")
         if not self.demos_done:
-            if len(self.demo):
-                raise RuntimeError(f"{self.demo_dir} holds data but learner_state.json does not say the "
+            if self.online.transitions_added:
+                raise RuntimeError(f"{self.online_dir} holds data but learner_state.json does not say the "
                                    "demos were finished; use a fresh run dir")
+            if self.demo.transitions_added:
+                # Killed while collecting the scripted demos: nothing was acknowledged yet, start over.
+                log.warning("%s: demos left unfinished by a killed learner; collecting them again", self.demo_dir)
+                self.demo.close()
+                shutil.rmtree(self.demo_dir)
+                self.demo = open_or_create(self.demo_dir, cfg.buffer.demo_capacity)
             if cfg.demos > 0:
-                stats = collect_demos(self.handle, self.demo, cfg.demos, seed=10_000_000 + cfg.seed * 1000)
-                (self.run_dir / "demos.json").write_text(json.dumps(stats, indent=2))
+                stats = collect_demos(self.handle, WaitWhenDiskFull(self.demo), cfg.demos,
+                                      seed=10_000_000 + cfg.seed * 1000)
+                write_json_atomic(self.run_dir / "demos.json", stats, indent=2)
                 log.info("demos: %s", stats)
             self.demos_done = True
             self._save_state()
@@ -143,7 +154,15 @@ class Learner:
         self.weights_schema = transport.weights_schema(self.agent.policy_state_dict())
         self.inbox: queue.Queue[TransitionChunk] = queue.Queue(maxsize=opts.inbox_size)
         self.stop_event = threading.Event()
-        self.stats = {"received": 0, "duplicates": 0, "gaps": 0, "rejected": 0, "weights_sent": 0}
+        self.stats = {"received": 0, "duplicates": 0, "gaps": 0, "rejected": 0, "weights_sent": 0,
+                      "disk_full_retries": 0, "dropped_disk_full": 0}
+        # Episodes complete in memory that a full disk kept out of the buffers (oldest first):
+        # not acked, retried every disk_retry_s; ingest pauses meanwhile (acks stay in order).
+        self.blocked: list[tuple[str, list[dict[str, Any]]]] = []
+        self.status: dict[str, Any] = {"disk_full": False, "error": ""}
+        self._demo_written: set[int] = set()     # ids of held-back episodes whose demo part is on disk
+        self._state_dirty = False
+        self._last_disk_retry = -np.inf
         self._last = {"weights": -np.inf, "heartbeat": -np.inf, "checkpoint": clock(), "weights_updates": -1}
         self._metrics: dict[str, float] = {}
 
@@ -152,6 +171,11 @@ class Learner:
     def receive(self, data: bytes) -> None:
         """Decodes and queues one transition message; raises TransportError if it does not fit."""
         chunk = transport.decode_transitions(data, self.schema)
+        if self.blocked:
+            # A full disk holds episodes back: nothing new is taken in (the actors keep it
+            # unacked and resend it), so memory does not grow while the disk stays full.
+            self.stats["dropped_disk_full"] += 1
+            return
         self.inbox.put(chunk, timeout=10.0)
 
     # ------------------------------------------------------------------ ingest (loop thread)
@@ -165,13 +189,20 @@ class Learner:
             # A session we have no record of: everything below the actor's oldest unacked seq
             # was acknowledged before (by us, with a lost record) - start there, never later.
             for other in list(self.staged):
-                if other.split("/")[0] == chunk.actor_id:
+                if other.split("/")[0] == chunk.actor_id and self.staged[other]:
                     log.info("actor %s restarted (new session %s): dropping the unfinished episode of %s",
                              chunk.actor_id, chunk.session, other)
                     del self.staged[other]
+                    self.sessions[other]["expected"] = self.sessions[other]["acked"] + 1
             s = self.sessions[key] = {"acked": chunk.unacked_from - 1, "expected": chunk.unacked_from}
         elif chunk.unacked_from > s["expected"] and not self.staged.get(key):
             s["acked"], s["expected"] = chunk.unacked_from - 1, chunk.unacked_from
+        elif chunk.step == 0 and chunk.seq == s["acked"] + 1 and self.staged.get(key):
+            # A resend from the oldest unacked transition (an episode start): take the episode
+            # again from there. Needed when a restarted actor re-sends a killed session's spool
+            # with its unfinished last episode closed (the closing flag differs from what we staged).
+            self.staged[key].clear()
+            s["expected"] = chunk.seq
         staged = self.staged.setdefault(key, [])
         for i in range(chunk.count):
             seq, step = chunk.seq + i, chunk.step + i
@@ -203,33 +234,56 @@ class Learner:
                            "intervention": bool(chunk.intervention[i])})
             s["expected"] = seq + 1
             if staged[-1]["terminated"] or staged[-1]["truncated"]:
-                self._commit_episode(key, staged)
+                episode = list(staged)
                 staged.clear()
+                if not self._commit_episode(key, episode):
+                    return
 
-    def _commit_episode(self, key: str, episode: list[dict[str, Any]]) -> None:
-        """Online buffer: the whole episode; demo buffer: each intervention segment. Then ack."""
+    def _commit_episode(self, key: str, episode: list[dict[str, Any]]) -> bool:
+        """Online buffer: the whole episode; demo buffer: each intervention segment. Then ack.
+        False if it could not be written (a full disk keeps it in self.blocked for a retry)."""
         try:
+            # Demo segments first, committed on their own: an episode a full disk held back
+            # after this point is retried without writing its segments twice.
+            if id(episode) not in self._demo_written:
+                for i, t in enumerate(episode):
+                    if not t["intervention"]:
+                        continue
+                    segment_ends = i + 1 == len(episode) or not episode[i + 1]["intervention"]
+                    # A segment that stops mid-episode is closed as a truncation: it bootstraps.
+                    self.demo.add(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
+                                  t["truncated"] or (segment_ends and not t["terminated"]),
+                                  grasp_penalty=t["grasp_penalty"], intervention=True)
+                self.demo.commit()
+                self._demo_written.add(id(episode))
             for t in episode:
                 self.online.add(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
                                 t["truncated"], grasp_penalty=t["grasp_penalty"],
                                 intervention=t["intervention"])
-            for i, t in enumerate(episode):
-                if not t["intervention"]:
-                    continue
-                segment_ends = i + 1 == len(episode) or not episode[i + 1]["intervention"]
-                # A segment that stops mid-episode is closed as a truncation: it bootstraps.
-                self.demo.add(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
-                              t["truncated"] or (segment_ends and not t["terminated"]),
-                              grasp_penalty=t["grasp_penalty"], intervention=True)
-            self.demo.commit()
             self.online.commit()
-        except Exception:
-            log.exception("session %s: writing an episode failed; rolling the buffers back to "
-                          "their last commit", key)
-            self._reopen_buffers()
-            self.sessions[key]["expected"] = self.sessions[key]["acked"] + 1
-            self.stats["rejected"] += 1
-            return
+            self._demo_written.discard(id(episode))
+        except Exception as e:
+            if not is_disk_full(e):
+                self._demo_written.discard(id(episode))
+                log.exception("session %s: writing an episode failed; rolling the buffers back to "
+                              "their last commit", key)
+                self._reopen_buffers()
+                self.sessions[key]["expected"] = self.sessions[key]["acked"] + 1
+                self.stats["rejected"] += 1
+                return False
+            self._reopen_buffers()           # back to the last commit; the episode stays in memory
+            if not self.status["disk_full"]:
+                log.error("disk full: session %s's episode (%d transitions) not written and not "
+                          "acknowledged; kept in memory and retried every %.0f s until there is room "
+                          "(free disk space) or the learner is stopped: %s",
+                          key, len(episode), self.opts.disk_retry_s, e)
+            self.status.update(disk_full=True, error=str(e))
+            self.blocked.append((key, episode))
+            self._last_disk_retry = self.clock()
+            return False
+        if self.status["disk_full"]:
+            log.warning("disk writable again: episode of %s written", key)
+            self.status.update(disk_full=False, error="")
         n = len(episode)
         s = self.sessions[key]
         s["acked"] = s["expected"] - 1
@@ -244,6 +298,17 @@ class Learner:
             self.writer.add_scalar("learner/episode_return", sum(t["reward"] for t in episode), step)
             self.writer.add_scalar("learner/episode_length", n, step)
             self.writer.add_scalar("learner/episode_intervention_rate", interventions / n, step)
+        return True
+
+    def _retry_blocked(self) -> None:
+        """Writes the episodes a full disk held back, oldest first, while there is room."""
+        self._last_disk_retry = self.clock()
+        while self.blocked:
+            key, episode = self.blocked.pop(0)
+            self.stats["disk_full_retries"] += 1
+            if not self._commit_episode(key, episode):
+                self.blocked.insert(0, self.blocked.pop())     # back in front, in order
+                return
 
     def _reopen_buffers(self) -> None:
         self.online.close()
@@ -252,14 +317,21 @@ class Learner:
         self.sampler.online, self.sampler.demo = self.online, self.demo
 
     def _save_state(self) -> None:
-        """The ack table and counters, replaced atomically, after the buffers committed."""
+        """The ack table and counters, replaced atomically, after the buffers committed.
+
+        A full disk leaves the previous table (the episode is in the buffers; a learner killed
+        now would take it twice at most, never lose it) and the write is retried in step()."""
         doc = {"counters": self.counters, "demos_done": self.demos_done,
                "acked": {k: v["acked"] for k, v in self.sessions.items() if v["acked"] >= 0}}
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(doc))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        try:
+            write_json_atomic(self.state_path, doc)
+            self._state_dirty = False
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            if not self._state_dirty:
+                log.error("disk full: %s not updated (retrying): %s", self.state_path, e)
+            self._state_dirty = True
 
     # ------------------------------------------------------------------ outbound
 
@@ -275,10 +347,19 @@ class Learner:
         self._last["weights"] = self.clock()
         self._last["weights_updates"] = self.counters["updates"]
 
-    def checkpoint(self) -> None:
-        ckpt.save_agent(self.agent, self.ckpt_path, {"counters": {"updates": self.counters["updates"],
-                                                                  "env_steps": self.counters["env_steps"]}})
+    def checkpoint(self) -> bool:
+        """Saves the agent; a full disk is logged and leaves the previous checkpoint intact."""
         self._last["checkpoint"] = self.clock()
+        try:
+            ckpt.save_agent(self.agent, self.ckpt_path, {"counters": {"updates": self.counters["updates"],
+                                                                      "env_steps": self.counters["env_steps"]}})
+            return True
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            log.error("disk full: checkpoint %s not saved (the previous one is intact): %s", self.ckpt_path, e)
+            self.status.update(disk_full=True, error=str(e))
+            return False
 
     # ------------------------------------------------------------------ training
 
@@ -304,17 +385,27 @@ class Learner:
 
     def done(self) -> bool:
         n = self.opts.stop_after_steps
-        return n > 0 and self.counters["env_steps"] >= n and self.update_budget() <= 0 and not any(self.staged.values())
+        return (n > 0 and self.counters["env_steps"] >= n and self.update_budget() <= 0
+                and not any(self.staged.values()) and not self.blocked)
 
     def step(self) -> None:
         """One loop iteration: ingest what arrived, train a little, publish and checkpoint when due."""
+        now = self.clock()
+        if self.blocked or self._state_dirty:
+            if now - self._last_disk_retry >= self.opts.disk_retry_s:
+                self._retry_blocked()
+                if self._state_dirty:
+                    self._save_state()
         try:
-            chunk = self.inbox.get(timeout=0.0 if self.update_budget() > 0 else 0.02)
-            self.ingest(chunk)
-            while True:
-                self.ingest(self.inbox.get_nowait())
+            while not self.blocked:          # a full disk pauses ingest: acks stay in order
+                chunk = self.inbox.get(timeout=0.0 if self.update_budget() > 0 else 0.02)
+                self.ingest(chunk)
+                if self.inbox.empty():
+                    break
         except queue.Empty:
             pass
+        if self.blocked:
+            time.sleep(0.02)
         self.train_some()
         now = self.clock()
         if now - self._last["weights"] >= self.opts.weights_every_s and self._last["weights_updates"] != self.counters["updates"]:

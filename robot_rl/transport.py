@@ -61,7 +61,8 @@ def encode(kind: str, header: Mapping[str, Any], tensors: Mapping[str, np.ndarra
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     meta = {"format": FORMAT, "version": VERSION, "kind": kind, **header}
-    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    # ascontiguousarray makes 0-d arrays 1-d: reshape back (a scalar buffer, e.g. a "fitted" flag)
+    arrays = {k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in tensors.items()}
     return _st_save(arrays, metadata={_META_KEY: json.dumps(meta)})
 
 

@@ -15,27 +15,22 @@ RUN_DIR/actor_<id>.json (its episodes and counters).
 """
 from __future__ import annotations
 
-import faulthandler
 import json
-import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Joy
 from std_msgs.msg import UInt8MultiArray
 
 from drivers.teleop import GRIPPER_CLOSE, GRIPPER_OPEN, TAKEOVER  # the /spacemouse/joy contract
+from robot_rl.atomic_io import write_json_atomic
 from robot_rl.transport import TransportError
-from drivers.ros_common import Spinner
 from tasks import rl_graph
-from tasks.learner_node import declare, train_config_from_params
+from tasks.rl_graph import declare, train_config_from_params
 
 
 class ActorNode(Node):
@@ -65,7 +60,19 @@ class ActorNode(Node):
                                           "wait between episodes for weights with this many updates per step (0: never)"),
             sync_after_steps=cfg.learning_starts,
             max_policy_lag=declare(self, "max_policy_lag", 200, "steps the weights may lag behind the actor"),
+            spool_dir=declare(self, "spool_dir", "", "unacked transitions spooled here (empty: "
+                              "RUN_DIR/spool/actor_<id>; 'none': memory only)"),
+            spool_fsync=declare(self, "spool_fsync", "episode", "spool fsync policy: never | episode | step"),
+            recover_timeout_s=declare(self, "recover_timeout_s", 60.0,
+                                      "wait this long for acks of a killed session's spool (s)"),
             takeover=takeover)
+        if acfg.spool_dir == "":
+            acfg.spool_dir = str(Path(cfg.run_dir) / "spool" / f"actor_{acfg.actor_id}")
+        elif acfg.spool_dir == "none":
+            acfg.spool_dir = ""
+        # Every episode (recovered ones of a killed session too), one JSON line each, as it ends:
+        # the distributed learning curve is built from this file.
+        self.episode_log = Path(cfg.run_dir) / f"actor_{acfg.actor_id}_episodes.jsonl"
         self.flush_timeout_s = declare(self, "flush_timeout_s", 60.0, "wait this long for the last acks at exit (s)")
         topics = {name: declare(self, f"{name}_topic", default, f"{name} topic")
                   for name, default in (("transitions", rl_graph.TRANSITIONS_TOPIC),
@@ -127,13 +134,38 @@ class ActorNode(Node):
             kind = "" if isinstance(e, TransportError) else f" ({type(e).__name__})"
             self.get_logger().error(f"rejected a {what} message{kind}: {e}")
 
+    def _log_episode(self, r: dict[str, Any]) -> None:
+        logged = set()
+        if r.get("recovered") and self.episode_log.exists():     # a line may exist already
+            logged = {(e.get("session"), e.get("episode")) for e in read_episode_log(self.episode_log)}
+        if (r["session"], r["episode"]) in logged:
+            return
+        self.episode_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.episode_log, "a") as f:
+            f.write(json.dumps(r) + "\n")
+
     def run(self) -> list[dict[str, Any]]:
         def on_episode(r: dict[str, Any]) -> None:
             self.episodes.append(r)
+            try:
+                self._log_episode(r)
+            except OSError as e:
+                self.get_logger().error(f"episode log not written: {e}")
+            if r.get("recovered"):
+                self.get_logger().info(f"recovered episode {r['episode']} of killed session {r['session']}: "
+                                       f"length {r['length']} success {r['success']}")
+                return
             self.get_logger().info(
                 f"episode {r['episode']}: return {r['return']:.2f} success {r['success']} "
                 f"length {r['length']} interventions {r['interventions']} weights v{r['weights_version']} "
                 f"unacked {len(self.actor.unacked)}")
+        if self.actor.spooled:                   # a killed session's transitions first
+            for r in self.actor.recover_spooled():
+                on_episode(r)
+        if self.episode_log.exists():            # continue after earlier sessions, never repeat
+            earlier = read_episode_log(self.episode_log)
+            self.actor.episodes_before = len(earlier)
+            self.actor.steps_before = sum(e["length"] for e in earlier)
         self.actor.run(self.steps, seed=self.train_cfg.seed, flush_timeout_s=self.flush_timeout_s,
                        on_episode=on_episode)
         return self.episodes
@@ -149,32 +181,31 @@ class ActorNode(Node):
     def close(self) -> None:
         out = Path(self.train_cfg.run_dir) / f"actor_{self.actor.cfg.actor_id}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(self.summary(), indent=2))
+        try:
+            write_json_atomic(out, self.summary(), indent=2)
+        except OSError as e:
+            self.get_logger().error(f"{out} not written: {e}")
+        self.actor.close()
         self.writer.close()
         self.env_handle.close()
 
 
+def read_episode_log(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of an actor's episode log; a torn last line (a killed actor) is skipped."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 def main(args: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[actor] %(levelname)s %(name)s: %(message)s")
-    faulthandler.register(signal.SIGUSR1)      # `kill -USR1 PID` prints every thread's stack
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node, spin = None, None
-    try:
-        node = ActorNode()
-        rl_graph.on_stop_signals(node.actor.stop_event.set)
-        spin = Spinner([node])
+    def body(node: ActorNode) -> int:
         node.run()
         return 0 if not node.actor.unacked else 3
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if spin is not None:
-            spin.stop()
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    return rl_graph.run_node("actor", ActorNode, lambda n: n.actor.stop_event, body, args)
 
 
 if __name__ == "__main__":

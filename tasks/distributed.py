@@ -12,7 +12,10 @@ after cfg.steps env steps. Then this process loads the final checkpoint and eval
 the same seeds as the in-process run, and writes eval.json.
 
 Children are started with the venv's python, in their own session, and stopped by pid
-(SIGINT, then SIGKILL) if anything fails or on Ctrl-C. Uses the caller's ROS_DOMAIN_ID.
+(SIGINT, then SIGKILL) if anything fails or on Ctrl-C; if this process is SIGKILLed they get
+SIGKILL too (PR_SET_PDEATHSIG). Run it again with the same run dir and it resumes: the learner
+from its buffers, checkpoint and ack table, a new actor first re-sends the killed actor's spool,
+and only the remaining steps are run. Uses the caller's ROS_DOMAIN_ID.
 """
 from __future__ import annotations
 
@@ -27,13 +30,23 @@ from typing import Any
 from robot_rl import config as config_lib
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when this process dies (even by SIGKILL), so a killed
+    `robot-rl train --distributed` leaves no orphan holding the buffers' locks. Both nodes are
+    built to survive a SIGKILL (buffers commit per episode, the actor spools to disk)."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _start(module: str, params: dict[str, Any], log_path: Path) -> subprocess.Popen:
     args = [sys.executable, "-m", module, "--ros-args"]
     for k, v in params.items():
         args += ["-p", f"{k}:={v}"]
     with open(log_path, "a") as log:
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=Path(__file__).resolve().parents[1])
+                                cwd=Path(__file__).resolve().parents[1],
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
@@ -47,6 +60,18 @@ def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
         proc.wait()
 
 
+def _unacked_in_spool(spool_dir: Path, acked: dict[str, int], actor_id: str = "actor0") -> int:
+    """Transitions a killed actor spooled that the learner has not stored (they will be re-sent)."""
+    from robot_rl.spool import Spool
+    from robot_rl.transport import peek_header
+
+    n = 0
+    for s in Spool.recover(spool_dir):
+        last_acked = acked.get(f"{actor_id}/{s.session}", -1)
+        n += sum(peek_header(r.message)["seq"] > last_acked for r in s.records)
+    return n
+
+
 def _tail(path: Path, n: int = 3000) -> str:
     return path.read_text()[-n:] if path.exists() else ""
 
@@ -57,21 +82,24 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
     from robot_rl.agents.sac import SACAgent
     from robot_rl.run_env import make_env_and_expert
     from robot_rl.train import _Curve, _device, evaluate
+    from tasks.actor_node import read_episode_log
 
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "distributed.yaml"
     config_lib.save(cfg, cfg_path)
     state_path = run_dir / "learner_state.json"
-    done_steps = json.loads(state_path.read_text())["counters"]["env_steps"] if state_path.exists() else 0
-    actor_steps = max(cfg.steps - done_steps, 0)
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    done_steps = state.get("counters", {}).get("env_steps", 0)
+    spooled = _unacked_in_spool(run_dir / "spool" / "actor_actor0", state.get("acked", {}))
+    actor_steps = max(cfg.steps - done_steps - spooled, 0)    # a killed actor's spool counts too
     started = time.perf_counter()
 
     learner = _start("tasks.learner_node", {"config_file": cfg_path, "stop_after_steps": cfg.steps},
                      run_dir / "learner.log")
     actor = None
     try:
-        if actor_steps > 0:
+        if actor_steps > 0 or spooled:
             lag = max_policy_lag if max_policy_lag is not None else 100
             actor = _start("tasks.actor_node", {"config_file": cfg_path, "steps": actor_steps,
                                                 "sync_updates_per_step": float(cfg.updates_per_step),
@@ -98,16 +126,20 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
     final = evaluate(handle, agent, cfg.final_eval_episodes, seed=30_000_000 + cfg.seed)
     handle.close()
 
-    actor_json = run_dir / "actor_actor0.json"
-    episodes = json.loads(actor_json.read_text())["episodes"] if actor_json.exists() else []
+    # The curve from the actor's episode log: every episode of every actor session (a killed
+    # one's recovered episodes too) in the order they ended, at the cumulative step count.
+    episodes = read_episode_log(run_dir / "actor_actor0_episodes.jsonl") if (
+        run_dir / "actor_actor0_episodes.jsonl").exists() else []
     curve = _Curve(run_dir)
-    offset = curve.data["episode_step"][-1] if curve.data["episode_step"] else 0
+    evals = list(zip(curve.data["eval_step"], curve.data["eval_success"]))
+    curve.data = {k: [] for k in curve.data}
+    step = 0
     for e in episodes:
-        curve.data["episode_step"].append(offset + e["env_steps"])
-        curve.data["episode_success"].append(bool(e["success"]))
-        curve.data["episode_return"].append(e["return"])
-    curve.data["eval_step"].append(int(counters.get("env_steps", cfg.steps)))
-    curve.data["eval_success"].append(final["success_rate"])
+        step += e["length"]
+        curve.add_episode(step, {"interventions": 0, "intervention_rate": 0.0, "cycle_time_s": None, **e})
+    for s_, v in evals + [(int(counters.get("env_steps", cfg.steps)), final["success_rate"])]:
+        curve.data["eval_step"].append(s_)
+        curve.data["eval_success"].append(v)
     curve.save()
     curve.plot(run_dir / "learning_curve.png", f"{cfg.task} ({cfg.obs}), seed {cfg.seed}, distributed")
     final.update({
@@ -116,6 +148,7 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
         "updates_per_env_step": counters.get("updates", 0) / max(counters.get("env_steps", 0), 1),
         "train_wall_s": train_wall,
         "env_steps_per_s": actor_steps / max(train_wall, 1e-9),
+        "train_episodes": len(episodes),
         "interventions": sum(e["interventions"] for e in episodes),
         "train_success_rate": (sum(e["success"] for e in episodes) / len(episodes)) if episodes else None,
     })

@@ -9,47 +9,17 @@ node keeps running. SIGINT / SIGTERM: checkpoint, write learner_stats.json, exit
 """
 from __future__ import annotations
 
-import faulthandler
-import json
-import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import UInt8MultiArray
 
+from robot_rl.atomic_io import write_json_atomic
 from robot_rl.transport import TransportError
-from drivers.ros_common import Spinner
 from tasks import rl_graph
-
-
-def declare(node: Node, name: str, default: Any, description: str) -> Any:
-    node.declare_parameter(name, default, ParameterDescriptor(description=description))
-    return node.get_parameter(name).value
-
-
-def train_config_from_params(node: Node):
-    """A TrainConfig: the YAML `config_file` (if any), then the task/obs/seed/run_dir parameters."""
-    from robot_rl import config as config_lib
-    from robot_rl.train import TrainConfig
-
-    path = declare(node, "config_file", "", "TrainConfig YAML (e.g. RUN_DIR/config.yaml); empty: defaults")
-    overrides = []
-    for name, default, what in (("task", "", "task name (empty: from config_file)"),
-                                ("obs", "", "state | pixels (empty: from config_file)"),
-                                ("run_dir", "", "run directory (empty: from config_file)")):
-        value = declare(node, name, default, what)
-        if value:
-            overrides.append(f"{name}={value}")
-    seed = declare(node, "seed", -1, "seed (-1: from config_file)")
-    if seed >= 0:
-        overrides.append(f"seed={seed}")
-    return config_lib.load(TrainConfig, path or None, overrides)
+from tasks.rl_graph import declare, train_config_from_params
 
 
 class LearnerNode(Node):
@@ -63,6 +33,7 @@ class LearnerNode(Node):
             heartbeat_every_s=declare(self, "heartbeat_every_s", 0.5, "ack heartbeat period (s)"),
             checkpoint_every_s=declare(self, "checkpoint_every_s", 60.0, "agent checkpoint period (s)"),
             free_running=declare(self, "free_running", False, "update without the updates-per-step cap"),
+            disk_retry_s=declare(self, "disk_retry_s", 1.0, "disk full: retry writing held-back episodes this often (s)"),
             stop_after_steps=declare(self, "stop_after_steps", 0,
                                      "exit once this many transitions are in and trained on (0: never)"))
         topics = {name: declare(self, f"{name}_topic", default, f"{name} topic")
@@ -95,37 +66,25 @@ class LearnerNode(Node):
     def stats(self) -> dict[str, Any]:
         lr = self.learner
         return {"session": lr.session, "counters": dict(lr.counters), "stats": dict(lr.stats),
+                "status": dict(lr.status), "blocked_episodes": len(lr.blocked),
                 "online": len(lr.online), "demo": len(lr.demo),
                 "acked": {k: v["acked"] for k, v in lr.sessions.items()}}
 
     def close(self) -> None:
-        (Path(self.train_cfg.run_dir) / "learner_stats.json").write_text(json.dumps(self.stats(), indent=2))
+        try:
+            write_json_atomic(Path(self.train_cfg.run_dir) / "learner_stats.json", self.stats(), indent=2)
+        except OSError as e:
+            self.get_logger().error(f"learner_stats.json not written: {e}")
         self.learner.close()
         self.writer.close()
 
 
 def main(args: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="[learner] %(levelname)s %(name)s: %(message)s")
-    faulthandler.register(signal.SIGUSR1)      # `kill -USR1 PID` prints every thread's stack
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node, spin = None, None
-    try:
-        node = LearnerNode()
-        rl_graph.on_stop_signals(node.learner.stop_event.set)
-        spin = Spinner([node])
+    def body(node: LearnerNode) -> int:
         counters = node.learner.run()
         node.get_logger().info(f"learner stopped: {counters}")
         return 0
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if spin is not None:
-            spin.stop()
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    return rl_graph.run_node("learner", LearnerNode, lambda n: n.learner.stop_event, body, args)
 
 
 if __name__ == "__main__":

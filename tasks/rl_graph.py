@@ -14,9 +14,16 @@ QoS:
 """
 from __future__ import annotations
 
+import faulthandler
+import logging
 import signal
-from typing import Callable
+import threading
+from typing import Any, Callable
 
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt8MultiArray
 
@@ -47,3 +54,56 @@ def on_stop_signals(stop: Callable[[], None]) -> None:
     """SIGINT / SIGTERM call `stop` (the loop then checkpoints and exits cleanly)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop())
+
+
+def declare(node: Node, name: str, default: Any, description: str) -> Any:
+    node.declare_parameter(name, default, ParameterDescriptor(description=description))
+    return node.get_parameter(name).value
+
+
+def train_config_from_params(node: Node):
+    """A TrainConfig: the YAML `config_file` (if any), then the task/obs/seed/run_dir parameters."""
+    from robot_rl import config as config_lib
+    from robot_rl.train import TrainConfig
+
+    path = declare(node, "config_file", "", "TrainConfig YAML (e.g. RUN_DIR/config.yaml); empty: defaults")
+    overrides = []
+    for name, default, what in (("task", "", "task name (empty: from config_file)"),
+                                ("obs", "", "state | pixels (empty: from config_file)"),
+                                ("run_dir", "", "run directory (empty: from config_file)")):
+        value = declare(node, name, default, what)
+        if value:
+            overrides.append(f"{name}={value}")
+    seed = declare(node, "seed", -1, "seed (-1: from config_file)")
+    if seed >= 0:
+        overrides.append(f"seed={seed}")
+    return config_lib.load(TrainConfig, path or None, overrides)
+
+
+def run_node(label: str, make_node: Callable[[], Node], stop_event: Callable[[Node], threading.Event],
+             body: Callable[[Node], int], args: list[str] | None = None) -> int:
+    """The actor's and learner's main(): logging, `kill -USR1 PID` stack dumps, rclpy without
+    its signal handlers (SIGINT/SIGTERM set the loop's stop event instead, so it can checkpoint
+    or flush), the node spun on a background thread, the loop `body(node)` on this one, and
+    everything shut down in order, whatever happens."""
+    from drivers.ros_common import Spinner
+
+    logging.basicConfig(level=logging.INFO, format=f"[{label}] %(levelname)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node, spin = None, None
+    try:
+        node = make_node()
+        on_stop_signals(stop_event(node).set)
+        spin = Spinner([node])
+        return body(node)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if spin is not None:
+            spin.stop()
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

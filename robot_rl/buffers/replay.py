@@ -102,6 +102,7 @@ class ReplayBuffer:
         self._commits: int = cursor["commits"]
         self._committed = dict(cursor)
         self._n = self._count_transitions(self._low, self._high)
+        self._reserved = 0           # leading slots whose disk blocks this process has allocated
         self._closed = False
 
     # ------------------------------------------------------------------ construction
@@ -237,6 +238,7 @@ class ReplayBuffer:
         terminated, truncated = _flag(terminated, "terminated"), _flag(truncated, "truncated")
         intervention = _flag(intervention, "intervention")
 
+        self._reserve(self._high + 1)       # a full disk raises here, before anything changes
         if new_episode:
             g = self._high
             self._make_room(g + 1)
@@ -271,10 +273,10 @@ class ReplayBuffer:
         if self.fsync:
             for a in self._memmaps.values():
                 a.flush()                    # msync: the data is on disk before the header
-        self._commits += 1
         cursor = {"low": self._low, "high": self._high, "next_episode": self._next_episode,
-                  "open_episode": self._open_episode, "commits": self._commits}
-        storage.write_header(self.directory, self._spec, cursor, fsync=self.fsync)
+                  "open_episode": self._open_episode, "commits": self._commits + 1}
+        storage.write_header(self.directory, self._spec, cursor, fsync=self.fsync)  # ENOSPC: retry later
+        self._commits += 1
         self._committed = cursor
 
     def _write_frame(self, g: int, frame: dict[str, np.ndarray], episode: int) -> None:
@@ -283,6 +285,30 @@ class ReplayBuffer:
         for key, value in frame.items():
             self._arrays[key][s] = value
         self._arrays["episode"][s] = episode
+
+    def _reserve(self, g: int) -> None:
+        """Makes sure the slots up to frame g have disk blocks (see storage.reserve)."""
+        if self.directory is None:
+            return
+        need = min(self.capacity, g + 1)
+        if need <= self._reserved:
+            return
+        slot_bytes = max(1, self.bytes_per_transition(include_extras=True))
+        stop = min(self.capacity, max(need, self._reserved + max(64, (8 << 20) // slot_bytes)))
+        for array in self._memmaps.values():
+            storage.reserve(array, self._reserved, stop)
+        self._reserved = stop
+
+    @property
+    def transitions_added(self) -> int:
+        """Transitions ever added (evicted ones included): each episode of T steps uses T + 1
+        frames, so this is frames minus episodes. After open() it counts what was committed."""
+        return self._high - self._next_episode
+
+    @property
+    def episodes_started(self) -> int:
+        """Episodes ever started (evicted and aborted ones included)."""
+        return self._next_episode
 
     def _make_room(self, g: int) -> None:
         """Evicts oldest episodes until frame g has a slot that holds no live frame."""
@@ -297,11 +323,10 @@ class ReplayBuffer:
             new_low = min(low + max(1, self.capacity // 64), high - 1)
         else:
             new_low = self._episode_end(low, high)
-        self._n -= self._count_transitions(low, new_low)
-        self._low = new_low
         if self.directory is not None:
             # Publish the eviction before its slots are overwritten, so a reopened buffer never
             # trusts an overwritten frame. The committed high stays: no new data is acknowledged.
+            # (Header first: if it cannot be written - a full disk - nothing has changed.)
             committed = dict(self._committed, low=min(new_low, self._committed["high"]))
             if committed["low"] > self._committed["low"]:
                 if self.fsync:
@@ -309,6 +334,8 @@ class ReplayBuffer:
                         a.flush()
                 storage.write_header(self.directory, self._spec, committed, fsync=self.fsync)
                 self._committed = committed
+        self._n -= self._count_transitions(low, new_low)
+        self._low = new_low
 
     def _episode_end(self, start: int, stop: int) -> int:
         """The first frame in (start, stop) of another episode than frame `start`'s, else stop."""

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl import atomic_io
+
 FORMAT_NAME = "robot_rl.replay"
 FORMAT_VERSION = 1
 HEADER_FILE = "header.json"
@@ -40,28 +42,35 @@ def write_header(directory: Path, spec: dict[str, Any], cursor: dict[str, Any], 
     """Replaces DIR/header.json atomically: write a temp file, (fsync,) rename over the old one.
 
     A reader sees either the old header or the new one, never a mix, even after a SIGKILL;
-    with fsync=True also after a power loss (the directory entry is fsync'd too).
+    with fsync=True also after a power loss (the directory entry is fsync'd too). A full disk
+    raises OSError(ENOSPC) and leaves the old header in place.
     """
     body = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "spec": spec, "cursor": cursor}
     body["checksum"] = _checksum({k: body[k] for k in ("format", "version", "spec", "cursor")})
-    tmp = directory / (HEADER_FILE + ".tmp")
-    data = json.dumps(body, sort_keys=True, indent=1).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, directory / HEADER_FILE)
-    if fsync:
-        fsync_directory(directory)
+    atomic_io.write_bytes_atomic(directory / HEADER_FILE, json.dumps(body, sort_keys=True, indent=1).encode(),
+                                 fsync=fsync)
 
 
 def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+    atomic_io.fsync_directory(directory)
+
+
+def reserve(array: np.memmap, start_row: int, stop_row: int) -> None:
+    """Allocates disk blocks for rows [start_row, stop_row) of a memory-mapped .npy file.
+
+    The files are created sparse; a store into a hole of a mapped file on a full disk kills the
+    process with SIGBUS. Reserving the blocks first turns a full disk into a clean
+    OSError(ENOSPC) raised before anything is written.
+    """
+    if stop_row <= start_row:
+        return
+    row = int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize
+    fd = os.open(array.filename, os.O_RDWR)
     try:
-        os.fsync(fd)
+        os.posix_fallocate(fd, array.offset + start_row * row, (stop_row - start_row) * row)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot reserve {(stop_row - start_row) * row} bytes in {array.filename} "
+                               f"({os.strerror(e.errno)}): the disk is full") from None
     finally:
         os.close(fd)
 
