@@ -25,11 +25,16 @@ BUILTIN_TASKS = ("point_reach",)
 
 
 def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
-                        expert_noise: float = 0.0) -> EnvHandle:
+                        expert_noise: float = 0.0, reward_classifier: str = "") -> EnvHandle:
+    """reward_classifier: a classifier file (robot-rl train-classifier); when set, the env's
+    reward and success come from it (tasks.classifier_reward.ClassifierReward) and the twin's
+    own success is kept as info["ground_truth_success"]."""
     if task == "point_reach":
         from robot_rl.toy_env import PointReachEnv, PointReachExpert
         if obs != "state":
             raise ValueError("point_reach has state observations only")
+        if reward_classifier:
+            raise ValueError("point_reach has no cameras for a reward classifier")
         env = PointReachEnv()
         return EnvHandle(env, PointReachExpert(env, noise=expert_noise, seed=seed), control_hz=10.0)
     try:
@@ -41,4 +46,7 @@ def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
     env = tasks.make_env(task, obs=obs, seed=seed)
     from tasks.experts import make_expert
     expert = make_expert(task, env, noise=expert_noise, seed=seed)
+    if reward_classifier:
+        from tasks.classifier_reward import ClassifierReward
+        env = ClassifierReward(env, reward_classifier)
     return EnvHandle(env, expert, control_hz=float(getattr(env.unwrapped, "control_hz", 10.0)))
