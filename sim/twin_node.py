@@ -15,7 +15,13 @@ Under the robot's namespace (`/franka` by default), per the topic contract in DE
                latched: the options the next `reset` uses)
     services   reset, recover (std_srvs/Trigger); reset answers "reset id=<id>" naming the options used
     parameters the impedance law's gains, clips and limits (live: a change calls set_config),
-               task, cameras, image_size, state_rate, camera_rate, base_frame, seed
+               task, robot_model, cameras, image_size, state_rate, camera_rate, base_frame, seed
+
+robot_model "widowx" (or a widowx_* task) runs the WidowX 250 twin (sim/widowx.py) instead of
+the FR3: the same topics, with the equilibrium pose going through the DLS IK to the servo PIDs;
+joint_states then carries the six WidowX joints and their servo torques, and the impedance
+parameters do not apply (setting one is refused). Run it under /widowx, e.g.
+    robot-rl-twin --ros-args -r __ns:=/widowx -p robot_model:=widowx -p base_frame:=wx250s/base_link
 
 Real time: a dedicated physics thread runs the twin in chunks of 1/state_rate s of physics
 (twin.wait_step with n_substeps set to the chunk), publishes after each chunk, and sleeps to
@@ -62,6 +68,9 @@ class TwinNode(Node):
             return self.get_parameter(name).value
 
         task = declare("task", "pick_cube", f"task whose scene the twin builds: {sorted(tasks.TASKS)}")
+        robot_model = declare("robot_model", "", "'' (as the task says), 'franka' or 'widowx': "
+                              "the robot the twin simulates (picks the task's variant)")
+        task = tasks.task_name_for(task, robot_model or None)
         cameras = declare("cameras", ["wrist", "front"], "cameras to publish ([''] for none)")
         self.cameras = tuple(c for c in cameras if c)
         self.image_size = int(declare("image_size", 128, "published image width = height (px)"))
@@ -80,7 +89,10 @@ class TwinNode(Node):
         self.spec = tasks.make_spec(task)
         self.impedance = declare_impedance_parameters(self, ImpedanceConfig())
         # Cameras are rendered on demand (twin.render) at their own rate, not in every chunk.
-        self.twin = tasks.make_twin(self.spec, obs="state", impedance=self.impedance)
+        self.robot_model = getattr(self.spec, "robot", "franka")
+        self.twin = tasks.make_twin(self.spec, obs="state",
+                                    impedance=None if self.robot_model == "widowx" else self.impedance)
+        self.joint_names = tuple(getattr(self.twin, "arm_joints", ARM_JOINTS))
         timestep = self.twin.model.opt.timestep
         self.twin.n_substeps = max(1, int(round(1.0 / (self.state_rate * timestep))))
         self.chunk_s = self.twin.n_substeps * timestep
@@ -141,7 +153,8 @@ class TwinNode(Node):
                         continue
                     held = self._watchdog(state)
                     truth = self.twin.task_state()
-                    torque = self.twin.data.ctrl[:7].copy()
+                    torque = (self.twin.joint_efforts() if hasattr(self.twin, "joint_efforts")
+                              else self.twin.data.ctrl[:7].copy())
                     images = {c: self.twin.render(c, self.image_size) for c in self.cameras} if render else {}
                 if held:
                     self.get_logger().warn(f"no equilibrium_pose for {self.watchdog_timeout} s: "
@@ -185,7 +198,7 @@ class TwinNode(Node):
     def _publish_state(self, state, truth: dict, torque: np.ndarray, stamp) -> None:
         js = JointState()
         js.header.stamp, js.header.frame_id = stamp, self.base_frame
-        js.name = list(ARM_JOINTS)
+        js.name = list(self.joint_names)
         js.position, js.velocity, js.effort = state.q.tolist(), state.dq.tolist(), torque.tolist()
         self.joint_pub.publish(js)
         self.pose_pub.publish(pose_msg(state.tcp_pos, state.tcp_quat, self.base_frame, stamp))

@@ -3,7 +3,9 @@
     env = tasks.make_env("pick_cube", obs="state" | "pixels", seed=0, **spec_overrides)
 
 `TASKS` maps task names to their TaskSpec classes. Without a `robot`, make_env builds the MuJoCo
-twin (sim.twin.TwinRobot) for the task; pass `robot=` to drive another RobotInterface (ROS).
+twin for the task: the FR3 (sim.twin.TwinRobot), or the WidowX 250 (sim.widowx.WidowXTwin) for
+tasks whose spec says `robot = "widowx"` (the `widowx_*` tasks); pass `robot=` to drive another
+RobotInterface (ROS). `make_env("pick_cube", robot_model="widowx")` is `make_env("widowx_pick_cube")`.
 """
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ from tasks.env import RobotEnv
 from tasks.peg_insert import PegInsertSpec
 from tasks.pick_cube import PickCubeSpec
 from tasks.spec import TaskSpec
+from tasks.widowx_pick_cube import WidowXPickCubeSpec
 
-TASKS: dict[str, type[TaskSpec]] = {"pick_cube": PickCubeSpec, "peg_insert": PegInsertSpec}
+TASKS: dict[str, type[TaskSpec]] = {"pick_cube": PickCubeSpec, "peg_insert": PegInsertSpec,
+                                    "widowx_pick_cube": WidowXPickCubeSpec}
+ROBOT_MODELS = ("franka", "widowx")
 
 # Spec fields the twin's scene must agree with.
 _SCENE_FIELDS = ("cube_half_size", "peg_tip_below_tcp", "hole_depth")
@@ -32,8 +37,31 @@ def make_spec(name: str, **overrides: Any) -> TaskSpec:
     return cls(**overrides)
 
 
+def task_name_for(name: str, robot_model: str | None) -> str:
+    """The task name for a robot: ("pick_cube", "widowx") -> "widowx_pick_cube"."""
+    if robot_model is None or robot_model == getattr(TASKS.get(name), "robot", "franka"):
+        return name
+    if robot_model not in ROBOT_MODELS:
+        raise ValueError(f"unknown robot_model {robot_model!r}; known: {ROBOT_MODELS}")
+    variant = name if robot_model == "franka" else f"{robot_model}_{name}"
+    if robot_model == "franka" and name.startswith("widowx_"):
+        variant = name[len("widowx_"):]
+    if variant not in TASKS:
+        raise ValueError(f"task {name!r} has no {robot_model} variant; known: {sorted(TASKS)}")
+    return variant
+
+
 def make_twin(spec: TaskSpec, obs: str = "state", pretty: bool = False, impedance=None):
     """The MuJoCo twin for a task: its objects, and its cameras when obs == 'pixels'."""
+    if getattr(spec, "robot", "franka") == "widowx":
+        from sim.widowx import WidowXSceneConfig, WidowXTwin, WidowXTwinConfig
+
+        if impedance is not None:
+            raise ValueError("the WidowX twin is position-controlled through IK: no impedance config")
+        scene = WidowXSceneConfig(objects=spec.objects, cameras=spec.cameras if obs == "pixels" else (),
+                                  image_size=spec.image_size, pretty=pretty,
+                                  cube_half_size=getattr(spec, "cube_half_size", 0.02))
+        return WidowXTwin(WidowXTwinConfig(scene=scene, control_hz=spec.control_hz))
     from controllers.impedance import ImpedanceConfig
     from sim.scene import SceneConfig
     from sim.twin import TwinConfig, TwinRobot
@@ -46,13 +74,16 @@ def make_twin(spec: TaskSpec, obs: str = "state", pretty: bool = False, impedanc
 
 
 def make_env(name: str, obs: str = "state", seed: int | None = None, robot=None,
-             pretty: bool = False, impedance=None, **overrides: Any) -> RobotEnv:
+             pretty: bool = False, impedance=None, robot_model: str | None = None,
+             **overrides: Any) -> RobotEnv:
     """A RobotEnv for task `name`. seed seeds the first reset (and the action space);
-    overrides replace TaskSpec fields (e.g. max_steps=50); impedance: an ImpedanceConfig."""
-    spec = make_spec(name, **overrides)
+    overrides replace TaskSpec fields (e.g. max_steps=50); impedance: an ImpedanceConfig;
+    robot_model: "franka" | "widowx" picks the task's variant for that robot (None: as named)."""
+    spec = make_spec(task_name_for(name, robot_model), **overrides)
     if robot is None:
         robot = make_twin(spec, obs=obs, pretty=pretty, impedance=impedance)
     return RobotEnv(robot, spec, obs=obs, seed=seed)
 
 
-__all__ = ["RobotEnv", "TaskSpec", "TASKS", "make_env", "make_spec", "make_twin"]
+__all__ = ["RobotEnv", "TaskSpec", "TASKS", "ROBOT_MODELS", "make_env", "make_spec", "make_twin",
+           "task_name_for"]

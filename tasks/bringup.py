@@ -80,6 +80,11 @@ PROFILES: dict[str, tuple[NodeSpec, ...]] = {
         _REALSENSE,
         NodeSpec(**_SPACEMOUSE),
     ),
+    "widowx_twin": (
+        NodeSpec("robot-rl-twin", "sim.twin_node", "TwinNode", "twin", "/widowx",
+                 what="MuJoCo WidowX twin: the WidowX driver's and the cameras' topics"),
+        NodeSpec(**_SPACEMOUSE, optional=True),
+    ),
     "widowx": (
         NodeSpec("robot-rl-widowx", "drivers.widowx_node", "WidowXNode", "widowx", "/widowx",
                  what="WidowX driver over dynamixel-sdk",

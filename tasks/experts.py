@@ -129,7 +129,9 @@ class PegInsertExpert(ScriptedExpert):
         return a
 
 
-EXPERTS = {"pick_cube": PickCubeExpert, "peg_insert": PegInsertExpert}
+EXPERTS = {"pick_cube": PickCubeExpert, "peg_insert": PegInsertExpert,
+           # The WidowX variant: the same state machine, its targets come from the task's spec.
+           "widowx_pick_cube": PickCubeExpert}
 
 
 def make_expert(name: str, env, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
