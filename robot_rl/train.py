@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,12 @@ from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.buffers import BufferConfig, ReplayBuffer
 from robot_rl.buffers.rlpd import RLPDSampler, to_torch
 from robot_rl import checkpoint as ckpt
+from robot_rl.atomic_io import is_disk_full, write_json_atomic
+from robot_rl.buffers.disk_full import WaitWhenDiskFull, wait_when_disk_full
 from robot_rl.run_env import EnvHandle, make_env_and_expert
+from robot_rl.interventions import InterventionRouter
+from robot_rl.scripted_human import InterventionConfig, ScriptedHuman
+from robot_rl.scripted_human import make_expert as make_human_expert
 
 log = logging.getLogger("robot_rl.train")
 
@@ -45,6 +51,9 @@ class TrainConfig:
     seed: int = 0
     run_dir: str = "runs/default"
     demos: int = 20                     # successful scripted demos put in the demo buffer
+    demo_dataset: str = ""              # an episode dataset dir: its successful episodes are the
+                                        # demos (instead of scripted ones)
+    reward_classifier: str = ""         # a trained reward classifier for the env (run_env)
     demo_noise: float = 0.1             # expert action noise, for demo diversity
     random_steps: int = 0               # uniform-random actions before the policy acts
     learning_starts: int = 256          # online transitions before the first update
@@ -53,6 +62,8 @@ class TrainConfig:
     eval_every: int = 2_000             # env steps between evaluations (0: only at the end)
     eval_episodes: int = 10             # episodes per periodic evaluation
     final_eval_episodes: int = 20
+    stop_at_success: float = 0.0        # >0: end training at the first periodic evaluation that
+                                        # reaches this success rate (benchmarks: steps to X%)
     checkpoint_every: int = 5_000       # env steps between checkpoints
     resume: bool = True                 # continue from RUN_DIR's checkpoint if there is one
     device: str = "auto"                # auto: cuda when available
@@ -60,6 +71,7 @@ class TrainConfig:
     progress: bool = True
     agent: SACConfig = field(default_factory=SACConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
+    intervention: InterventionConfig = field(default_factory=InterventionConfig)  # scripted human (twin)
 
 
 def _device(name: str) -> torch.device:
@@ -69,7 +81,8 @@ def _device(name: str) -> torch.device:
 
 
 def checkpoint_exists(path: Path) -> bool:
-    return path.with_name(path.name + ".safetensors").exists()
+    """A complete checkpoint (tensors and JSON) at `path` (without the suffix)."""
+    return ckpt.exists(path)
 
 
 def run_episode(env_handle: EnvHandle, policy: Callable[[dict], np.ndarray], seed: int,
@@ -136,14 +149,78 @@ class _Curve:
     def __init__(self, run_dir: Path):
         self.path = run_dir / "progress.json"
         self.data: dict[str, list] = {"eval_step": [], "eval_success": [],
-                                      "episode_step": [], "episode_success": [], "episode_return": []}
+                                      "episode_step": [], "episode_success": [], "episode_return": [],
+                                      # per episode too; cycle time is None for a failed episode
+                                      "episode_length": [], "episode_interventions": [],
+                                      "episode_intervention_rate": [], "episode_cycle_time_s": []}
         if self.path.exists():
             self.data.update(json.loads(self.path.read_text()))
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")  # atomic: a kill never leaves a half-written curve
-        tmp.write_text(json.dumps(self.data))
-        tmp.replace(self.path)
+        """Atomic (a kill never leaves a half-written curve); a full disk keeps it in memory."""
+        try:
+            write_json_atomic(self.path, self.data, fsync=False)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            log.error("disk full: %s not updated (kept in memory, written at the next save): %s", self.path, e)
+
+    def trim(self, env_steps: int) -> None:
+        """Drops entries past `env_steps` (resume: the buffers are the truth for the step count)."""
+        n_episodes = sum(1 for s in self.data["episode_step"] if s <= env_steps)
+        n_evals = sum(1 for s in self.data["eval_step"] if s <= env_steps)
+        for k, values in self.data.items():
+            if isinstance(values, list):
+                del values[n_episodes if k.startswith("episode_") else n_evals:]
+
+    def add_episode(self, step: int, result: dict[str, Any]) -> None:
+        for key, value in (("step", step), ("success", bool(result["success"])),
+                           ("return", result["return"]), ("length", result["length"]),
+                           ("interventions", result["interventions"]),
+                           ("intervention_rate", result["intervention_rate"]),
+                           ("cycle_time_s", result["cycle_time_s"])):
+            self.data[f"episode_{key}"].append(value)
+
+    def plot_episodes(self, png: Path, title: str) -> None:
+        """Per-episode figures vs env steps: success (rolling), intervention rate, return, cycle time."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        d = self.data
+        steps = np.asarray(d["episode_step"], dtype=float)
+
+        def series(key: str) -> tuple[np.ndarray, np.ndarray]:
+            # A run resumed from an older progress.json lacks the first episodes of newer keys.
+            values = d[key][-len(steps):] if len(steps) else []
+            xs = steps[len(steps) - len(values):]
+            return xs, np.asarray([np.nan if v is None else v for v in values], dtype=float)
+
+        fig, axes = plt.subplots(4, 1, figsize=(7, 9), sharex=True)
+        xs, succ = series("episode_success")
+        if len(xs):
+            window = max(1, min(20, len(succ)))
+            axes[0].plot(xs[window - 1:], np.convolve(succ, np.ones(window) / window, mode="valid"),
+                         color="tab:blue")
+            axes[0].set_ylabel(f"success\n(rolling {window})")
+        axes[0].set_ylim(-0.05, 1.05)
+        xs, rate = series("episode_intervention_rate")
+        axes[1].plot(xs, rate, ".", color="tab:orange", alpha=0.5)
+        axes[1].set_ylabel("intervention\nrate")
+        axes[1].set_ylim(-0.05, 1.05)
+        xs, ret = series("episode_return")
+        axes[2].plot(xs, ret, ".", color="tab:green", alpha=0.5)
+        axes[2].set_ylabel("return")
+        xs, cycle = series("episode_cycle_time_s")
+        axes[3].plot(xs, cycle, ".", color="tab:red", alpha=0.5)
+        axes[3].set_ylabel("cycle time (s)\nsuccesses")
+        axes[3].set_xlabel("online env steps")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        axes[0].set_title(title)
+        fig.tight_layout()
+        fig.savefig(png, dpi=100)
+        plt.close(fig)
 
     def plot(self, png: Path, title: str) -> None:
         import matplotlib
@@ -172,6 +249,84 @@ class _Curve:
         plt.close(fig)
 
 
+def save_checkpoint(agent: SACAgent, path: Path, counters: dict[str, int], wait: bool) -> bool:
+    """Saves the agent; a full disk keeps the previous checkpoint intact (checkpoint.save_state)
+    and is logged, then either waited out (wait=True: the final one) or skipped until the next."""
+    save = lambda: ckpt.save_agent(agent, path, {"counters": dict(counters)})  # noqa: E731
+    if wait:
+        wait_when_disk_full(save, f"saving the checkpoint {path}")
+        return True
+    try:
+        save()
+        return True
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        log.error("disk full: checkpoint %s not saved (the previous one is intact): %s", path, e)
+        return False
+
+
+def open_run_buffers(cfg: TrainConfig, run_dir: Path, handle: EnvHandle, agent: SACAgent
+                     ) -> tuple[ReplayBuffer, ReplayBuffer, dict[str, int]]:
+    """The run's online and demo buffers and its counters, resumed or new.
+
+    The buffers are the truth for how far the run got: every env step is committed to the
+    online buffer as it happens, checkpoints are periodic. So after a kill at any moment,
+    env_steps = transitions ever committed to the online buffer, episodes = episodes started
+    there (evicted ones included), updates = the checkpoint's (the agent is the checkpoint's;
+    0 and a fresh agent if the run was killed before its first one). demos.json, written
+    after the demo buffer's last commit, marks the demos as complete; a run killed before
+    that has acknowledged nothing online and starts over.
+    """
+    ckpt_path = run_dir / "checkpoint"
+    online_dir, demo_dir = run_dir / "buffers" / "online", run_dir / "buffers" / "demo"
+    demos_done = (run_dir / "demos.json").exists()
+    counters = {"env_steps": 0, "episodes": 0, "updates": 0}
+    if cfg.resume and demos_done and online_dir.exists() and demo_dir.exists():
+        online, demo = ReplayBuffer.open(online_dir), ReplayBuffer.open(demo_dir)
+        have_ckpt = ckpt.exists(ckpt_path)
+        if have_ckpt:
+            saved = ckpt.load_agent(agent, ckpt_path).get("counters", {})
+            counters["updates"] = int(saved.get("updates", 0))
+        counters["env_steps"], counters["episodes"] = online.transitions_added, online.episodes_started
+        log.info("resumed at env step %d, episode %d, update %d (%s)", counters["env_steps"],
+                 counters["episodes"], counters["updates"],
+                 f"checkpoint {ckpt_path}" if have_ckpt else "no checkpoint yet: a fresh agent")
+        return online, demo, counters
+    for d in (online_dir, demo_dir):
+        if not d.exists():
+            continue
+        if not cfg.resume or not (d / "header.json").exists():
+            raise FileExistsError(f"{d} exists but there is no checkpoint to resume from (resume=False, "
+                                  f"or not a buffer); use a fresh --run-dir")
+        with ReplayBuffer.open(d) as b:
+            if d == online_dir and b.transitions_added:
+                raise FileExistsError(f"{d} holds online data but {run_dir / 'demos.json'} is missing; "
+                                      f"use a fresh --run-dir")
+        # The demos never finished (killed while collecting): nothing online yet, start over.
+        log.warning("%s: left by a run killed before its demos were complete; starting it over", d)
+        shutil.rmtree(d)
+    env = handle.env
+    action_dim = env.action_space.shape[0]
+    online = ReplayBuffer.create(online_dir, env.observation_space, action_dim,
+                                 capacity=cfg.buffer.capacity, fsync=cfg.buffer.fsync)
+    demo = ReplayBuffer.create(demo_dir, env.observation_space, action_dim,
+                               capacity=cfg.buffer.demo_capacity, fsync=cfg.buffer.fsync)
+    started = time.perf_counter()
+    if cfg.demo_dataset:
+        from robot_rl.datasets import load_into_buffer  # only runs with recorded demos need it
+        loaded = load_into_buffer(cfg.demo_dataset, demo, successful_only=True)
+        demo_stats = {"demo_dataset": cfg.demo_dataset, "loaded": loaded, "demo_transitions": len(demo)}
+    else:
+        demo_stats = collect_demos(handle, WaitWhenDiskFull(demo), cfg.demos,
+                                   seed=10_000_000 + cfg.seed * 1000)
+    demo_stats["wall_s"] = time.perf_counter() - started
+    # The "demos complete" mark, after the demo buffer's last commit.
+    write_json_atomic(run_dir / "demos.json", json.loads(json.dumps(demo_stats, default=str)), indent=2)
+    log.info("demos: %s", demo_stats)
+    return online, demo, counters
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Runs (or resumes) one training run and returns the final evaluation."""
     run_dir = Path(cfg.run_dir)
@@ -182,7 +337,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     device = _device(cfg.device)
 
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, expert_noise=cfg.demo_noise)
+    env_kwargs = {"reward_classifier": cfg.reward_classifier} if cfg.reward_classifier else {}
+    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, expert_noise=cfg.demo_noise,
+                                 **env_kwargs)
     env = handle.env
     agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=device, seed=cfg.seed)
     if cfg.obs == "pixels" and device.type == "cpu":
@@ -195,30 +352,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     writer = SummaryWriter(str(run_dir / "tb"))
     curve = _Curve(run_dir)
 
-    # Resume: a checkpoint plus both buffers, reopened as they were at the last commit.
+    # Resume: both buffers reopened at their last commit, the agent from its last checkpoint.
     ckpt_path = run_dir / "checkpoint"
-    online_dir, demo_dir = run_dir / "buffers" / "online", run_dir / "buffers" / "demo"
-    counters = {"env_steps": 0, "episodes": 0, "updates": 0}
-    if cfg.resume and checkpoint_exists(ckpt_path) and online_dir.exists() and demo_dir.exists():
-        counters.update(ckpt.load_agent(agent, ckpt_path)["counters"])
-        online, demo = ReplayBuffer.open(online_dir), ReplayBuffer.open(demo_dir)
-        log.info("resumed from %s at env step %d", ckpt_path, counters["env_steps"])
-    else:
-        for d in (online_dir, demo_dir):
-            if d.exists():
-                raise FileExistsError(f"{d} exists but there is no checkpoint to resume from; "
-                                      f"use a fresh --run-dir")
-        online = ReplayBuffer.create(online_dir, env.observation_space, action_dim,
-                                     capacity=cfg.buffer.capacity, fsync=cfg.buffer.fsync)
-        demo = ReplayBuffer.create(demo_dir, env.observation_space, action_dim,
-                                   capacity=cfg.buffer.demo_capacity, fsync=cfg.buffer.fsync)
-        started = time.perf_counter()
-        demo_stats = collect_demos(handle, demo, cfg.demos, seed=10_000_000 + cfg.seed * 1000)
-        demo_stats["wall_s"] = time.perf_counter() - started
-        (run_dir / "demos.json").write_text(json.dumps(demo_stats, indent=2))
-        log.info("demos: %s", demo_stats)
+    online, demo, counters = open_run_buffers(cfg, run_dir, handle, agent)
+    curve.trim(counters["env_steps"])
+    disk_status: dict[str, Any] = {"disk_full": False, "error": ""}
+    # A full disk: log, wait and retry the write; the step is not acknowledged until it is on disk.
+    online, demo = WaitWhenDiskFull(online, disk_status), WaitWhenDiskFull(demo, disk_status)
 
-    sampler = RLPDSampler(online, demo, batch_size=cfg.batch_size, demo_ratio=cfg.buffer.demo_ratio,
+    sampler = RLPDSampler(online.buffer, demo.buffer, batch_size=cfg.batch_size, demo_ratio=cfg.buffer.demo_ratio,
                           pin_memory=cfg.buffer.pin_memory)
     rng = np.random.default_rng(cfg.seed + counters["env_steps"])
 
@@ -226,20 +368,35 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     bar = tqdm(total=cfg.steps, initial=counters["env_steps"], disable=not cfg.progress,
                desc=f"{cfg.task}/{cfg.obs}", unit="step", dynamic_ncols=True)
     last_eval = curve.data["eval_success"][-1] if curve.data["eval_success"] else None
-    update_debt = 0.0
+    # Updates the run owes after a resume: the agent restarts from its checkpoint, the buffers
+    # from their last commit (later); catching up keeps the updates-per-step ratio of a run
+    # that was never stopped.
+    update_debt = max(0.0, cfg.updates_per_step * (counters["env_steps"] - cfg.learning_starts + 1)
+                      - counters["updates"]) if len(online) >= cfg.learning_starts else 0.0
     train_started = time.perf_counter()
     steps_at_start = counters["env_steps"]
 
+    # The scripted human (twin only) watches the policy and takes over when it drifts; what it
+    # executes is recorded with intervention=True and goes to the demo buffer too.
+    human = (ScriptedHuman(cfg.intervention, make_human_expert(cfg.task, env, seed=cfg.seed), seed=cfg.seed)
+             if cfg.intervention.enabled else None)
+    router = InterventionRouter(online, demo)
+    intervened = {"now": False, "episode": 0}
+
     def policy(obs):
         if counters["env_steps"] < cfg.random_steps:
-            return env.action_space.sample()
-        return agent.act(obs, deterministic=False)
+            action = env.action_space.sample()
+        else:
+            action = agent.act(obs, deterministic=False)
+        if human is not None:
+            action, intervened["now"] = human.step(obs, action)
+        return action
 
     def on_step(obs, action, reward, next_obs, terminated, truncated, info):
         nonlocal update_debt
-        online.add(obs, action, reward, next_obs, terminated, truncated,
-                   grasp_penalty=info.get("grasp_penalty", 0.0), intervention=False)
-        online.commit()
+        router.add(obs, action, reward, next_obs, terminated, truncated,
+                   grasp_penalty=info.get("grasp_penalty", 0.0), intervention=intervened["now"])
+        intervened["episode"] += int(intervened["now"])
         counters["env_steps"] += 1
         bar.update(1)
         if len(online) >= cfg.learning_starts:
@@ -255,11 +412,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     for k, v in metrics.items():
                         writer.add_scalar(f"learner/{k}", v, counters["env_steps"])
 
-    while counters["env_steps"] < cfg.steps:
+    reached_target = False
+    while counters["env_steps"] < cfg.steps and not reached_target:
         episode_seed = cfg.seed * 1_000_003 + counters["episodes"]
+        if human is not None:
+            human.reset()
+        intervened.update(now=False, episode=0)
         result = run_episode(handle, policy, episode_seed, on_step=on_step)
+        result["interventions"] = intervened["episode"]
+        result["intervention_rate"] = intervened["episode"] / max(result["length"], 1)
         counters["episodes"] += 1
         step = counters["env_steps"]
+        writer.add_scalar("episode/interventions", result["interventions"], step)
+        writer.add_scalar("episode/intervention_rate", result["intervention_rate"], step)
         writer.add_scalar("episode/return", result["return"], step)
         writer.add_scalar("episode/success", float(result["success"]), step)
         writer.add_scalar("episode/length", result["length"], step)
@@ -267,15 +432,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             writer.add_scalar("episode/cycle_time_s", result["cycle_time_s"], step)
         writer.add_scalar("speed/env_steps_per_s",
                           (step - steps_at_start) / (time.perf_counter() - train_started), step)
-        curve.data["episode_step"].append(step)
-        curve.data["episode_success"].append(bool(result["success"]))
-        curve.data["episode_return"].append(result["return"])
+        curve.add_episode(step, result)
+        curve.save()                  # every episode: a killed run's curve ends where its buffer does
 
         recent = curve.data["episode_success"][-20:]
         postfix = {"train_success": f"{np.mean(recent):.2f}", "updates": counters["updates"]}
+        if human is not None:
+            postfix["interventions"] = f"{np.mean(curve.data['episode_intervention_rate'][-20:]):.2f}"
         if cfg.eval_every and (step // cfg.eval_every) > ((step - result["length"]) // cfg.eval_every):
             ev = evaluate(handle, agent, cfg.eval_episodes, seed=20_000_000 + step)
             last_eval = ev["success_rate"]
+            reached_target = 0 < cfg.stop_at_success <= last_eval
             writer.add_scalar("eval/success_rate", ev["success_rate"], step)
             writer.add_scalar("eval/mean_episode_length", ev["mean_episode_length"], step)
             curve.data["eval_step"].append(step)
@@ -284,12 +451,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             postfix["eval_success"] = f"{last_eval:.2f}"
         bar.set_postfix(postfix)
         if cfg.checkpoint_every and (step // cfg.checkpoint_every) > ((step - result["length"]) // cfg.checkpoint_every):
-            ckpt.save_agent(agent, ckpt_path, {"counters": counters})
-            curve.save()
+            save_checkpoint(agent, ckpt_path, counters, wait=False)
     bar.close()
 
     train_wall = time.perf_counter() - train_started
-    ckpt.save_agent(agent, ckpt_path, {"counters": counters})
+    save_checkpoint(agent, ckpt_path, counters, wait=True)
     final = evaluate(handle, agent, cfg.final_eval_episodes, seed=30_000_000 + cfg.seed)
     final.update({
         "task": cfg.task, "obs": cfg.obs, "seed": cfg.seed,
@@ -298,11 +464,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "train_wall_s": train_wall,
         "env_steps_per_s": (counters["env_steps"] - steps_at_start) / max(train_wall, 1e-9),
     })
+    final["intervention_steps"] = int(sum(curve.data["episode_interventions"]))
+    final["demo_transitions"] = len(demo)      # demos + intervention segments
     writer.add_scalar("eval/final_success_rate", final["success_rate"], counters["env_steps"])
     curve.data["eval_step"].append(counters["env_steps"])
     curve.data["eval_success"].append(final["success_rate"])
     curve.save()
     curve.plot(run_dir / "learning_curve.png", f"{cfg.task} ({cfg.obs}), seed {cfg.seed}")
+    curve.plot_episodes(run_dir / "episodes.png", f"{cfg.task} ({cfg.obs}), seed {cfg.seed}: training episodes")
     (run_dir / "eval.json").write_text(json.dumps(final, indent=2))
     writer.close()
     online.close()
