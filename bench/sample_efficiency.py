@@ -6,16 +6,22 @@
 | pick_pixels | pick_cube  | pixels | 20    | >= 90% success within 30k steps   |
 | peg_pixels  | peg_insert | pixels | 20    | >= 90% success within 30k steps   |
 
+Each run starts from `--config` (default configs/train_default.yaml, i.e. what `make train` runs:
+its UTD, agent settings and one torch thread), then the row's task/obs/demos/steps, then `--set`.
 Each row trains `seeds` runs with evaluation every `--eval-every` env steps, and reports the
 first env step at which the evaluation success reached 90% (None if never), the final success
-rate, wall time, env steps/s and learner updates per env step, with the machine. The pixel rows
-are judged by env steps, not wall time: run them on a GPU machine when one is available.
-Prints one JSON line at the end; figures go to docs/benchmarks.md.
+rate, wall time, env steps/s and learner updates per env step, with the machine and its load
+(the wall time of a run depends on what else shares the CPU). The pixel rows are judged by env
+steps, not wall time: run them on a GPU machine when one is available.
+Seeds run one after another; to use more cores, start one process per seed (`--seeds 1`).
+Prints one summary line per row and one JSON line at the end; figures go to docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import time
 from pathlib import Path
 
@@ -35,12 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--eval-every", type=int, default=2_500)
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--final-eval-episodes", type=int, default=50)
+    parser.add_argument("--config", default="configs/train_default.yaml",
+                        help="base TrainConfig YAML ('' for the dataclass defaults)")
     parser.add_argument("--out", default="runs/bench_sample_efficiency")
     parser.add_argument("--set", action="append", default=[], help="extra TrainConfig overrides")
     args = parser.parse_args(argv)
 
-    print(f"machine: {machine()}")
-    report: dict = {"machine": machine(), "rows": {}}
+    print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}")
+    report: dict = {"machine": machine(), "config": args.config or None, "rows": {}}
     for row in args.rows:
         spec = ROWS[row]
         runs = []
@@ -48,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = Path(args.out) / row / f"seed{seed}"
             overrides = [f"{k}={v}" for k, v in spec.items()] + [
                 f"seed={seed}", f"run_dir={run_dir}", f"eval_every={args.eval_every}",
-                "eval_episodes=20", "final_eval_episodes=50", "progress=false"] + args.set
-            cfg = config_lib.load(TrainConfig, None, overrides)
+                f"eval_episodes={args.eval_episodes}", f"final_eval_episodes={args.final_eval_episodes}",
+                "progress=false"] + args.set
+            cfg = config_lib.load(TrainConfig, args.config or None, overrides)
             started = time.perf_counter()
             final = train(cfg)
             curve = json.loads((run_dir / "progress.json").read_text())
@@ -57,10 +68,19 @@ def main(argv: list[str] | None = None) -> int:
             runs.append({"seed": seed, "steps_to_90": reached, "final_success": final["success_rate"],
                          "wall_s": round(time.perf_counter() - started, 1),
                          "env_steps_per_s": round(final["env_steps_per_s"], 1),
-                         "updates_per_env_step": round(final["updates_per_env_step"], 2)})
+                         "updates_per_env_step": round(final["updates_per_env_step"], 2),
+                         "eval_curve": list(zip(curve["eval_step"], curve["eval_success"])),
+                         "load_average": round(os.getloadavg()[0], 1)})
             print(f"{row} seed {seed}: {runs[-1]}", flush=True)
-        report["rows"][row] = {"goal_steps": spec["steps"], "runs": runs,
-                               "met": all(r["steps_to_90"] is not None for r in runs)}
+        finals = [r["final_success"] for r in runs]
+        met = all(r["steps_to_90"] is not None for r in runs)
+        report["rows"][row] = {"goal_steps": spec["steps"], "runs": runs, "met": met,
+                               "mean_final_success": round(statistics.fmean(finals), 3),
+                               "min_final_success": min(finals)}
+        print(f"{row}: final success {' '.join(f'{x:.2f}' for x in finals)} (mean "
+              f"{statistics.fmean(finals):.2f}); steps to 90%: {[r['steps_to_90'] for r in runs]}; "
+              f"bar (>= 90% within {spec['steps']} steps, every seed) {'met' if met else 'NOT met'}",
+              flush=True)
     print(json.dumps(report))
     return 0
 

@@ -21,6 +21,9 @@ The whole algorithm is in this file, CleanRL-style. Defaults follow SERL / HIL-S
            * Q'_g(s', argmax_k Q_g(s', k)), its own Polyak target. Acting takes the argmax;
            `grasp_epsilon` (default 0, as HIL-SERL) adds epsilon-greedy exploration when acting
            stochastically, never at deterministic (eval) acting.
+  state    with `normalize_state` (default) obs["state"] is standardised by statistics fitted on
+           the first update's batches and then frozen (robot_rl/agents/state_norm.py); they are
+           part of the policy weights, so an actor process normalises the same way.
   encoder  shared by actor and critics (robot_rl/networks/encoder.py). The critic losses (Q and
            grasp) train it; the actor sees detached features. Targets use a Polyak copy of the
            encoder (a frozen backbone is shared, not copied).
@@ -56,6 +59,7 @@ from torch import nn
 
 from robot_rl.agents.common import (Batch, ObservationSpec, augment_obs, check_action_space,
                                     check_batch, gripper_index, metrics_to_floats, split_batches)
+from robot_rl.agents.state_norm import StateNormalizer
 from robot_rl.networks.encoder import EncoderConfig, ObservationEncoder
 from robot_rl.networks.mlp import MLP, EnsembleMLP
 from robot_rl.networks.policy import TanhGaussianPolicy
@@ -84,6 +88,9 @@ class SACConfig:
     grasp_lr: float = 3e-4
     grasp_epsilon: float = 0.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # Standardise obs["state"] with statistics fitted on the first update's batches, then frozen
+    # (robot_rl/agents/state_norm.py: why, and the trade-off).
+    normalize_state: bool = True
     compile: bool = False  # torch.compile the loss computation (see the report; off by default)
 
     def validate(self) -> None:
@@ -170,6 +177,7 @@ class SACAgent:
             self.grasp_critic = (MLP(feat, cfg.grasp_hidden_dims, NUM_GRASP_ACTIONS)
                                  if cfg.grasp_critic else None)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
+        self.state_norm = StateNormalizer(self.spec.state_dim) if cfg.normalize_state else None
 
         self.target_encoder = self._target_copy_of_encoder()
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
@@ -229,12 +237,17 @@ class SACAgent:
         if self.grasp_critic is not None:
             mods["grasp_critic"] = self.grasp_critic
             mods["target_grasp_critic"] = self.target_grasp_critic
+        if self.state_norm is not None:
+            mods["state_norm"] = self.state_norm
         return mods
+
+    def _normalized(self, obs: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        return obs if self.state_norm is None else self.state_norm(obs)
 
     # -- acting
     def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
         """One observation (no batch dim) -> float32 action (action_dim,) in [-1, 1]."""
-        x = self.spec.single_to_tensors(obs, self.device)
+        x = self._normalized(self.spec.single_to_tensors(obs, self.device))
         with torch.inference_mode():
             features = self.encoder(x, train=False)
             if deterministic:
@@ -257,6 +270,8 @@ class SACAgent:
         needs = ["next_obs", "reward", "terminated"] + (["grasp_penalty"] if self.grasp_critic is not None else [])
         for b in batches:
             check_batch(b, self.spec, self.action_dim, needs)
+        if self.state_norm is not None and not self.state_norm.is_fitted and self.spec.state_dim:
+            self.state_norm.fit(torch.cat([b[k]["state"] for b in batches for k in ("obs", "next_obs")]))
         metrics: dict[str, torch.Tensor] = {}
         for i, b in enumerate(batches):
             metrics = self._gradient_step(b, update_actor=i == len(batches) - 1)
@@ -289,8 +304,8 @@ class SACAgent:
         """Eager part: augmentation, encoders and every random draw; then the pure loss math."""
         cfg, g = self.cfg, self.update_generator
         cams, pad = self.spec.camera_names, cfg.encoder.augment_pad
-        obs = augment_obs(batch["obs"], cams, pad, g)
-        next_obs = augment_obs(batch["next_obs"], cams, pad, g)
+        obs = augment_obs(self._normalized(batch["obs"]), cams, pad, g)
+        next_obs = augment_obs(self._normalized(batch["next_obs"]), cams, pad, g)
         features = self.encoder(obs, train=True, generator=g)
         with torch.no_grad():
             next_features, next_target_features = self._encode_next(next_obs, g)
@@ -351,6 +366,8 @@ class SACAgent:
         out = {"encoder": self.encoder.state_dict(), "actor": self.actor.state_dict()}
         if self.grasp_critic is not None:
             out["grasp_critic"] = self.grasp_critic.state_dict()
+        if self.state_norm is not None:
+            out["state_norm"] = self.state_norm.state_dict()
         return out
 
     def load_policy_state_dict(self, state: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
@@ -358,6 +375,8 @@ class SACAgent:
         self.actor.load_state_dict(state["actor"])
         if self.grasp_critic is not None:
             self.grasp_critic.load_state_dict(state["grasp_critic"])
+        if self.state_norm is not None:
+            self.state_norm.load_state_dict(state["state_norm"])
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume training exactly: nets, targets, temperature, optimizer,
