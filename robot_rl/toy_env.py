@@ -88,6 +88,10 @@ class PointReachExpert:
         self.noise = noise
         self.rng = np.random.default_rng(seed)
 
+    def distance_to_go(self, obs: dict[str, np.ndarray]) -> float:
+        """Distance from the point to its goal (what the scripted human watches)."""
+        return float(np.linalg.norm(obs["state"][3:6]))
+
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None) -> np.ndarray:
         delta = obs["state"][3:6].astype(np.float64)
         action = np.zeros(7)

@@ -47,6 +47,17 @@ class ScriptedExpert:
             action[:6] += self.rng.normal(0.0, self.noise, 6)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
+    def distance_to_go(self, obs=None) -> float:
+        """Metres left to the goal by this expert's plan, from the ground truth; the scripted
+        human (robot_rl.scripted_human) watches it fall to tell progress from a stall."""
+        state = self.env.last_state
+        if state is None:
+            raise RuntimeError("reset the env before asking the expert for its distance to go")
+        return float(self._distance(state, self.env.robot.task_state()))
+
+    def _distance(self, state, task) -> float:
+        raise NotImplementedError
+
     def _motion(self, state, target_pos: np.ndarray, target_rot: np.ndarray) -> np.ndarray:
         """EE-frame action moving the TCP towards (target_pos, target_rot)."""
         spec = self.env.task
@@ -70,6 +81,12 @@ class PickCubeExpert(ScriptedExpert):
     """approach above the cube (yaw to the nearest face) -> descend -> close -> lift."""
 
     hover = 0.07
+
+    def _distance(self, state, task) -> float:
+        """Hand to cube, plus the lift still to do."""
+        spec, cube = self.env.task, task["cube_pos"]
+        lift_left = max(0.0, spec.cube_half_size + spec.lift_height - cube[2])
+        return np.linalg.norm(cube - state.tcp_pos) + lift_left
 
     def _act(self, state, task) -> np.ndarray:
         spec = self.env.task
@@ -110,6 +127,12 @@ class PickCubeExpert(ScriptedExpert):
 class PegInsertExpert(ScriptedExpert):
     """align the peg tip over the hole -> descend, correcting xy on the way."""
 
+    def _distance(self, state, task) -> float:
+        """Peg tip to the depth in the hole that counts as inserted."""
+        top = task["hole_top"]
+        goal = np.array([top[0], top[1], top[2] - self.env.task.insert_depth])
+        return np.linalg.norm(goal - task["peg_tip"])
+
     def _act(self, state, task) -> np.ndarray:
         spec = self.env.task
         tip, top = task["peg_tip"], task["hole_top"]
@@ -117,7 +140,7 @@ class PegInsertExpert(ScriptedExpert):
         xy_err = np.linalg.norm(top[:2] - tip[:2])
         if self.phase == "approach":
             tip_target = np.array([top[0], top[1], top[2] + 0.01])
-            if xy_err < 0.0015 and tip[2] < top[2] + 0.02:
+            if xy_err < 0.0025 and tip[2] < top[2] + 0.02:
                 self.phase, self._phase_steps = "insert", 0
         if self.phase == "insert":
             tip_target = np.array([top[0], top[1], top[2] - spec.hole_depth])

@@ -1,7 +1,8 @@
 """Interventions in the in-process loop: the scripted human, buffer routing, per-episode metrics.
 
 The scripted human is the twin's stand-in for the operator on the SpaceMouse: it takes over
-when the policy's actions drift from the expert's, holds on with hysteresis, within a budget.
+when the policy stalls or moves away from the goal (or, by the "action" trigger, when its
+actions drift from the expert's), holds on with hysteresis, within a budget.
 Everything here runs real envs (point_reach, and the MuJoCo peg_insert twin), real buffers and
 a real short training run.
 """
@@ -47,8 +48,8 @@ def _segments(flags):
 
 def test_human_takes_over_a_policy_that_drifts():
     handle = make_env_and_expert("point_reach")
-    cfg = InterventionConfig(enabled=True, drift_window=3, min_takeover_steps=4, max_takeover_steps=8,
-                             budget_steps=100)
+    cfg = InterventionConfig(enabled=True, trigger="action", drift_window=3, min_takeover_steps=4,
+                             max_takeover_steps=8, budget_steps=100)
     human = ScriptedHuman(cfg, make_expert("point_reach", handle.env))
     away = lambda obs: np.concatenate([-np.sign(obs["state"][3:6]), np.zeros(4)]).astype(np.float32)
     for seed in range(5):
@@ -65,7 +66,8 @@ def test_human_takes_over_a_policy_that_drifts():
 
 def test_human_hands_back_once_the_policy_agrees_again():
     handle = make_env_and_expert("point_reach")
-    cfg = InterventionConfig(enabled=True, drift_window=3, min_takeover_steps=4, max_takeover_steps=20)
+    cfg = InterventionConfig(enabled=True, trigger="action", drift_window=3, min_takeover_steps=4,
+                             max_takeover_steps=20)
     human = ScriptedHuman(cfg, make_expert("point_reach", handle.env))
     follower = make_expert("point_reach", handle.env)
     calls = {"n": 0}
@@ -85,17 +87,73 @@ def test_human_hands_back_once_the_policy_agrees_again():
 
 def test_human_stays_idle_while_the_policy_follows_the_expert():
     handle = make_env_and_expert("point_reach")
-    human = ScriptedHuman(InterventionConfig(enabled=True), make_expert("point_reach", handle.env))
     follower = make_expert("point_reach", handle.env)   # the same expert, noise-free
+    for trigger in ("stall", "action"):
+        human = ScriptedHuman(InterventionConfig(enabled=True, trigger=trigger),
+                              make_expert("point_reach", handle.env))
+        for seed in range(5):
+            flags, success = _run(handle, human, follower.act, seed)
+            assert not any(flags) and success, trigger
+
+
+def _toward_goal(speed):
+    """A policy that heads straight for the goal at `speed` of full scale (the expert's is 1)."""
+    return lambda obs: np.concatenate(
+        [speed * obs["state"][3:6] / max(np.linalg.norm(obs["state"][3:6]), 1e-9), np.zeros(4)]).astype(np.float32)
+
+
+def test_stall_trigger_takes_over_a_policy_that_stands_still_and_hands_back_after_progress():
+    handle = make_env_and_expert("point_reach")
+    cfg = InterventionConfig(enabled=True, stall_steps=3, stall_progress=0.01, min_takeover_steps=1,
+                             max_takeover_steps=10, budget_steps=100)
+    human = ScriptedHuman(cfg, make_expert("point_reach", handle.env))
+    still = lambda obs: np.zeros(7, np.float32)
+    successes = 0
     for seed in range(5):
-        flags, success = _run(handle, human, follower.act, seed)
-        assert not any(flags) and success
+        flags, success = _run(handle, human, still, seed)
+        # The distance to go must fall within stall_steps: the first takeover comes right after;
+        # one human step moves the point on (0.1 > stall_progress), so it hands back, judges
+        # the policy afresh for stall_steps, and takes over again: a nudge every 4th step.
+        assert flags == (([False] * cfg.stall_steps + [True]) * 10)[:len(flags)], flags
+        assert sum(flags) == human.steps == human.takeovers
+        successes += success
+    # 7 nudges of 0.1 in a 30-step episode bring the nearer goals within reach.
+    assert successes >= 2
+
+
+def test_stall_trigger_takes_over_at_once_when_the_policy_moves_away():
+    handle = make_env_and_expert("point_reach")
+    cfg = InterventionConfig(enabled=True, regress_margin=0.05, budget_steps=100)
+    human = ScriptedHuman(cfg, make_expert("point_reach", handle.env))
+    away = lambda obs: np.concatenate([-np.sign(obs["state"][3:6] + 1e-9), np.zeros(4)]).astype(np.float32)
+    flags, success = _run(handle, human, away, seed=2)
+    # One step away moves the point 0.1-0.17 > regress_margin from its best: taken over on step 2.
+    assert flags[:1] == [False] and flags[1], flags
+    assert success
+
+
+def test_a_policy_that_solves_the_task_its_own_way_is_left_alone_by_the_stall_trigger():
+    """Half the expert's speed straight to the goal: far from the expert's actions, but progress."""
+    handle = make_env_and_expert("point_reach")
+    slow = _toward_goal(0.4)
+    stall = ScriptedHuman(InterventionConfig(enabled=True), make_expert("point_reach", handle.env))
+    action = ScriptedHuman(InterventionConfig(enabled=True, trigger="action", takeover_threshold=0.2,
+                                              release_threshold=0.1),
+                           make_expert("point_reach", handle.env))
+    flagged = 0
+    for seed in range(5):
+        flags, success = _run(handle, stall, slow, seed)
+        assert not any(flags) and success, seed
+        flags, _ = _run(handle, action, slow, seed)
+        flagged += any(flags)
+    # The action-distance trigger (the old default) flags the same working policy.
+    assert flagged >= 3
 
 
 def test_human_budget_caps_the_steps_per_episode():
     handle = make_env_and_expert("point_reach")
-    cfg = InterventionConfig(enabled=True, drift_window=2, min_takeover_steps=3, max_takeover_steps=5,
-                             budget_steps=7)
+    cfg = InterventionConfig(enabled=True, trigger="action", drift_window=2, min_takeover_steps=3,
+                             max_takeover_steps=5, budget_steps=7)
     human = ScriptedHuman(cfg, make_expert("point_reach", handle.env))
     # A policy that pushes away and never agrees: the human keeps coming back until the budget is spent.
     away = lambda obs: np.concatenate([-np.sign(obs["state"][3:6] + 1e-9), np.zeros(4)]).astype(np.float32)
@@ -109,14 +167,29 @@ def test_human_budget_caps_the_steps_per_episode():
 def test_human_takes_over_in_the_peg_insert_twin():
     handle = make_env_and_expert("peg_insert")
     try:
-        human = ScriptedHuman(InterventionConfig(enabled=True, budget_steps=100, max_takeover_steps=100),
-                              make_expert("peg_insert", handle.env))
+        expert = make_expert("peg_insert", handle.env)
+        # Stall trigger: a policy that holds still is taken over after stall_steps, and the
+        # human's segments (each handed back once it made progress) insert the peg.
+        human = ScriptedHuman(InterventionConfig(enabled=True, budget_steps=100), expert)
+        still = lambda obs: np.zeros(7, np.float32)
+        flags, success = _run(handle, human, still, seed=3)
+        assert flags.index(True) == human.cfg.stall_steps and success, (sum(flags), len(flags))
+        # A policy that lifts the peg away (~3 mm per step) is taken over once it is
+        # regress_margin worse than its best, before any stall, and again after each hand-back.
+        human = ScriptedHuman(InterventionConfig(enabled=True, regress_margin=0.01, budget_steps=100), expert)
         lift = lambda obs: np.array([0, 0, -1, 0, 0, 0, 0], np.float32)   # EE z points down: -z lifts
+        flags, _ = _run(handle, human, lift, seed=3)
+        assert 3 <= flags.index(True) <= 6 and human.takeovers >= 3, (flags.index(True), human.takeovers)
+        # Action trigger: the lift differs from the expert's action from the first steps.
+        human = ScriptedHuman(InterventionConfig(enabled=True, trigger="action", budget_steps=100,
+                                                 max_takeover_steps=100), expert)
         flags, success = _run(handle, human, lift, seed=3)
         assert flags[4] and success, (sum(flags), len(flags))
         follower = make_expert("peg_insert", handle.env)
-        flags, success = _run(handle, human, follower.act, seed=4)
-        assert not any(flags) and success
+        for trigger in ("stall", "action"):
+            human = ScriptedHuman(InterventionConfig(enabled=True, trigger=trigger), expert)
+            flags, success = _run(handle, human, follower.act, seed=4)
+            assert not any(flags) and success, trigger
     finally:
         handle.close()
 
@@ -125,7 +198,8 @@ def test_config_and_inputs_are_checked():
     expert = make_expert("point_reach", make_env_and_expert("point_reach").env)
     for bad in (dict(drift_window=0), dict(release_threshold=0.6, takeover_threshold=0.5),
                 dict(min_takeover_steps=5, max_takeover_steps=4), dict(budget_steps=-1),
-                dict(takeover_threshold=float("nan")), dict(noise=-0.1)):
+                dict(takeover_threshold=float("nan")), dict(noise=-0.1), dict(trigger="bored"),
+                dict(stall_steps=0), dict(stall_progress=-0.01), dict(regress_margin=0.0)):
         with pytest.raises(ValueError):
             ScriptedHuman(InterventionConfig(enabled=True, **bad), expert)
     human = ScriptedHuman(InterventionConfig(enabled=True), expert)
