@@ -103,7 +103,10 @@ def test_watchdog_holds_when_commands_stop(sim_arm):
     s1 = arm.state()
     assert s1.mode == "holding"
     hold = s1.target_pos.copy()
-    assert np.linalg.norm(hold - far) > 0.05, "the watchdog should replace the stale target"
+    # The watchdog holds where the arm was when it fired: short of the stale target (the arm
+    # covered 15 cm of the 20 in 0.7 s once, on a loaded box), and where the arm now rests.
+    assert np.linalg.norm(hold - far) > 0.02, "the watchdog should replace the stale target"
+    assert np.linalg.norm(s1.pos - hold) < 0.02, f"hold {hold} is not where the arm was: {s1.pos}"
     time.sleep(2.0)
     s2 = arm.state()
     assert s2.mode == "holding"

@@ -152,7 +152,7 @@ def test_malformed_commands_are_rejected_and_the_node_keeps_running(twin_graph):
         np.testing.assert_array_equal(target_after[1], target_before[1])
         assert twin.running
         n = len(ee)
-        ee.wait_count(n + 20, timeout=3.0)                                 # still publishing
+        ee.wait_count(n + 10, timeout=10.0)     # still publishing (100 Hz alone, ~5 Hz seen under load)
         # ...and a good command is still taken.
         good = target_before[0] + np.array([0.0, 0.0, 0.01])
         pose_pub.publish(pose_msg(good, target_before[1], "fr3_link0", probe.get_clock().now().to_msg()))
