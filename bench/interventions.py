@@ -3,8 +3,9 @@
 For each seed, two runs of the in-process RLPD loop that differ only in
 `intervention.enabled`: the same task, the same scripted demos (collected with the same seed;
 checked below), the same agent config and episode seeds. With interventions, the scripted
-human (robot_rl.scripted_human) takes over when the policy's actions drift from the expert's,
-and its steps go to the demo buffer too (HIL-SERL).
+human (robot_rl.scripted_human) takes over when the policy stalls or moves away from the goal
+(`--set intervention.trigger=action`: when its actions drift from the expert's), and its steps
+go to the demo buffer too (HIL-SERL).
 
 Stopping criterion: every `--eval-every` env steps the deterministic policy is evaluated
 (`--eval-episodes` episodes, no human); a run stops at the first evaluation at or above
