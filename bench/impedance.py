@@ -36,11 +36,11 @@ def make_inputs(n_sets: int, rng: np.random.Generator) -> list[dict[str, np.ndar
     return sets
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--integral", action="store_true", help="turn the integral term on")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
     inputs = make_inputs(256, rng)

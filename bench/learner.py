@@ -125,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     # Pixels, two 128x128 cameras: frozen backbone with cached features, then trained backbone.
     # A frozen backbone needs a weights file; random ResNet-10 weights cost the same to run.
     obs_space, act_space = _spaces(CAMERAS)
-    tmp = tempfile.TemporaryDirectory()
-    weights = Path(tmp.name) / "resnet10.safetensors"
-    save_file(ResNet10().state_dict(), str(weights))
+    weights_dir = tempfile.TemporaryDirectory()
+    weights = Path(weights_dir.name) / "resnet10.safetensors"
+    save_file({k: v.contiguous() for k, v in ResNet10().state_dict().items()}, str(weights))
     frozen = SACAgent(replace(SACConfig(), encoder=EncoderConfig(pretrained_backbone=str(weights),
                                                                  freeze_backbone=True)),
                       obs_space, act_space, device=device, seed=0)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         buf.close()
     print(f"replay: {result['replay_bytes_per_transition']} bytes per two-camera transition")
 
-    tmp.cleanup()
+    weights_dir.cleanup()
     print(json.dumps(result))
     return 0
 

@@ -70,11 +70,11 @@ def physics_step_us(task: str, n: int = 3000) -> dict:
     return {"physics_step_with_law_us": round(with_law, 1), "bare_mj_step_us": round(bare, 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--task", default="pick_cube")
     parser.add_argument("--steps", type=int, default=300)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
     info = machine()
     result = {"bench": "twin", "task": args.task, **info}

@@ -4,7 +4,7 @@
                    [--run-dir DIR] [--set key=value ...] [--distributed]
     robot-rl eval RUN_DIR [--episodes N]
     robot-rl demos --task T --episodes N --out DIR
-    robot-rl bench learner [--quick]
+    robot-rl bench learner|impedance|twin [OPTIONS]   benchmarks (e.g. learner --quick --threads 1)
     robot-rl up twin|franka|widowx [--processes]   start the ROS 2 graph of a profile
     robot-rl config [--config FILE] [--set key=value ...]     print the resolved config
 
@@ -122,7 +122,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from bench.impedance import main as bench_main
     else:
         from bench.twin import main as bench_main
-    return bench_main(["--quick"] if args.quick else []) or 0
+    return bench_main(args.options) or 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks that print figures (see docs/benchmarks.md)")
     p.add_argument("what", choices=["learner", "impedance", "twin"])
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("options", nargs=argparse.REMAINDER,
+                   help="the benchmark's own options (`robot-rl bench learner --help`), e.g. --quick")
     p.set_defaults(func=cmd_bench)
 
     _register_command_modules(sub)

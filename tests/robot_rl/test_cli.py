@@ -45,3 +45,15 @@ def test_bad_config_and_task_fail_clearly(tmp_path, args, message):
     out = subprocess.run([EXE, *args, "--run-dir", str(tmp_path / "r")], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode != 0 and message in out.stderr
+
+
+def test_bench_passes_its_own_options_through():
+    # `robot-rl bench WHAT [OPTIONS]`: each benchmark parses its own options (they once got
+    # only --quick, and `bench impedance` crashed on the call); the impedance one is quick.
+    out = _run("bench", "impedance", "--calls", "300", timeout=120)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["bench"] == "impedance_compute" and result["calls"] == 300
+    assert 0 < result["us_p50"] <= result["us_p99"] <= result["us_max"]
+    bad = subprocess.run([EXE, "bench", "impedance", "--no-such-option"], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode != 0 and "--no-such-option" in bad.stderr
