@@ -1,6 +1,7 @@
 """The reward classifier in the twin: label, train, check against the ground truth, train RL on it.
 
     .venv/bin/python -m bench.reward_classifier [--positives 250] [--camera front] [--rl-steps 3000]
+        [--rl-config configs/train_default.yaml] [--rl-demos 20] [--jobs 2]
 
 1. labels: `record-labels --input expert` for pick_cube: scripted-expert episodes (motion
    noise 0.1) plus sabotaged near-misses (30%: it stops lifting short of the success height, or
@@ -9,13 +10,13 @@
 3. reward check: noisy-expert episodes in the classifier-rewarded env; per episode, does the
    classifier's success agree with the ground truth's (and how many steps apart)?
 4. RL: pick_cube from state with the true reward and with the classifier as the ONLY reward
-   (same seed, demos, steps), both scored against the ground truth.
+   (same seed, demos, steps; `make train`'s learner settings by default; the classifier also
+   rewards the scripted demos), both scored against the ground truth.
 Prints the machine and the figures, and one JSON line at the end.
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -109,28 +110,35 @@ def ground_truth_eval(run_dir: Path, episodes: int, seed: int) -> dict:
         handle.close()
 
 
-def train_rl(run_dir: Path, steps: int, seed: int, clf_path: Path | None) -> dict:
-    import robot_rl.train as train_mod
-    from robot_rl.train import TrainConfig
+def train_rl(run_dir: Path, steps: int, seed: int, clf_path: Path | None, config: str,
+             demos: int) -> dict:
+    """One RL run from state with `config` (default: `make train`'s), with the true reward or
+    with the classifier as the env's only reward; then its policy scored by the ground truth."""
+    from robot_rl import config as config_lib
+    from robot_rl.train import TrainConfig, train
 
-    cfg = TrainConfig(task="pick_cube", obs="state", steps=steps, seed=seed, run_dir=str(run_dir),
-                      eval_every=0, final_eval_episodes=10, progress=False, threads=1,
-                      checkpoint_every=steps)
+    overrides = ["task=pick_cube", "obs=state", f"steps={steps}", f"seed={seed}", f"run_dir={run_dir}",
+                 f"demos={demos}", "eval_every=0", "final_eval_episodes=10", "progress=false",
+                 "threads=1", f"checkpoint_every={steps}", "resume=false",
+                 f"reward_classifier={clf_path or ''}"]
+    cfg = config_lib.load(TrainConfig, config or None, overrides)
     started = time.perf_counter()
-    if clf_path is None:
-        final = train_mod.train(cfg)
-    elif hasattr(cfg, "reward_classifier"):      # the lead's TrainConfig field, once it exists
-        cfg.reward_classifier = str(clf_path)
-        final = train_mod.train(cfg)
-    else:  # until then: the same env factory with the classifier passed in
-        original = train_mod.make_env_and_expert
-        train_mod.make_env_and_expert = functools.partial(original, reward_classifier=str(clf_path))
-        try:
-            final = train_mod.train(cfg)
-        finally:
-            train_mod.make_env_and_expert = original
+    final = train(cfg)
     final["wall_s"] = time.perf_counter() - started
     return final
+
+
+def rl_comparison(args: argparse.Namespace, name: str, clf: Path | None) -> dict:
+    """train_rl, then the ground-truth evaluation (a process of its own with --jobs 2)."""
+    run_dir = Path(args.out) / f"rl_{name}"
+    final = train_rl(run_dir, args.rl_steps, args.seed, clf, args.rl_config, args.rl_demos)
+    truth = ground_truth_eval(run_dir, args.eval_episodes, seed=30_000_000 + args.seed)
+    row = {"env_steps": final["env_steps"], "wall_s": final["wall_s"],
+           "env_steps_per_s": final["env_steps_per_s"],
+           "own_reward_success_rate": final["success_rate"],
+           "ground_truth_success_rate": truth["success_rate"], "eval_episodes": truth["episodes"]}
+    print(f"{name}:", json.dumps(row), flush=True)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--agreement-episodes", type=int, default=20)
     p.add_argument("--rl-steps", type=int, default=3000, help="0 skips the RL comparison")
+    p.add_argument("--rl-config", default="configs/train_default.yaml",
+                   help="TrainConfig YAML of both RL runs ('' for the dataclass defaults)")
+    p.add_argument("--rl-demos", type=int, default=20)
+    p.add_argument("--jobs", type=int, default=1, help="2: both RL runs at once, in processes")
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -179,16 +191,15 @@ def main(argv: list[str] | None = None) -> int:
         print("reward agreement:", json.dumps(result["agreement"]), flush=True)
 
     if args.rl_steps:
-        for name, clf in (("true_reward", None), ("classifier_reward", clf_path)):
-            run_dir = out / f"rl_{name}"
-            final = train_rl(run_dir, args.rl_steps, args.seed, clf)
-            truth = ground_truth_eval(run_dir, args.eval_episodes, seed=30_000_000 + args.seed)
-            result[name] = {"env_steps": final["env_steps"], "wall_s": final["wall_s"],
-                            "env_steps_per_s": final["env_steps_per_s"],
-                            "own_reward_success_rate": final["success_rate"],
-                            "ground_truth_success_rate": truth["success_rate"],
-                            "eval_episodes": truth["episodes"]}
-            print(f"{name}:", json.dumps(result[name]), flush=True)
+        runs = (("true_reward", None), ("classifier_reward", clf_path))
+        if args.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {name: pool.submit(rl_comparison, args, name, clf) for name, clf in runs}
+                result.update({name: f.result() for name, f in futures.items()})
+        else:
+            result.update({name: rl_comparison(args, name, clf) for name, clf in runs})
     (out / "bench.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0

@@ -1,6 +1,6 @@
 """`robot-rl up PROFILE`: start a profile's ROS 2 graph without ros2 launch (a pip-only install).
 
-    robot-rl up twin                  # all nodes in this process, one MultiThreadedExecutor
+    robot-rl up twin                  # all nodes in this process, one SingleThreadedExecutor
     robot-rl up twin --processes      # one child process per node
     robot-rl up franka --params my.yaml
     robot-rl up --list                # the profiles and their nodes
@@ -119,7 +119,7 @@ def _say(text: str) -> None:
 
 # ---------------------------------------------------------------- composed: one process
 def run_composed(profile: str, params: Path) -> int:
-    """All nodes of the profile in this process, one MultiThreadedExecutor spun on a thread;
+    """All nodes of the profile in this process, one SingleThreadedExecutor spun on a thread;
     the main thread waits for SIGINT/SIGTERM (Python handlers: they run while it waits, which a
     thread blocked in rcl's wait could not promise), then shuts the executor down and destroys
     every node."""
@@ -127,7 +127,7 @@ def run_composed(profile: str, params: Path) -> int:
 
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     from drivers.errors import DeviceNotFoundError
@@ -138,7 +138,11 @@ def run_composed(profile: str, params: Path) -> int:
     rclpy.init(context=context, args=["--ros-args", "--params-file", str(params)],
                signal_handler_options=SignalHandlerOptions.NO)
     nodes = []
-    executor = MultiThreadedExecutor(context=context)
+    # Single-threaded: every callback here is short and none waits on another, and Jazzy's
+    # MultiThreadedExecutor busy-loops holding the GIL while a callback waits in its pool
+    # (ros2/rclpy#1452, fixed upstream by #1547): in one process with the twin's physics
+    # thread it slowed the WidowX twin to ~0.05x real time (tests/sim/test_widowx_twin.py).
+    executor = SingleThreadedExecutor(context=context)
 
     def spin() -> None:
         try:

@@ -19,7 +19,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
@@ -63,14 +63,16 @@ class Inbox:
 
 
 class Graph:
-    """A Context with a probe node and any nodes added, on a MultiThreadedExecutor thread."""
+    """A Context with a probe node and any nodes added, on a SingleThreadedExecutor thread
+    (Jazzy's MultiThreadedExecutor busy-loops holding the GIL, ros2/rclpy#1452, and starved
+    the in-process twin's physics thread: the 100 Hz twin was received at 3-15 Hz here)."""
 
     def __init__(self):
         self.context = Context()
         rclpy.init(context=self.context)
         self.probe = rclpy.create_node("test_probe", context=self.context)
         self.nodes: list[Node] = []
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.probe)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()

@@ -215,7 +215,7 @@ def test_twin_node_runs_the_widowx_under_its_namespace():
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from rclpy.context import Context
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import JointState
 
@@ -224,7 +224,9 @@ def test_twin_node_runs_the_widowx_under_its_namespace():
 
     context = Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    # Not MultiThreadedExecutor: in Jazzy it busy-loops holding the GIL (ros2/rclpy#1452) and
+    # slowed this twin's physics thread to ~0.05x real time.
+    executor = SingleThreadedExecutor(context=context)
     nodes = []
 
     def spin():
