@@ -113,7 +113,7 @@ def ground_truth_eval(run_dir: Path, episodes: int, seed: int) -> dict:
 def train_rl(run_dir: Path, steps: int, seed: int, clf_path: Path | None, config: str,
              demos: int) -> dict:
     """One RL run from state with `config` (default: `make train`'s), with the true reward or
-    with the classifier as the env's only reward; then its policy scored by the ground truth."""
+    with the classifier as the env's only reward."""
     from robot_rl import config as config_lib
     from robot_rl.train import TrainConfig, train
 
