@@ -146,8 +146,9 @@ class ScriptedHuman:
         if not np.all(np.isfinite(policy_action)):
             raise ValueError(f"policy action is not finite: {policy_action}")
         expert_action = np.asarray(self.expert.act(obs), np.float32)
-        self.drift.append(action_distance(policy_action, expert_action, self.cfg.compare_gripper))
-        if self.cfg.trigger == "stall":
+        if self.cfg.trigger == "action":
+            self.drift.append(action_distance(policy_action, expert_action, self.cfg.compare_gripper))
+        else:
             self.progress.append(float(self.expert.distance_to_go(obs)))
             self.best = min(self.best, self.progress[-1])
         budget_left = self.steps < self.cfg.budget_steps
