@@ -95,12 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
 
-    from safetensors.torch import save_file
-
     from robot_rl.agents.sac import SACAgent, SACConfig
     from robot_rl.buffers import ReplayBuffer
     from robot_rl.networks.encoder import EncoderConfig, precompute_features
-    from robot_rl.networks.resnet import ResNet10
+    from robot_rl.networks.resnet import ResNet10, save_backbone_weights
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     obs_space, act_space = _spaces(CAMERAS)
     weights_dir = tempfile.TemporaryDirectory()
     weights = Path(weights_dir.name) / "resnet10.safetensors"
-    save_file({k: v.contiguous() for k, v in ResNet10().state_dict().items()}, str(weights))
+    save_backbone_weights(ResNet10(), weights)
     frozen = SACAgent(replace(SACConfig(), encoder=EncoderConfig(pretrained_backbone=str(weights),
                                                                  freeze_backbone=True)),
                       obs_space, act_space, device=device, seed=0)

@@ -99,6 +99,14 @@ class ResNet10(nn.Module):
         return x
 
 
+def save_backbone_weights(backbone: ResNet10, path: str | Path) -> None:
+    """Writes the backbone's parameters as the safetensors file load_backbone_weights reads
+    (safetensors refuses non-contiguous tensors, e.g. a conv weight after a layout change)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}, str(path))
+
+
 def load_backbone_weights(backbone: ResNet10, path: str | Path) -> None:
     """Loads a safetensors file with exactly ResNet10's parameter names and shapes.
 

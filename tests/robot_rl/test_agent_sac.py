@@ -5,10 +5,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.networks import EncoderConfig, ResNet10
+from robot_rl.networks.resnet import save_backbone_weights
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def weights_file(tmp_path):
     path = tmp_path / "resnet10.safetensors"
     with torch.random.fork_rng():
         torch.manual_seed(123)
-        save_file({k: v.contiguous() for k, v in ResNet10().state_dict().items()}, str(path))
+        save_backbone_weights(ResNet10(), path)
     return str(path)
 
 

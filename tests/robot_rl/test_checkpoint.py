@@ -5,11 +5,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from robot_rl.agents import BCAgent, BCConfig, SACAgent, SACConfig
 from robot_rl.checkpoint import CheckpointError, load_agent, load_state, save_agent, save_state
 from robot_rl.networks import EncoderConfig, ResNet10
+from robot_rl.networks.resnet import save_backbone_weights
 
 
 def spaces(cameras=()):
@@ -89,7 +89,7 @@ def test_sac_resume_is_bit_for_bit(tmp_path, cfg_kw):
 
 def test_pixel_agent_with_frozen_backbone_round_trips(tmp_path):
     weights = tmp_path / "bb.safetensors"
-    save_file({k: v.contiguous() for k, v in ResNet10().state_dict().items()}, str(weights))
+    save_backbone_weights(ResNet10(), weights)
     cfg = SACConfig(hidden_dims=(16, 16), critic_actor_ratio=1,
                     encoder=EncoderConfig(pretrained_backbone=str(weights)))
     agent = SACAgent(cfg, *spaces(["wrist"]), seed=0)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from robot_rl.networks import (EncoderConfig, EnsembleMLP, ObservationEncoder, ResNet10, TanhGaussianPolicy,
                                load_backbone_weights, precompute_features)
 from robot_rl.networks.convert_serl_resnet import convert, main as convert_main
-from robot_rl.networks.resnet import _same_pad_stride2
+from robot_rl.networks.resnet import _same_pad_stride2, save_backbone_weights
 
 
 # ---------------------------------------------------------------- ensemble
@@ -100,7 +100,7 @@ def test_resnet10_shapes_groupnorm_and_channels_last():
 def test_load_backbone_weights_checks_everything(tmp_path):
     src = ResNet10()
     good = tmp_path / "good.safetensors"
-    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(good))
+    save_backbone_weights(src, good)
     dst = ResNet10()
     load_backbone_weights(dst, good)
     for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
@@ -133,7 +133,7 @@ def test_load_backbone_weights_checks_everything(tmp_path):
 @pytest.fixture
 def weights_file(tmp_path):
     path = tmp_path / "bb.safetensors"
-    save_file({k: v.contiguous() for k, v in ResNet10().state_dict().items()}, str(path))
+    save_backbone_weights(ResNet10(), path)
     return str(path)
 
 
