@@ -158,8 +158,9 @@ class ScriptedHuman:
                 self.active = False
                 # Judge the policy afresh after handing back, from where the human left it.
                 self.drift.clear()
-                self.progress = deque([self.progress[-1]] if self.progress else [], self.progress.maxlen)
-                self.best = self.progress[-1] if self.progress else np.inf
+                if self.progress:   # the stall trigger's history
+                    self.progress = deque([self.progress[-1]], self.progress.maxlen)
+                    self.best = self.progress[-1]
         elif budget_left and self.astray():
             self.active, self.segment_steps = True, 0
             self.takeover_from = self.progress[-1] if self.progress else np.inf
