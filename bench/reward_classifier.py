@@ -100,7 +100,7 @@ def ground_truth_eval(run_dir: Path, episodes: int, seed: int) -> dict:
     from robot_rl.train import TrainConfig, evaluate
 
     cfg = config_lib.load(TrainConfig, run_dir / "config.yaml")
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed)
+    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                      device=torch.device("cpu"), seed=cfg.seed)
     ckpt.load_agent(agent, run_dir / "checkpoint")

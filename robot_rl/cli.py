@@ -84,7 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = config_lib.load(TrainConfig, run_dir / "config.yaml")
     if not checkpoint_exists(run_dir / "checkpoint"):
         raise SystemExit(f"no checkpoint in {run_dir} (checkpoint.safetensors)")
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed)
+    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                      device=_device(cfg.device), seed=cfg.seed)
     counters = ckpt.load_agent(agent, run_dir / "checkpoint").get("counters", {})

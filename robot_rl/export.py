@@ -78,7 +78,7 @@ def run_spaces(cfg) -> tuple[Any, Any]:
     """Observation and action spaces of a run's task, from a short-lived in-process env."""
     from robot_rl.run_env import make_env_and_expert
 
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed)
+    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
     try:
         return handle.env.observation_space, handle.env.action_space
     finally:

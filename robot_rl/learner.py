@@ -97,7 +97,8 @@ class Learner:
         self.device = _device(cfg.device)
 
         # The env gives the spaces (and the scripted demos in the twin); it is never stepped online here.
-        self.handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, expert_noise=cfg.demo_noise)
+        self.handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, expert_noise=cfg.demo_noise,
+                                          task_overrides=cfg.task_overrides)
         env = self.handle.env
         self.schema = TransitionSchema.from_spaces(env.observation_space, env.action_space)
         self.agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=self.device,

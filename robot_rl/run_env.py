@@ -6,7 +6,7 @@ numpy, and the twin tasks are imported from `tasks/` when asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import gymnasium as gym
 
@@ -25,11 +25,15 @@ BUILTIN_TASKS = ("point_reach",)
 
 
 def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
-                        expert_noise: float = 0.0, reward_classifier: str = "") -> EnvHandle:
+                        expert_noise: float = 0.0, reward_classifier: str = "",
+                        task_overrides: Mapping[str, Any] | None = None) -> EnvHandle:
     """reward_classifier: a classifier file (robot-rl train-classifier); when set, the env's
     reward and success come from it (tasks.classifier_reward.ClassifierReward) and the twin's
-    own success is kept as info["ground_truth_success"]."""
+    own success is kept as info["ground_truth_success"]. task_overrides: TaskSpec fields to
+    change (TrainConfig.task_overrides)."""
     if task == "point_reach":
+        if task_overrides:
+            raise ValueError("point_reach is built in and takes no task_overrides")
         from robot_rl.toy_env import PointReachEnv, PointReachExpert
         if obs != "state":
             raise ValueError("point_reach has state observations only")
@@ -43,7 +47,7 @@ def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
         raise RuntimeError(f"twin tasks are unavailable ({e}); built-in tasks: {BUILTIN_TASKS}") from e
     if task not in tasks.TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(tasks.TASKS) + list(BUILTIN_TASKS)}")
-    env = tasks.make_env(task, obs=obs, seed=seed)
+    env = tasks.make_env(task, obs=obs, seed=seed, **dict(task_overrides or {}))
     from tasks.experts import make_expert
     expert = make_expert(task, env, noise=expert_noise, seed=seed)
     if reward_classifier:

@@ -47,6 +47,10 @@ log = logging.getLogger("robot_rl.train")
 class TrainConfig:
     task: str = "pick_cube"
     obs: Literal["state", "pixels"] = "state"
+    # TaskSpec fields to change for this run, e.g. {max_steps: 50} or, for pick_cube with a
+    # turning hand, {rpy_low: [-0.3, -0.3, -1.0], rpy_high: [0.3, 0.3, 1.0]}; every tool that
+    # reopens the run (eval, deploy, export, the distributed actor) builds the same task.
+    task_overrides: dict[str, Any] = field(default_factory=dict)
     steps: int = 10_000                 # online env steps
     seed: int = 0
     run_dir: str = "runs/default"
@@ -339,7 +343,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     env_kwargs = {"reward_classifier": cfg.reward_classifier} if cfg.reward_classifier else {}
     handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, expert_noise=cfg.demo_noise,
-                                 **env_kwargs)
+                                 task_overrides=cfg.task_overrides, **env_kwargs)
     env = handle.env
     agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=device, seed=cfg.seed)
     if cfg.obs == "pixels" and device.type == "cpu":

@@ -81,10 +81,11 @@ class ActorNode(Node):
 
         if backend == "ros":
             from tasks.ros_backend import make_ros_env
-            env = make_ros_env(cfg.task, cfg.obs, seed=cfg.seed, namespace=robot_ns)
+            env = make_ros_env(cfg.task, cfg.obs, seed=cfg.seed, namespace=robot_ns,
+                                   **cfg.task_overrides)
             handle = EnvHandle(env, None, float(env.task.control_hz))
         elif backend == "twin":
-            handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed)
+            handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
         else:
             raise ValueError(f"backend must be 'twin' or 'ros', got {backend!r}")
         self.env_handle = handle

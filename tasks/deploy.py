@@ -139,11 +139,15 @@ def wait_for_graph(context, needs: Mapping[str, list[str]], timeout: float, prof
 
 
 # ----------------------------------------------------------------------------- the env
-def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack):
-    """(env, info): the run's task on the chosen backend; everything it opens is closed by `stack`."""
+def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
+                    task_overrides: dict | None = None):
+    """(env, info): the run's task (with the run's task_overrides) on the chosen backend;
+    everything it opens is closed by `stack`."""
     import tasks
 
-    overrides = {"max_steps": cfg.max_steps} if cfg.max_steps is not None else {}
+    overrides = dict(task_overrides or {})
+    if cfg.max_steps is not None:
+        overrides["max_steps"] = cfg.max_steps
     spec = tasks.make_spec(task, **overrides)
     if cfg.resolved_backend == "inprocess":
         env = tasks.make_env(task, obs=obs, seed=None, **overrides)
@@ -342,7 +346,8 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
     summary: dict[str, Any] = {}
     started = time.monotonic()
     with ExitStack() as stack:
-        env, backend = make_deploy_env(cfg, train_cfg.task, train_cfg.obs, stack)
+        env, backend = make_deploy_env(cfg, train_cfg.task, train_cfg.obs, stack,
+                                           train_cfg.task_overrides)
         agent, train_cfg, env_steps = load_run_agent(run_dir, env.observation_space, env.action_space,
                                                      device=str(_device(cfg.device)))
         hz = float(env.unwrapped.task.control_hz)

@@ -119,7 +119,7 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
                 _stop(proc)
     train_wall = time.perf_counter() - started
 
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed)
+    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                      device=_device(cfg.device), seed=cfg.seed)
     counters = ckpt.load_agent(agent, run_dir / "checkpoint").get("counters", {})

@@ -63,3 +63,29 @@ def test_fresh_run_refuses_leftover_buffers_without_checkpoint(tmp_path):
     (tmp_path / "run" / "buffers" / "online").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="no checkpoint"):
         train(_cfg(tmp_path, steps=10))
+
+
+def test_task_overrides_reach_the_env_and_the_run_config(tmp_path):
+    """TrainConfig.task_overrides changes TaskSpec fields for one run, from the CLI or YAML, and
+    is saved with the run so eval/deploy/export rebuild the same task."""
+    cfg = config_lib.load(TrainConfig, None, [
+        "task_overrides={max_steps: 7, rpy_low: [-0.3, -0.3, -1.0], rpy_high: [0.3, 0.3, 1.0]}"])
+    handle = make_env_and_expert("pick_cube", seed=0, task_overrides=cfg.task_overrides)
+    try:
+        spec = handle.env.unwrapped.task
+        assert spec.max_steps == 7
+        assert spec.rpy_low == (-0.3, -0.3, -1.0) and spec.rpy_high == (0.3, 0.3, 1.0)
+        handle.env.reset(seed=0)
+        steps, done = 0, False
+        while not done:
+            _, _, terminated, truncated, _ = handle.env.step(np.zeros(7, np.float32))
+            steps, done = steps + 1, terminated or truncated
+        assert steps == 7 and truncated
+    finally:
+        handle.close()
+    config_lib.save(cfg, tmp_path / "config.yaml")
+    assert config_lib.load(TrainConfig, tmp_path / "config.yaml").task_overrides == cfg.task_overrides
+    with pytest.raises(ValueError, match="task_overrides"):
+        make_env_and_expert("point_reach", task_overrides={"max_steps": 3})
+    with pytest.raises((TypeError, ValueError), match="max_stepz"):
+        make_env_and_expert("pick_cube", task_overrides={"max_stepz": 3})
