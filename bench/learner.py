@@ -1,7 +1,7 @@
 """Learner throughput: `robot-rl bench learner [--quick]`.
 
 Prints what it measures as it goes and, as its last line, one JSON object with:
-state_updates_per_s, state_updates_per_s_10_critics, pixel_updates_per_s_frozen,
+state_updates_per_s, state_updates_per_s_10_critics, state_joint_updates_per_s, pixel_updates_per_s_frozen,
 pixel_updates_per_s_trained, actor_latency_ms_p50/p99, replay_bytes_per_transition, torch,
 device, threads, machine. Figures are recorded in docs/benchmarks.md.
 
@@ -119,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         batches = [_random_batch(obs_space, args.batch, device, rng) for _ in range(cfg.critic_actor_ratio)]
         result[key] = round(_updates_per_s(agent, batches, seconds), 1)
         print(f"state SAC, {n_critics} critics, batch {args.batch}: {result[key]} updates/s")
+
+    # One joint critic/actor/temperature step alone (critic_actor_ratio=1): what a "full SAC
+    # update" means in most write-ups, as opposed to the UTD cycle above.
+    agent = SACAgent(replace(SACConfig(), critic_actor_ratio=1), obs_space, act_space, device=device, seed=0)
+    result["state_joint_updates_per_s"] = round(
+        _updates_per_s(agent, [_random_batch(obs_space, args.batch, device, rng)], seconds), 1)
+    print(f"state SAC, 2 critics, one joint step per update: {result['state_joint_updates_per_s']} updates/s")
 
     # Pixels, two 128x128 cameras: frozen backbone with cached features, then trained backbone.
     # A frozen backbone needs a weights file; random ResNet-10 weights cost the same to run.
