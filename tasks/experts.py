@@ -93,11 +93,12 @@ class PickCubeExpert(ScriptedExpert):
         cube = task["cube_pos"]
         tcp_yaw = heading(quat_to_rot(state.tcp_quat))
         yaw = tcp_yaw + _wrap(heading(quat_to_rot(task["cube_quat"])) - tcp_yaw, math.pi / 2)
-        if spec.rpy_low[2] == spec.rpy_high[2]:
-            # The task holds the hand's yaw: grasp as it stands (the 5 cm cube's 7.1 cm diagonal
-            # fits the 8 cm opening at any yaw), instead of waiting for a turn that cannot come.
-            yaw = tcp_yaw
         target_rot = rpy_to_matrix((0.0, 0.0, yaw)) @ quat_to_rot(spec.nominal_quat)
+        # Aim at the nearest orientation the task's safety box allows (a task may limit or hold
+        # the yaw), instead of waiting for a turn the box clips away: the 5 cm cube's 7.1 cm
+        # diagonal fits the 8 cm opening at any yaw.
+        target_rot = quat_to_rot(self.env.clip_to_safety_box(state.tcp_pos, target_rot)[1])
+        yaw = heading(target_rot)
         xy_err = np.linalg.norm(cube[:2] - state.tcp_pos[:2])
         yaw_err = abs(_wrap(yaw - tcp_yaw, 2 * math.pi))
         gripper = -1.0
