@@ -96,11 +96,11 @@ def ground_truth_eval(run_dir: Path, episodes: int, seed: int) -> dict:
     from robot_rl import checkpoint as ckpt
     from robot_rl import config as config_lib
     from robot_rl.agents.sac import SACAgent
-    from robot_rl.run_env import make_env_and_expert
+    from robot_rl.run_env import make_run_env
     from robot_rl.train import TrainConfig, evaluate
 
     cfg = config_lib.load(TrainConfig, run_dir / "config.yaml")
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
+    handle = make_run_env(cfg)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                      device=torch.device("cpu"), seed=cfg.seed)
     ckpt.load_agent(agent, run_dir / "checkpoint")

@@ -77,14 +77,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from robot_rl import checkpoint as ckpt
     from robot_rl import config as config_lib
     from robot_rl.agents.sac import SACAgent
-    from robot_rl.run_env import make_env_and_expert
+    from robot_rl.run_env import make_run_env
     from robot_rl.train import TrainConfig, _device, checkpoint_exists, evaluate
 
     run_dir = Path(args.run_dir)
     cfg = config_lib.load(TrainConfig, run_dir / "config.yaml")
     if not checkpoint_exists(run_dir / "checkpoint"):
         raise SystemExit(f"no checkpoint in {run_dir} (checkpoint.safetensors)")
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
+    handle = make_run_env(cfg)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                      device=_device(cfg.device), seed=cfg.seed)
     counters = ckpt.load_agent(agent, run_dir / "checkpoint").get("counters", {})

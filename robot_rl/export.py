@@ -76,9 +76,9 @@ def load_run_agent(run_dir: str | Path, observation_space, action_space, device:
 
 def run_spaces(cfg) -> tuple[Any, Any]:
     """Observation and action spaces of a run's task, from a short-lived in-process env."""
-    from robot_rl.run_env import make_env_and_expert
+    from robot_rl.run_env import make_run_env
 
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
+    handle = make_run_env(cfg)
     try:
         return handle.env.observation_space, handle.env.action_space
     finally:

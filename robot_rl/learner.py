@@ -83,7 +83,7 @@ class Learner:
     def __init__(self, cfg: Any, opts: LearnerConfig, publish_weights: Callable[[bytes], None],
                  publish_ack: Callable[[bytes], None], writer: Any = None,
                  clock: Callable[[], float] = time.monotonic):
-        from robot_rl.run_env import make_env_and_expert
+        from robot_rl.run_env import make_run_env
         from robot_rl.train import _device, checkpoint_exists, collect_demos
 
         self.cfg, self.opts = cfg, opts
@@ -97,8 +97,7 @@ class Learner:
         self.device = _device(cfg.device)
 
         # The env gives the spaces (and the scripted demos in the twin); it is never stepped online here.
-        self.handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, expert_noise=cfg.demo_noise,
-                                          task_overrides=cfg.task_overrides)
+        self.handle = make_run_env(cfg)
         env = self.handle.env
         self.schema = TransitionSchema.from_spaces(env.observation_space, env.action_space)
         self.agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=self.device,

@@ -24,6 +24,15 @@ class EnvHandle:
 BUILTIN_TASKS = ("point_reach",)
 
 
+def make_run_env(cfg: Any, **kwargs: Any) -> EnvHandle:
+    """The env and expert of the run a TrainConfig describes: its task, observations, seed,
+    demo noise and task_overrides, so every tool that rebuilds a run's env (train, learner, eval,
+    export, deploy, the actors) builds the same one. kwargs go to make_env_and_expert."""
+    kw: dict[str, Any] = dict(seed=cfg.seed, expert_noise=cfg.demo_noise, task_overrides=cfg.task_overrides)
+    kw.update(kwargs)
+    return make_env_and_expert(cfg.task, cfg.obs, **kw)
+
+
 def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
                         expert_noise: float = 0.0, reward_classifier: str = "",
                         task_overrides: Mapping[str, Any] | None = None) -> EnvHandle:

@@ -35,7 +35,7 @@ from robot_rl.buffers.rlpd import RLPDSampler, to_torch
 from robot_rl import checkpoint as ckpt
 from robot_rl.atomic_io import is_disk_full, write_json_atomic
 from robot_rl.buffers.disk_full import WaitWhenDiskFull, wait_when_disk_full
-from robot_rl.run_env import EnvHandle, make_env_and_expert
+from robot_rl.run_env import EnvHandle, make_run_env
 from robot_rl.interventions import InterventionRouter
 from robot_rl.scripted_human import InterventionConfig, ScriptedHuman
 from robot_rl.scripted_human import make_expert as make_human_expert
@@ -342,8 +342,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     device = _device(cfg.device)
 
     env_kwargs = {"reward_classifier": cfg.reward_classifier} if cfg.reward_classifier else {}
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, expert_noise=cfg.demo_noise,
-                                 task_overrides=cfg.task_overrides, **env_kwargs)
+    handle = make_run_env(cfg, **env_kwargs)
     env = handle.env
     agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=device, seed=cfg.seed)
     if cfg.obs == "pixels" and device.type == "cpu":

@@ -38,7 +38,7 @@ class ActorNode(Node):
         super().__init__("actor", **kwargs)
         from robot_rl.actor import Actor, ActorConfig, Takeover, TakeoverConfig
         from robot_rl.agents.sac import SACAgent
-        from robot_rl.run_env import EnvHandle, make_env_and_expert
+        from robot_rl.run_env import EnvHandle, make_run_env
         from robot_rl.train import _device
 
         cfg = self.train_cfg = train_config_from_params(self)
@@ -82,10 +82,10 @@ class ActorNode(Node):
         if backend == "ros":
             from tasks.ros_backend import make_ros_env
             env = make_ros_env(cfg.task, cfg.obs, seed=cfg.seed, namespace=robot_ns,
-                                   **cfg.task_overrides)
+                               **cfg.task_overrides)
             handle = EnvHandle(env, None, float(env.task.control_hz))
         elif backend == "twin":
-            handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
+            handle = make_run_env(cfg)
         else:
             raise ValueError(f"backend must be 'twin' or 'ros', got {backend!r}")
         self.env_handle = handle

@@ -347,7 +347,7 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
     started = time.monotonic()
     with ExitStack() as stack:
         env, backend = make_deploy_env(cfg, train_cfg.task, train_cfg.obs, stack,
-                                           train_cfg.task_overrides)
+                                       train_cfg.task_overrides)
         agent, train_cfg, env_steps = load_run_agent(run_dir, env.observation_space, env.action_space,
                                                      device=str(_device(cfg.device)))
         hz = float(env.unwrapped.task.control_hz)

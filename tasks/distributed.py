@@ -80,7 +80,7 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
     """Trains cfg (a TrainConfig) with actor and learner as separate processes; returns the final eval."""
     from robot_rl import checkpoint as ckpt
     from robot_rl.agents.sac import SACAgent
-    from robot_rl.run_env import make_env_and_expert
+    from robot_rl.run_env import make_run_env
     from robot_rl.train import _Curve, _device, evaluate
     from tasks.actor_node import read_episode_log
 
@@ -119,7 +119,7 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
                 _stop(proc)
     train_wall = time.perf_counter() - started
 
-    handle = make_env_and_expert(cfg.task, cfg.obs, seed=cfg.seed, task_overrides=cfg.task_overrides)
+    handle = make_run_env(cfg)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                      device=_device(cfg.device), seed=cfg.seed)
     counters = ckpt.load_agent(agent, run_dir / "checkpoint").get("counters", {})
