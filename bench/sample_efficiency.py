@@ -11,7 +11,8 @@ its UTD, agent settings and one torch thread), then the row's task/obs/demos/ste
 Each row trains `seeds` runs with evaluation every `--eval-every` env steps, and reports the
 first env step at which the evaluation success reached 90% (None if never), the first at which
 it reached 90% *and held it* (the evaluation after it, or the final one when training stopped
-there, also >= 90%: one lucky 20-episode evaluation does not count), the final success rate, wall time, env steps/s and learner updates per env step, with the machine and its load
+there, also >= 90%: one lucky 20-episode evaluation does not count), the final success rate,
+wall time, env steps/s and learner updates per env step, with the machine and its load
 (the wall time of a run depends on what else shares the CPU). The pixel rows are judged by env
 steps, not wall time: run them on a GPU machine when one is available.
 Seeds run one after another; to use more cores, start one process per seed (`--seeds 1`).

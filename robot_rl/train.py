@@ -341,8 +341,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     device = _device(cfg.device)
 
-    env_kwargs = {"reward_classifier": cfg.reward_classifier} if cfg.reward_classifier else {}
-    handle = make_run_env(cfg, **env_kwargs)
+    handle = make_run_env(cfg, reward_classifier=cfg.reward_classifier)
     env = handle.env
     agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=device, seed=cfg.seed)
     if cfg.obs == "pixels" and device.type == "cpu":

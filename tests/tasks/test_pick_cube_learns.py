@@ -1,6 +1,6 @@
 """pick_cube from state learns in the suite: the SAC/RLPD learner on a reduced pick_cube.
 
-The full bar (10 demos, >= 90% within 15k env steps, 3 seeds) takes ~20-35 min a run on 2 cores
+The full bar (10 demos, >= 90% within 15k env steps, 3 seeds) takes ~30-60 min a run on 2 cores
 and lives in bench/sample_efficiency.py. Here the task is the same env, reward, success and
 action space (xyz + rpy + gripper), with a narrower start: the hand 3 cm above the cube's top,
 both placed within +-1 cm, the cube square to the hand, a 4 cm lift, 30-step episodes. A random
@@ -41,7 +41,7 @@ def test_random_policy_never_picks_the_reduced_cube(tmp_path):
     assert sum(demos) >= 4            # ...while the noisy demo expert (demo_noise) does
 
 
-@pytest.mark.slow  # ~2 min on 2 cores
+@pytest.mark.slow  # ~3-4 min on 2 cores
 def test_sac_with_demos_learns_reduced_pick_cube(tmp_path):
     final = train(_cfg(tmp_path))
     assert final["env_steps"] >= 2000
