@@ -87,6 +87,12 @@ class SACConfig:
     grasp_hidden_dims: tuple[int, ...] = (128, 128)
     grasp_lr: float = 3e-4
     grasp_epsilon: float = 0.0
+    # Behaviour cloning on expert rows: the actor loss adds bc_weight * the squared distance
+    # (summed over the actor's dims) between the policy's mode and the action an expert took,
+    # averaged over the batch rows marked `intervention` (scripted demos and human corrections).
+    # It holds the policy near what the expert does where it acts, against the oscillation the
+    # critic's gradient alone caused on pick_cube (docs/benchmarks.md). 0: plain RLPD.
+    bc_weight: float = 0.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     # Standardise obs["state"] with statistics fitted on the first update's batches, then frozen
     # (robot_rl/agents/state_norm.py: why, and the trade-off).
@@ -106,6 +112,8 @@ class SACConfig:
             raise ValueError("init_temperature must be > 0")
         if not 0.0 <= self.grasp_epsilon <= 1.0:
             raise ValueError("grasp_epsilon must be in [0, 1]")
+        if not (math.isfinite(self.bc_weight) and self.bc_weight >= 0.0):
+            raise ValueError("bc_weight must be a finite number >= 0")
 
 
 # ----------------------------------------------------------------------------- the losses
@@ -130,6 +138,13 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def actor_loss(q_pi: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """q_pi (E, B) of the policy's action: maximise the ensemble MEAN, minus alpha * entropy."""
     return (alpha * log_prob - q_pi.mean(dim=0)).mean()
+
+
+def bc_loss(action: torch.Tensor, expert_action: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
+    """action, expert_action (B, A), expert (B,) in {0, 1}: the mean over expert rows of the squared
+    distance between the policy's action and the expert's (0 when no row is an expert's)."""
+    per_row = (action - expert_action).square().sum(-1)
+    return (per_row * expert).sum() / expert.sum().clamp(min=1.0)
 
 
 def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
@@ -267,7 +282,8 @@ class SACAgent:
     def update(self, batch: Batch | Sequence[Batch]) -> dict[str, float]:
         """One UTD cycle: critic_actor_ratio - 1 critic-only steps, then one joint step."""
         batches = split_batches(batch, self.cfg.critic_actor_ratio)
-        needs = ["next_obs", "reward", "terminated"] + (["grasp_penalty"] if self.grasp_critic is not None else [])
+        needs = (["next_obs", "reward", "terminated"] + (["grasp_penalty"] if self.grasp_critic is not None else [])
+                 + (["intervention"] if self.cfg.bc_weight > 0 else []))
         for b in batches:
             check_batch(b, self.spec, self.action_dim, needs)
         if self.state_norm is not None and not self.state_norm.is_fitted and self.spec.state_dim:
@@ -317,14 +333,15 @@ class SACAgent:
         actor_noise = torch.randn((b, self.arm_dim), generator=g, device=self.device) if update_actor else None
         return self._head_losses(features, next_features, next_target_features, batch["action"],
                                  batch["reward"], batch["terminated"], batch.get("grasp_penalty"),
-                                 next_noise, subset, actor_noise)
+                                 next_noise, subset, actor_noise, batch.get("intervention"))
 
     def _head_losses(self, features: torch.Tensor, next_features: torch.Tensor,
                      next_target_features: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                      terminated: torch.Tensor, grasp_penalty: torch.Tensor | None,
-                     next_noise: torch.Tensor, subset: torch.Tensor | None,
-                     actor_noise: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Critic (+ grasp critic) loss, and with `actor_noise` also actor and temperature losses.
+                     next_noise: torch.Tensor, subset: torch.Tensor | None, actor_noise: torch.Tensor | None,
+                     intervention: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Critic (+ grasp critic) loss, and with `actor_noise` also actor and temperature losses
+        (and the BC loss on the `intervention` rows when bc_weight > 0).
         No RNG inside: this is the part `compile=True` hands to torch.compile."""
         cfg = self.cfg
         alpha = self.log_alpha.detach().exp()
@@ -358,6 +375,12 @@ class SACAgent:
             loss = loss + a_loss + t_loss
             metrics.update(actor_loss=a_loss.detach(), temperature_loss=t_loss.detach(),
                            entropy=-log_prob.detach().mean(), temperature=alpha)
+            if cfg.bc_weight > 0:
+                # On the mode (the deployed action), not a sample: cloning the sampled action also
+                # shrinks the spread, and on pick_cube it learned slower (docs/benchmarks.md).
+                b_loss = bc_loss(self.actor.mode(actor_features), action[:, :self.arm_dim], intervention)
+                loss = loss + cfg.bc_weight * b_loss
+                metrics["bc_loss"] = b_loss.detach()
         return loss, metrics
 
     # -- weights

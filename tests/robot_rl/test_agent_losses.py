@@ -7,7 +7,7 @@ import torch
 import gymnasium as gym
 
 from robot_rl.agents.common import gripper_index
-from robot_rl.agents.sac import (SACAgent, SACConfig, actor_loss, critic_loss, critic_target,
+from robot_rl.agents.sac import (SACAgent, SACConfig, actor_loss, bc_loss, critic_loss, critic_target,
                                  grasp_critic_loss, grasp_critic_target, temperature_loss)
 
 
@@ -56,6 +56,20 @@ def test_temperature_loss_value_and_gradient_direction():
     loss.backward()
     # d/dlog_alpha = alpha * (entropy - target) > 0: entropy above target lowers alpha
     assert log_alpha.grad.item() == pytest.approx(0.75)
+
+
+def test_bc_loss_is_the_mean_over_expert_rows_of_the_summed_squared_error():
+    action = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.5, 0.0]], requires_grad=True)
+    expert_action = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.5, 1.0]])
+    expert = torch.tensor([1.0, 0.0, 1.0])
+    # rows 0 and 2 are an expert's: squared errors summed over dims 1 and 1 -> mean 1; row 1 (2) ignored
+    loss = bc_loss(action, expert_action, expert)
+    assert loss.item() == pytest.approx(1.0)
+    loss.backward()
+    # d/daction = 2 (action - expert) / 2 expert rows; the policy's own row gets no gradient
+    torch.testing.assert_close(action.grad, torch.tensor([[-1.0, 0.0], [0.0, 0.0], [0.0, -1.0]]))
+    # a batch with no expert row adds nothing (instead of 0/0)
+    assert bc_loss(action, expert_action, torch.zeros(3)).item() == 0.0
 
 
 def test_grasp_target_is_double_dqn_with_penalty():

@@ -127,6 +127,9 @@ def test_bad_spaces_and_configs_raise():
         SACAgent(small_cfg(critic_ensemble_size=2, critic_subsample_size=3), obs, act)
     with pytest.raises(ValueError, match="'depth'"):
         SACAgent(small_cfg(), gym.spaces.Dict({"depth": gym.spaces.Box(0, 1, (4, 4), np.float32)}), act)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="bc_weight"):
+            SACAgent(small_cfg(bc_weight=bad), obs, act)
 
 
 # ---------------------------------------------------------------- the UTD cycle
@@ -171,6 +174,47 @@ def test_ensemble_of_ten_with_subset_runs_and_target_entropy_default():
     assert agent.critic.weights[0].shape[0] == 10
     assert agent.target_entropy == -3.5  # -|A|/2 with 7 continuous dims
     assert np.isfinite(agent.update(make_batch(8))["critic_loss"])
+
+
+# ---------------------------------------------------------------- behaviour cloning on expert rows
+
+def test_bc_weight_needs_the_intervention_flag_in_the_batch():
+    agent = SACAgent(small_cfg(bc_weight=1.0), *spaces())
+    with pytest.raises(ValueError, match="lacks key 'intervention'"):
+        agent.update(make_batch(8))
+    metrics = agent.update({**make_batch(8), "intervention": torch.ones(8)})
+    assert np.isfinite(metrics["bc_loss"]) and metrics["bc_loss"] > 0
+
+
+@pytest.mark.parametrize("bc_weight", [0.0, 2.0])
+def test_bc_pulls_the_policy_to_the_expert_rows_and_ignores_the_others(one_thread, bc_weight):
+    """No reward at all, so only the BC term can teach anything: half of each batch is an
+    expert's action tanh(W s) (intervention 1), half the policy's own random ones (0). With BC the
+    policy's mode ends near the expert's action; without it, it does not."""
+    obs_space, act_space = spaces(action_dim=2, state_dim=3)
+    agent = SACAgent(small_cfg(hidden_dims=(64, 64), critic_actor_ratio=1, actor_lr=1e-3, bc_weight=bc_weight),
+                     obs_space, act_space, seed=0)
+    w = torch.tensor([[0.8, -0.5, 0.3], [-0.4, 0.2, 0.9]])
+    g = torch.Generator().manual_seed(0)
+
+    def error_of_policy():
+        s = torch.randn(64, 3, generator=g)
+        with torch.no_grad():
+            a = agent.actor.mode(s)
+        return (a - torch.tanh(s @ w.T)).square().sum(-1).mean().item()
+
+    before = error_of_policy()
+    for _ in range(300):
+        s = torch.randn(128, 3, generator=g)
+        expert = (torch.arange(128) < 64).float()
+        a = torch.where(expert[:, None] > 0, torch.tanh(s @ w.T), torch.rand(128, 2, generator=g) * 2 - 1)
+        agent.update({"obs": {"state": s}, "next_obs": {"state": s}, "action": a, "reward": torch.zeros(128),
+                      "terminated": torch.ones(128), "intervention": expert})
+    after = error_of_policy()
+    if bc_weight > 0:
+        assert after < 0.05 < before, (before, after)
+    else:
+        assert after > 0.2, (before, after)
 
 
 # ---------------------------------------------------------------- grasp critic

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from robot_rl import config as config_lib
+from robot_rl.buffers.replay import ReplayBuffer
 from robot_rl.run_env import make_env_and_expert
 from robot_rl.train import TrainConfig, run_episode, train
 
@@ -89,3 +90,19 @@ def test_task_overrides_reach_the_env_and_the_run_config(tmp_path):
         make_env_and_expert("point_reach", task_overrides={"max_steps": 3})
     with pytest.raises((TypeError, ValueError), match="max_stepz"):
         make_env_and_expert("pick_cube", task_overrides={"max_stepz": 3})
+
+
+def test_bc_rows_of_a_run_are_the_demo_buffer_s(tmp_path):
+    """agent.bc_weight clones the actions on batch rows flagged `intervention`: in a run those
+    must be exactly the demo buffer's (scripted demos, human corrections), never the policy's."""
+    final = train(_cfg(tmp_path, steps=300, final_eval_episodes=2, **{"agent.bc_weight": 1.0}))
+    assert final["updates"] > 0
+    rng = np.random.default_rng(0)
+    demo = ReplayBuffer.open(tmp_path / "run" / "buffers" / "demo")
+    online = ReplayBuffer.open(tmp_path / "run" / "buffers" / "online")
+    try:
+        assert np.all(demo.sample(256, rng)["intervention"] == 1.0)
+        assert np.all(online.sample(256, rng)["intervention"] == 0.0)
+    finally:
+        demo.close()
+        online.close()
