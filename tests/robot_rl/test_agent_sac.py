@@ -65,6 +65,21 @@ def params(module):
     return [p.detach().clone() for p in module.parameters()]
 
 
+# The learning tests' 2-D task on a 3-D state: the right action is tanh(W s).
+TARGET_W = torch.tensor([[0.8, -0.5, 0.3], [-0.4, 0.2, 0.9]])
+
+
+def target_action(s):
+    return torch.tanh(s @ TARGET_W.T)
+
+
+def policy_error(agent, g):
+    """Mean squared distance of the policy's mode from the target action over 64 random states."""
+    s = torch.randn(64, 3, generator=g)
+    with torch.no_grad():
+        return (agent.actor.mode(s) - target_action(s)).square().sum(-1).mean().item()
+
+
 def same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
@@ -194,23 +209,15 @@ def test_bc_pulls_the_policy_to_the_expert_rows_and_ignores_the_others(one_threa
     obs_space, act_space = spaces(action_dim=2, state_dim=3)
     agent = SACAgent(small_cfg(hidden_dims=(64, 64), critic_actor_ratio=1, actor_lr=1e-3, bc_weight=bc_weight),
                      obs_space, act_space, seed=0)
-    w = torch.tensor([[0.8, -0.5, 0.3], [-0.4, 0.2, 0.9]])
     g = torch.Generator().manual_seed(0)
-
-    def error_of_policy():
-        s = torch.randn(64, 3, generator=g)
-        with torch.no_grad():
-            a = agent.actor.mode(s)
-        return (a - torch.tanh(s @ w.T)).square().sum(-1).mean().item()
-
-    before = error_of_policy()
+    before = policy_error(agent, g)
     for _ in range(300):
         s = torch.randn(128, 3, generator=g)
         expert = (torch.arange(128) < 64).float()
-        a = torch.where(expert[:, None] > 0, torch.tanh(s @ w.T), torch.rand(128, 2, generator=g) * 2 - 1)
+        a = torch.where(expert[:, None] > 0, target_action(s), torch.rand(128, 2, generator=g) * 2 - 1)
         agent.update({"obs": {"state": s}, "next_obs": {"state": s}, "action": a, "reward": torch.zeros(128),
                       "terminated": torch.ones(128), "intervention": expert})
-    after = error_of_policy()
+    after = policy_error(agent, g)
     if bc_weight > 0:
         assert after < 0.05 < before, (before, after)
     else:
@@ -266,23 +273,15 @@ def test_sac_learns_a_one_step_contextual_bandit(one_thread):
     obs_space, act_space = spaces(action_dim=2, state_dim=3)
     agent = SACAgent(small_cfg(hidden_dims=(64, 64), critic_actor_ratio=1, actor_lr=1e-3, critic_lr=1e-3),
                      obs_space, act_space, seed=0)
-    w = torch.tensor([[0.8, -0.5, 0.3], [-0.4, 0.2, 0.9]])
     g = torch.Generator().manual_seed(0)
-
-    def error_of_policy():
-        s = torch.randn(64, 3, generator=g)
-        with torch.no_grad():
-            a = agent.actor.mode(s)
-        return (a - torch.tanh(s @ w.T)).square().sum(-1).mean().item()
-
-    before = error_of_policy()
+    before = policy_error(agent, g)
     for _ in range(400):
         s = torch.randn(128, 3, generator=g)
         a = torch.rand(128, 2, generator=g) * 2 - 1
-        r = -(a - torch.tanh(s @ w.T)).square().sum(-1)
+        r = -(a - target_action(s)).square().sum(-1)
         agent.update({"obs": {"state": s}, "next_obs": {"state": s}, "action": a, "reward": r,
                       "terminated": torch.ones(128)})
-    after = error_of_policy()
+    after = policy_error(agent, g)
     assert after < 0.1 < before, (before, after)
 
 
