@@ -139,6 +139,7 @@ COMMAND_MODULES = (
     "robot_rl.reward.cli",       # train-classifier
     "tasks.deploy",              # deploy: run a policy without learning, success and cycle time
     "robot_rl.export",           # export-policy: TorchScript
+    "tasks.setup_tools",         # pose, cameras, check, gains, move: set-up tools on the live graph
 )
 
 
