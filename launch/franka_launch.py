@@ -1,32 +1,14 @@
 """The real Franka graph on a system ROS 2 Jazzy:  ros2 launch robot_rl franka_launch.py
 
-Same nodes and parameters as `robot-rl up franka` (tasks/bringup.py PROFILES["franka"]):
-the Franka driver (1 kHz impedance law) and the controller node (safety box, watchdog, live
-gains) under /franka, the RealSense camera and the SpaceMouse teleop node. Parameters: franka.yaml.
+The nodes and parameters of launch/franka.yaml, a rig file, as `robot-rl up franka` starts them
+(rig_launch.py does the work; `rig:=FILE` starts another rig).
 """
 import os
+import sys
 
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rig_launch import rig_launch_description, shipped_rig  # noqa: E402
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("robot_rl"), "launch", "franka.yaml")
-    params = LaunchConfiguration("params_file")
-    return LaunchDescription([
-        DeclareLaunchArgument("params_file", default_value=default_params,
-                              description="ROS 2 parameter file of the Franka graph"),
-        # The driver takes the controller node's validated, box-clipped target.
-        Node(package="robot_rl", executable="robot-rl-franka", name="franka", namespace="/franka",
-             parameters=[params], output="screen",
-             remappings=[("equilibrium_pose", "controller/equilibrium_pose")]),
-        Node(package="robot_rl", executable="robot-rl-controller", name="controller", namespace="/franka",
-             parameters=[params], output="screen"),
-        Node(package="robot_rl", executable="robot-rl-realsense", name="realsense_camera", namespace="/",
-             parameters=[params], output="screen"),
-        Node(package="robot_rl", executable="robot-rl-spacemouse", name="spacemouse", namespace="/",
-             parameters=[params], output="screen"),
-    ])
+    return rig_launch_description(shipped_rig("franka"))

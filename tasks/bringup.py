@@ -1,25 +1,24 @@
-"""`robot-rl up PROFILE`: start a profile's ROS 2 graph without ros2 launch (a pip-only install).
+"""`robot-rl up RIG`: start a rig's ROS 2 graph without ros2 launch (a pip-only install).
 
-    robot-rl up twin                  # all nodes in this process, one SingleThreadedExecutor
+    robot-rl up twin                  # a shipped profile: launch/twin.yaml; all nodes in this process
+    robot-rl up my_rig.yaml           # your rig file (tasks/rig.py, docs/rigs.md)
     robot-rl up twin --processes      # one child process per node
-    robot-rl up franka --params my.yaml
-    robot-rl up --list                # the profiles and their nodes
+    robot-rl up --list                # the shipped profiles and their nodes
+    robot-rl up --kinds               # the node kinds a rig file may name
 
-The graph is PROFILES below, the same nodes (executable, name, namespace) as
-launch/<profile>_launch.py - a test holds the two together - with the parameters of
-launch/<profile>.yaml (standard ROS 2 params-file format, given to every node as
-`--params-file`, exactly as the launch files do).
+A rig file lists the nodes and their parameters (tasks/rig.py); launch/rig_launch.py starts
+the same nodes under a system ROS 2 (`ros2 launch robot_rl rig_launch.py rig:=FILE`), and the
+profiles' launch files are that one with their file. Every node gets its parameters from one
+standard ROS 2 params file made from the rig (`--params-file`, as the launch files do).
 
-Profiles:
-- twin:   sim.twin_node (the MuJoCo twin behind the driver topics, /franka) and, optional,
-          the SpaceMouse teleop node: with no device attached it is skipped with a log line.
-- franka: the Franka driver (drivers.franka_node, /franka), the controller node (/franka),
-          the RealSense node and the SpaceMouse node (required on hardware: a human takeover
-          must always be possible).
-- widowx: the WidowX driver (drivers.widowx_node, /widowx), controller (/widowx), RealSense,
-          SpaceMouse.
-A profile whose node modules are missing (the arm drivers before their issue lands) fails at
-once, naming them, and starts nothing.
+Shipped profiles (launch/<profile>.yaml):
+- twin:   the MuJoCo twin behind the driver topics (/franka) and, optional, the SpaceMouse
+          teleop node: with no device attached it is skipped with a log line.
+- franka: the Franka driver (/franka), the controller node (/franka), the RealSense node and
+          the SpaceMouse node (required on hardware: a human takeover must always be possible).
+- widowx: the WidowX driver (/widowx), controller (/widowx), RealSense, SpaceMouse.
+- widowx_twin: the WidowX twin (/widowx) and, optional, the SpaceMouse.
+A rig whose node modules are missing fails at once, naming them, and starts nothing.
 
 Stopping: Ctrl-C (SIGINT) or SIGTERM. Composed: the main thread waits for the signal, then
 shuts the executor down and destroys every node (the twin joins its physics thread).
@@ -38,69 +37,20 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class NodeSpec:
-    executable: str       # console entry point (setup.py) = the launch file's executable
-    module: str           # module with main() and the node class
-    node_class: str
-    name: str             # the node's name (its class's default name)
-    namespace: str
-    optional: bool = False  # a missing device (exit status 2 / DeviceNotFoundError) is skipped
-    what: str = ""
-    remappings: tuple[tuple[str, str], ...] = ()   # (from, to) topic names, as in the launch file
-
-    def ros_args(self) -> list[str]:
-        """Node-specific remappings in ROS 2 command-line form."""
-        return [a for src, dst in self.remappings for a in ("-r", f"{src}:={dst}")]
+from tasks.rig import NODE_KINDS, NodeSpec, Rig, RigError, load_rig
 
 
-_SPACEMOUSE = dict(executable="robot-rl-spacemouse", module="drivers.spacemouse_node",
-                   node_class="SpaceMouseNode", name="spacemouse", namespace="/",
-                   what="SpaceMouse teleop: /spacemouse/twist, /spacemouse/joy")
-_REALSENSE = NodeSpec("robot-rl-realsense", "drivers.realsense_node", "RealSenseNode",
-                      "realsense_camera", "/", what="RealSense cameras: /cameras/<name>/...")
+PROFILES = ("twin", "franka", "widowx", "widowx_twin")   # shipped rigs: launch/<profile>.yaml
 
-PROFILES: dict[str, tuple[NodeSpec, ...]] = {
-    "twin": (
-        NodeSpec("robot-rl-twin", "sim.twin_node", "TwinNode", "twin", "/franka",
-                 what="MuJoCo twin: the Franka driver's and the cameras' topics"),
-        NodeSpec(**_SPACEMOUSE, optional=True),
-    ),
-    "franka": (
-        # The driver listens to the controller node's validated, box-clipped target.
-        NodeSpec("robot-rl-franka", "drivers.franka_node", "FrankaNode", "franka", "/franka",
-                 what="Franka driver: 1 kHz impedance law over pylibfranka, the hand",
-                 remappings=(("equilibrium_pose", "controller/equilibrium_pose"),)),
-        NodeSpec("robot-rl-controller", "controllers.node", "ControllerNode", "controller", "/franka",
-                 what="safety box, watchdog, live gains for the driver"),
-        _REALSENSE,
-        NodeSpec(**_SPACEMOUSE),
-    ),
-    "widowx_twin": (
-        NodeSpec("robot-rl-twin", "sim.twin_node", "TwinNode", "twin", "/widowx",
-                 what="MuJoCo WidowX twin: the WidowX driver's and the cameras' topics"),
-        NodeSpec(**_SPACEMOUSE, optional=True),
-    ),
-    "widowx": (
-        NodeSpec("robot-rl-widowx", "drivers.widowx_node", "WidowXNode", "widowx", "/widowx",
-                 what="WidowX driver over dynamixel-sdk",
-                 remappings=(("equilibrium_pose", "controller/equilibrium_pose"),)),
-        NodeSpec("robot-rl-controller", "controllers.node", "ControllerNode", "controller", "/widowx",
-                 what="safety box, watchdog, live gains for the driver"),
-        _REALSENSE,
-        NodeSpec(**_SPACEMOUSE),
-    ),
-}
 
 EXIT_MISSING = 2   # nodes or device missing: nothing (more) started
 
 
 def params_file(profile: str) -> Path:
-    """launch/<profile>.yaml of the source tree, else of the installed share/robot_rl/launch."""
+    """The rig file of a shipped profile: launch/<profile>.yaml of the source tree, else of the
+    installed share/robot_rl/launch."""
     for folder in (Path(__file__).resolve().parents[1] / "launch",
                    Path(sys.prefix) / "share" / "robot_rl" / "launch"):
         path = folder / f"{profile}.yaml"
@@ -109,8 +59,22 @@ def params_file(profile: str) -> Path:
     raise FileNotFoundError(f"no parameter file {profile}.yaml in launch/ or {sys.prefix}/share/robot_rl/launch")
 
 
-def missing_nodes(profile: str) -> list[NodeSpec]:
-    return [spec for spec in PROFILES[profile] if importlib.util.find_spec(spec.module) is None]
+def resolve_rig(name_or_path: str) -> Rig:
+    """A shipped profile's rig (`twin`) or a rig file (`my_rig.yaml`)."""
+    if name_or_path in PROFILES:
+        return load_rig(params_file(name_or_path))
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        raise RigError(f"{name_or_path!r} is neither a profile ({', '.join(PROFILES)}) nor a rig file (.yaml)")
+    return load_rig(path)
+
+
+def profile_nodes(profile: str) -> tuple[NodeSpec, ...]:
+    return load_rig(params_file(profile)).nodes
+
+
+def missing_nodes(rig: Rig) -> list[NodeSpec]:
+    return [spec for spec in rig.nodes if importlib.util.find_spec(spec.module) is None]
 
 
 def _say(text: str) -> None:
@@ -118,7 +82,7 @@ def _say(text: str) -> None:
 
 
 # ---------------------------------------------------------------- composed: one process
-def run_composed(profile: str, params: Path) -> int:
+def run_composed(rig: Rig, params: Path) -> int:
     """All nodes of the profile in this process, one SingleThreadedExecutor spun on a thread;
     the main thread waits for SIGINT/SIGTERM (Python handlers: they run while it waits, which a
     thread blocked in rcl's wait could not promise), then shuts the executor down and destroys
@@ -155,11 +119,12 @@ def run_composed(profile: str, params: Path) -> int:
     spinner = threading.Thread(target=spin, name="up-executor")
     status = 0
     try:
-        for spec in PROFILES[profile]:
+        for spec in rig.nodes:
             cls = getattr(importlib.import_module(spec.module), spec.node_class)
             try:
-                extra = {"cli_args": ["--ros-args", *spec.ros_args()]} if spec.remappings else {}
-                node = cls(context=context, namespace=spec.namespace, **extra)
+                # The node's own name remapped (two cameras of one kind), and its topic remaps.
+                node = cls(context=context, namespace=spec.namespace,
+                           cli_args=["--ros-args", "-r", f"__node:={spec.name}", *spec.ros_args()])
             except DeviceNotFoundError as err:
                 if spec.optional:
                     _say(f"{spec.name}: skipped, no device ({err}); the rest of the graph runs")
@@ -176,7 +141,7 @@ def run_composed(profile: str, params: Path) -> int:
             if stop.is_set():
                 return status
         spinner.start()
-        _say(f"profile {profile} up, composed in one process (pid {os.getpid()}); Ctrl-C stops it")
+        _say(f"rig {rig.path.stem} up, composed in one process (pid {os.getpid()}); Ctrl-C stops it")
         while not stop.wait(0.5):
             pass
     finally:
@@ -189,7 +154,7 @@ def run_composed(profile: str, params: Path) -> int:
             rclpy.shutdown(context=context)
         for s, handler in old.items():
             signal.signal(s, handler)
-        _say(f"profile {profile} stopped")
+        _say(f"rig {rig.path.stem} stopped")
     return status
 
 
@@ -208,7 +173,7 @@ def child_command(spec: NodeSpec, params: Path) -> list[str]:
             "-r", f"__ns:={spec.namespace}", "-r", f"__node:={spec.name}", *spec.ros_args()]
 
 
-def run_processes(profile: str, params: Path, grace: float = 5.0) -> int:
+def run_processes(rig: Rig, params: Path, grace: float = 5.0) -> int:
     stop = {"signal": None}
 
     def on_signal(signum, frame):
@@ -218,12 +183,12 @@ def run_processes(profile: str, params: Path, grace: float = 5.0) -> int:
     children: dict[str, tuple[NodeSpec, subprocess.Popen]] = {}
     status = 0
     try:
-        for spec in PROFILES[profile]:
+        for spec in rig.nodes:
             proc = subprocess.Popen(child_command(spec, params), start_new_session=True,
                                     preexec_fn=_die_with_parent)
             children[spec.name] = (spec, proc)
             _say(f"started {spec.executable} as pid {proc.pid}: {spec.namespace.rstrip('/')}/{spec.name} ({spec.what})")
-        _say(f"profile {profile} up as {len(children)} processes; Ctrl-C stops them")
+        _say(f"rig {rig.path.stem} up as {len(children)} processes; Ctrl-C stops them")
         while stop["signal"] is None:
             for name, (spec, proc) in list(children.items()):
                 rc = proc.poll()
@@ -242,7 +207,7 @@ def run_processes(profile: str, params: Path, grace: float = 5.0) -> int:
         _stop_children([proc for _, proc in children.values()], grace)
         for s, handler in old.items():
             signal.signal(s, handler)
-        _say(f"profile {profile} stopped; every child reaped")
+        _say(f"rig {rig.path.stem} stopped; every child reaped")
     return status
 
 
@@ -267,32 +232,41 @@ def _stop_children(procs: list[subprocess.Popen], grace: float) -> None:
 # ---------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="robot-rl up", description=__doc__.split("\n\n")[0])
-    parser.add_argument("profile", nargs="?", choices=sorted(PROFILES))
+    parser.add_argument("rig", nargs="?", help=f"a profile ({', '.join(PROFILES)}) or a rig file (.yaml)")
     parser.add_argument("--processes", action="store_true", help="one process per node")
-    parser.add_argument("--params", help="parameter file (default launch/<profile>.yaml)")
     parser.add_argument("--grace", type=float, default=5.0, help="s children get to stop on SIGINT")
     parser.add_argument("--list", action="store_true", help="print the profiles and their nodes")
+    parser.add_argument("--kinds", action="store_true", help="print the node kinds a rig file may use")
     args = parser.parse_args(argv)
-    if args.list or args.profile is None:
-        for name, specs in PROFILES.items():
-            print(f"{name}:")
-            for s in specs:
-                print(f"  {s.namespace.rstrip('/')}/{s.name:<18} {s.executable:<22} {s.module}"
+    if args.kinds:
+        for kind, k in NODE_KINDS.items():
+            print(f"{kind:<11} {k.executable:<22} default {k.namespace.rstrip('/')}/{k.name:<18} {k.what}")
+        return 0
+    if args.list or args.rig is None:
+        for name in PROFILES:
+            print(f"{name}: launch/{name}.yaml")
+            for s in profile_nodes(name):
+                print(f"  {s.fqn:<28} {s.executable:<22} {s.module}"
                       f"{'  (optional)' if s.optional else ''}  {s.what}")
         return 0 if args.list else 2
-    missing = missing_nodes(args.profile)
+    try:
+        rig = resolve_rig(args.rig)
+    except RigError as e:
+        print(f"robot-rl: error: {e}", file=sys.stderr)
+        return EXIT_MISSING
+    missing = missing_nodes(rig)
     if missing:
         names = ", ".join(f"{s.executable} ({s.module}: {s.what})" for s in missing)
-        _say(f"profile {args.profile} cannot start: missing {names}. Nothing was started. "
-             f"Nodes of the profile: {', '.join(s.executable for s in PROFILES[args.profile])}")
+        _say(f"rig {rig.path} cannot start: missing {names}. Nothing was started. "
+             f"Nodes of the rig: {', '.join(s.executable for s in rig.nodes)}")
         return EXIT_MISSING
-    params = Path(args.params) if args.params else params_file(args.profile)
-    if not params.is_file():
-        _say(f"parameter file {params} does not exist")
-        return EXIT_MISSING
-    if args.processes:
-        return run_processes(args.profile, params, args.grace)
-    return run_composed(args.profile, params)
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="robot_rl_up_") as tmp:
+        # Every node reads its parameters from one standard ROS 2 params file made from the rig.
+        params = rig.to_params_file(Path(tmp) / "params.yaml")
+        if args.processes:
+            return run_processes(rig, params, args.grace)
+        return run_composed(rig, params)
 
 
 if __name__ == "__main__":

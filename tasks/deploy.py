@@ -89,15 +89,13 @@ class DeployConfig:
 
 # ----------------------------------------------------------------------------- the ROS graph
 def profile_robot(profile: str) -> tuple[str, str]:
-    """(namespace, base frame) of a profile's arm, from tasks.bringup and launch/<profile>.yaml."""
-    import yaml
+    """(namespace, base frame) of a profile's arm, from its rig file launch/<profile>.yaml."""
+    from tasks.bringup import profile_nodes
 
-    from tasks.bringup import PROFILES as GRAPHS, params_file
-
-    namespace = GRAPHS[profile][0].namespace.rstrip("/")
-    params = yaml.safe_load(params_file(profile).read_text()) or {}
-    frames = [node.get("ros__parameters", {}).get(key) for name, node in params.items()
-              if name.startswith(namespace + "/") for key in ("base_frame", "frame_id")]
+    nodes = profile_nodes(profile)
+    namespace = nodes[0].namespace.rstrip("/")
+    frames = [node.parameters.get(key) for node in nodes
+              if node.fqn.startswith(namespace + "/") for key in ("base_frame", "frame_id")]
     frames = [f for f in frames if f]
     return namespace, frames[0] if frames else "fr3_link0"
 

@@ -1,7 +1,8 @@
-"""The launch files and parameter files, checked statically (launch_ros is not installed here;
-where it is, the launch descriptions are also built): they start the same nodes as
-`robot-rl up` (tasks.bringup.PROFILES), name parameter files that exist and parse as ROS 2
-params files for those nodes, and start executables that are console entry points."""
+"""The launch files and rig files, checked statically (launch_ros is not installed here; where
+it is, the launch descriptions are also built): every profile's launch file starts its shipped
+rig file through rig_launch.py, which builds its nodes from tasks.rig as `robot-rl up` does;
+the rig files load, name only parameters their nodes declare (the twin), and start
+executables that are console entry points."""
 from __future__ import annotations
 
 import ast
@@ -10,30 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tasks.bringup import PROFILES, child_command, params_file
+from tasks.bringup import PROFILES, child_command, params_file, profile_nodes
+from tasks.rig import NODE_KINDS, load_rig
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch"
-
-
-def _launch_nodes(path: Path) -> tuple[list[dict], list[str]]:
-    """The keyword arguments of every Node(...) call, and every string constant ending in .yaml."""
-    tree = ast.parse(path.read_text(), str(path))
-    nodes, yamls = [], []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Node":
-            kwargs = {}
-            for kw in node.keywords:
-                try:
-                    kwargs[kw.arg] = ast.literal_eval(kw.value)
-                except ValueError:
-                    kwargs[kw.arg] = ast.unparse(kw.value)
-            nodes.append(kwargs)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".yaml"):
-            yamls.append(node.value)
-    return nodes, yamls
 
 
 def _console_scripts() -> dict[str, str]:
@@ -41,29 +24,24 @@ def _console_scripts() -> dict[str, str]:
     return dict(re.findall(r'"([\w-]+)\s*=\s*([\w.]+:\w+)"', text))
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
-def test_launch_file_starts_the_profile_with_its_parameter_file(profile):
-    path = LAUNCH / f"{profile}_launch.py"
-    nodes, yamls = _launch_nodes(path)
-    assert yamls == [f"{profile}.yaml"] and (LAUNCH / yamls[0]).is_file()
+@pytest.mark.parametrize("profile", PROFILES)
+def test_launch_file_starts_the_profile_s_rig_file(profile):
+    tree = ast.parse((LAUNCH / f"{profile}_launch.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "shipped_rig"]
+    assert [ast.literal_eval(c.args[0]) for c in calls] == [profile]
     assert params_file(profile) == LAUNCH / f"{profile}.yaml"
-    launched = [(n["executable"], n["name"], n["namespace"], tuple(map(tuple, n.get("remappings", []))))
-                for n in nodes]
-    expected = [(s.executable, s.name, s.namespace, s.remappings) for s in PROFILES[profile]]
-    assert launched == expected, "the launch file and tasks.bringup.PROFILES must start the same graph"
-    for n in nodes:
-        assert n["package"] == "robot_rl" and n["parameters"] == "[params]", n
+    load_rig(params_file(profile))            # a valid rig file
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
-def test_parameter_file_is_a_ros2_params_file_for_the_profile_nodes(profile):
-    data = yaml.safe_load((LAUNCH / f"{profile}.yaml").read_text())
-    fqns = {f"{s.namespace.rstrip('/')}/{s.name}" for s in PROFILES[profile]}
-    for key, section in data.items():
-        assert key in fqns, f"{profile}.yaml: {key} is not a node of the profile ({sorted(fqns)})"
-        assert set(section) == {"ros__parameters"} and isinstance(section["ros__parameters"], dict), key
-    if profile == "twin":      # the twin profile is complete: the twin's section is there
-        assert "/franka/twin" in data
+def test_rig_launch_builds_each_node_from_the_rig_spec():
+    """rig_launch.py passes every NodeSpec field the composed and process modes use."""
+    tree = ast.parse((LAUNCH / "rig_launch.py").read_text())
+    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Node"]
+    assert len(nodes) == 1
+    given = {kw.arg: ast.unparse(kw.value) for kw in nodes[0].keywords}
+    assert given == {"package": "'robot_rl'", "executable": "spec.executable", "name": "spec.name",
+                     "namespace": "spec.namespace", "parameters": "[dict(spec.parameters)]",
+                     "remappings": "list(spec.remappings)", "output": "'screen'"}
 
 
 def test_twin_parameters_are_the_ones_the_twin_node_declares(graph):
@@ -71,27 +49,21 @@ def test_twin_parameters_are_the_ones_the_twin_node_declares(graph):
     from sim.twin_node import TwinNode
 
     node = graph.add(TwinNode(**graph.kwargs(cameras=[""])))
-    given = yaml.safe_load((LAUNCH / "twin.yaml").read_text())["/franka/twin"]["ros__parameters"]
+    given = profile_nodes("twin")[0].parameters
     unknown = [name for name in given if not node.has_parameter(name)]
-    assert not unknown, unknown
+    assert given and not unknown, unknown
 
 
 def test_executables_are_console_entry_points():
-    """Each executable whose module exists is a console script `<executable> = <module>:main`
-    in setup.py (the lead adds them; the missing ones are printed ready to paste)."""
+    """Each node kind's executable is a console script `<executable> = <module>:main` in setup.py."""
     scripts = _console_scripts()
-    missing = []
-    for specs in PROFILES.values():
-        for s in specs:
-            if importlib.util.find_spec(s.module) is None:
-                continue   # a driver not written yet: `robot-rl up` says so (test_ros_processes)
-            if scripts.get(s.executable) != f"{s.module}:main":
-                missing.append(f'"{s.executable} = {s.module}:main",')
+    missing = [f'"{k.executable} = {k.module}:main",' for k in NODE_KINDS.values()
+               if scripts.get(k.executable) != f"{k.module}:main"]
     assert not missing, "add to setup.py console_scripts:\n" + "\n".join(sorted(set(missing)))
 
 
 def test_processes_mode_runs_the_module_with_the_same_params_and_names():
-    spec = PROFILES["franka"][0]
+    spec = profile_nodes("franka")[0]
     cmd = child_command(spec, Path("/p.yaml"))
     assert cmd[1:3] == ["-m", spec.module]
     assert cmd[3:] == ["--ros-args", "--params-file", "/p.yaml", "-r", "__ns:=/franka", "-r", "__node:=franka",
@@ -99,10 +71,10 @@ def test_processes_mode_runs_the_module_with_the_same_params_and_names():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros not installed")
-@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("profile", PROFILES)
 def test_launch_descriptions_build_where_launch_ros_exists(profile):
     spec = importlib.util.spec_from_file_location(f"{profile}_launch", LAUNCH / f"{profile}_launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
-    assert len(description.entities) == len(PROFILES[profile]) + 1   # + the params_file argument
+    assert len(description.entities) == 2   # the rig argument and the rig's nodes

@@ -53,18 +53,18 @@ def test_expert_episode_through_the_ros_backend_with_the_twin_in_another_process
 
 
 def _up_and_down(graph, args: list[str], sig, tmp_path) -> str:
-    # The profile's parameter file with one change we can see: it must reach the node.
-    params = yaml.safe_load((ROOT / "launch" / "twin.yaml").read_text())
-    params["/franka/twin"]["ros__parameters"]["base_frame"] = "up_test_base"
+    # The profile's rig file with one change we can see, as a user's own rig: it must reach the node.
+    rig = yaml.safe_load((ROOT / "launch" / "twin.yaml").read_text())
+    rig["nodes"][0]["parameters"]["base_frame"] = "up_test_base"
     path = tmp_path / "twin.yaml"
-    path.write_text(yaml.safe_dump(params))
-    proc = start_process(["-m", "tasks.bringup", "twin", "--params", str(path), *args])
+    path.write_text(yaml.safe_dump(rig))
+    proc = start_process(["-m", "tasks.bringup", str(path), *args])
     try:
         inbox = _wait_for_pose(graph)
         assert inbox.msgs[-1].header.frame_id == "up_test_base"
         # The twin streams as soon as it exists; wait until the whole profile is up (the
         # SpaceMouse probe comes after it) before stopping, or the stop races the bring-up.
-        early = _read_until(proc, "profile twin up", timeout=60.0)
+        early = _read_until(proc, "rig twin up", timeout=60.0)
         kids = children_of(proc.pid)
         out = early + stop_process(proc, sig, timeout=20.0)
         assert proc.returncode == 0, out
@@ -96,7 +96,7 @@ def test_up_twin_composed_starts_and_stops_cleanly_on_sigint(graph, tmp_path):
     out = _up_and_down(graph, [], signal.SIGINT, tmp_path)
     assert "started /franka/twin" in out and "composed in one process" in out
     assert "spacemouse: skipped, no device" in out           # optional teleop, none attached
-    assert "profile twin stopped" in out
+    assert "rig twin stopped" in out
 
 
 def test_up_twin_as_processes_stops_every_child_on_sigint_and_sigterm(graph, tmp_path):
