@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[p for t in TOP_LEVEL for p in (t, t + ".*")]),
-    package_data={"sim": ["assets/*"], "robot_rl": ["configs/*.yaml"]},
+    package_data={"sim": ["assets/*"], "robot_rl": ["configs/*.yaml"], "tasks": ["task_files/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -140,6 +140,7 @@ COMMAND_MODULES = (
     "tasks.deploy",              # deploy: run a policy without learning, success and cycle time
     "robot_rl.export",           # export-policy: TorchScript
     "tasks.setup_tools",         # pose, cameras, check, gains, move: set-up tools on the live graph
+    "tasks.task_file",           # tasks: the built-in tasks and your task files, validated
 )
 
 

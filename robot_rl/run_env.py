@@ -54,8 +54,9 @@ def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
         import tasks
     except ImportError as e:  # pragma: no cover - only on a broken install
         raise RuntimeError(f"twin tasks are unavailable ({e}); built-in tasks: {BUILTIN_TASKS}") from e
-    if task not in tasks.TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {sorted(tasks.TASKS) + list(BUILTIN_TASKS)}")
+    if task not in tasks.TASKS and not task.endswith((".yaml", ".yml")):
+        raise ValueError(f"unknown task {task!r}: built-in tasks are {sorted(tasks.TASKS) + list(BUILTIN_TASKS)}, "
+                         "or give a task file (my_task.yaml)")
     env = tasks.make_env(task, obs=obs, seed=seed, **dict(task_overrides or {}))
     from tasks.experts import make_expert
     expert = make_expert(task, env, noise=expert_noise, seed=seed)

@@ -128,6 +128,9 @@ def evaluate(env_handle: EnvHandle, agent: SACAgent, episodes: int, seed: int) -
 def collect_demos(env_handle: EnvHandle, buffer: ReplayBuffer, episodes: int, seed: int,
                   max_attempts_factor: int = 3) -> dict[str, Any]:
     """Fills `buffer` with `episodes` successful expert episodes; failed ones are thrown away."""
+    if episodes > 0 and env_handle.expert is None:
+        raise ValueError(f"{episodes} scripted demos were asked for, but the task has no scripted "
+                         "expert: record demos (demo_dataset=DIR) or set demos=0")
     kept, attempts = 0, 0
     while kept < episodes and attempts < max_attempts_factor * max(episodes, 1):
         staged: list[tuple] = []
@@ -144,7 +147,8 @@ def collect_demos(env_handle: EnvHandle, buffer: ReplayBuffer, episodes: int, se
     if kept < episodes:
         raise RuntimeError(f"the scripted expert succeeded in only {kept} of {attempts} episodes; "
                            f"{episodes} demos were asked for")
-    return {"demos": kept, "attempts": attempts, "expert_success_rate": kept / attempts}
+    return {"demos": kept, "attempts": attempts,
+            "expert_success_rate": kept / attempts if attempts else None}
 
 
 class _Curve:

@@ -35,6 +35,38 @@ CAMERAS = ("wrist", "front")
 FINGER_OPEN = 0.04
 
 
+PRIMITIVE_SHAPES = ("box", "cylinder", "sphere")
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One task object of a task file's twin scene. size: half sizes as MuJoCo takes them (box:
+    3 half extents; cylinder: radius, half height; sphere: radius). A free one has a free joint
+    (it can be pushed, grasped, lifted) and is placed at every reset; a fixed one is a target,
+    a wall or a fixture. Its pose is in the twin's ground truth as <name>_pos / <name>_quat."""
+    name: str
+    shape: str = "box"
+    size: tuple[float, ...] = (0.02, 0.02, 0.02)
+    pos: tuple[float, float, float] = (0.5, 0.0, 0.02)
+    free: bool = True
+    mass: float = 0.05
+    rgba: tuple[float, float, float, float] = (0.2, 0.5, 0.9, 1.0)
+
+    def __post_init__(self) -> None:
+        sizes = {"box": 3, "cylinder": 2, "sphere": 1}
+        if self.shape not in sizes:
+            raise ValueError(f"object {self.name!r}: shape {self.shape!r} is not one of {PRIMITIVE_SHAPES}")
+        if len(self.size) != sizes[self.shape] or not all(0.002 <= v <= 0.5 for v in self.size):
+            raise ValueError(f"object {self.name!r}: a {self.shape} takes {sizes[self.shape]} half size(s) "
+                             f"in [0.002, 0.5] m, got {list(self.size)}")
+        if len(self.pos) != 3 or not all(np.isfinite(self.pos)):
+            raise ValueError(f"object {self.name!r}: pos must be 3 finite numbers, got {list(self.pos)}")
+        if not 0.001 <= self.mass <= 5.0:
+            raise ValueError(f"object {self.name!r}: mass {self.mass} outside [0.001, 5] kg")
+        if len(self.rgba) != 4 or not all(0.0 <= c <= 1.0 for c in self.rgba):
+            raise ValueError(f"object {self.name!r}: rgba must be 4 numbers in [0, 1]")
+
+
 @dataclass
 class SceneConfig:
     objects: Literal["none", "cube", "peg_hole"] = "none"
@@ -52,6 +84,7 @@ class SceneConfig:
     # Extra fixed boxes (pos xyz, half-size xyz), e.g. a wall for the contact-force test.
     fixed_boxes: tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...] = ()
     table_height: float = 0.0              # the robot base stands on the table top
+    primitives: tuple[Primitive, ...] = ()  # a task file's objects (tasks/task_file.py)
 
 
 def franky_fr3_xml() -> str:
@@ -149,6 +182,8 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
     elif cfg.objects == "peg_hole":
         _add_peg(hand, cfg)
         _add_hole(spec, cfg)
+    for p in cfg.primitives:
+        _add_primitive(spec, p, cfg.table_height)
     for i, (pos, half) in enumerate(cfg.fixed_boxes):
         world.add_geom(name=f"fixed_box{i}", type=mujoco.mjtGeom.mjGEOM_BOX, size=list(half),
                        pos=list(pos), rgba=[0.4, 0.4, 0.8, 1], group=0)
@@ -173,6 +208,17 @@ def _add_cube(spec: mujoco.MjSpec, cfg: SceneConfig) -> None:
     cube.add_freejoint(name="cube_free")
     cube.add_geom(name="cube", type=mujoco.mjtGeom.mjGEOM_BOX, size=[h, h, h],
                   mass=cfg.cube_mass, rgba=[0.85, 0.15, 0.15, 1], condim=4,
+                  friction=[1.0, 0.01, 0.001], group=0)
+
+
+def _add_primitive(spec: mujoco.MjSpec, p: Primitive, table_height: float) -> None:
+    shape = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
+             "sphere": mujoco.mjtGeom.mjGEOM_SPHERE}[p.shape]
+    body = spec.worldbody.add_body(name=p.name, pos=[p.pos[0], p.pos[1], table_height + p.pos[2]])
+    if p.free:
+        body.add_freejoint(name=f"{p.name}_free")
+    size = list(p.size) + [0.0] * (3 - len(p.size))
+    body.add_geom(name=p.name, type=shape, size=size, mass=p.mass, rgba=list(p.rgba), condim=4,
                   friction=[1.0, 0.01, 0.001], group=0)
 
 

@@ -120,7 +120,8 @@ class TwinRobot:
         and lets physics settle. Deterministic: the same options give the same state.
 
         options: tcp_pos (3,), tcp_quat (4, xyzw), gripper (0..1), cube_pos (3,),
-        cube_quat (4, xyzw), hole_pos (3,). Missing keys take the defaults. `seed` is unused:
+        cube_quat (4, xyzw), hole_pos (3,), <name>_pos / <name>_quat of a task file's free
+        objects. Missing keys take the defaults. `seed` is unused:
         the randomness lives in the env (tasks.env), which passes explicit options."""
         del seed
         opts = dict(options or {})
@@ -136,6 +137,9 @@ class TwinRobot:
         d.ctrl[self._hand_ctrl] = HAND_CTRL_OPEN * (1.0 - self._gripper_cmd)
         if _has_body(m, "cube"):
             self._place_free_body("cube", opts.get("cube_pos"), opts.get("cube_quat"))
+        for p in self.config.scene.primitives:
+            if p.free:
+                self._place_free_body(p.name, opts.get(f"{p.name}_pos"), opts.get(f"{p.name}_quat"))
         if _has_body(m, "hole") and "hole_pos" in opts:
             mocap = m.body("hole").mocapid[0]
             d.mocap_pos[mocap] = np.asarray(opts["hole_pos"], dtype=float)
@@ -177,6 +181,10 @@ class TwinRobot:
             out["hole_pos"] = d.xpos[m.body("hole").id].copy()
             out["hole_top"] = d.site_xpos[m.site("hole_top").id].copy()
             out["peg_tip"] = d.site_xpos[m.site("peg_tip").id].copy()
+        for p in self.config.scene.primitives:
+            b = m.body(p.name).id
+            out[f"{p.name}_pos"] = d.xpos[b].copy()
+            out[f"{p.name}_quat"] = wxyz_to_xyzw(d.xquat[b])
         return out
 
     def render(self, camera: str = "front", size: int | None = None) -> np.ndarray:

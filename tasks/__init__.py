@@ -1,25 +1,23 @@
 """Tasks and the gymnasium RobotEnv.
 
     env = tasks.make_env("pick_cube", obs="state" | "pixels", seed=0, **spec_overrides)
+    env = tasks.make_env("my_task.yaml")          # a task file (tasks/task_file.py)
 
-`TASKS` maps task names to their TaskSpec classes. Without a `robot`, make_env builds the MuJoCo
+A task is a file: `TASKS` lists the built-in ones (tasks/task_files/<name>.yaml), and any
+path ending in .yaml is a user's task file. Without a `robot`, make_env builds the MuJoCo
 twin for the task: the FR3 (sim.twin.TwinRobot), or the WidowX 250 (sim.widowx.WidowXTwin) for
 tasks whose spec says `robot = "widowx"` (the `widowx_*` tasks); pass `robot=` to drive another
 RobotInterface (ROS). `make_env("pick_cube", robot_model="widowx")` is `make_env("widowx_pick_cube")`.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from tasks.env import RobotEnv
-from tasks.peg_insert import PegInsertSpec
-from tasks.pick_cube import PickCubeSpec
 from tasks.spec import TaskSpec
-from tasks.widowx_pick_cube import WidowXPickCubeSpec
+from tasks.task_file import TaskFileError, bases, build_spec, is_task_file, shipped_tasks, task_path
 
-TASKS: dict[str, type[TaskSpec]] = {"pick_cube": PickCubeSpec, "peg_insert": PegInsertSpec,
-                                    "widowx_pick_cube": WidowXPickCubeSpec}
+TASKS: tuple[str, ...] = tuple(shipped_tasks())   # built-in task names (their files ship in tasks/task_files)
 ROBOT_MODELS = ("franka", "widowx")
 
 # Spec fields the twin's scene must agree with.
@@ -27,19 +25,13 @@ _SCENE_FIELDS = ("cube_half_size", "peg_tip_below_tcp", "hole_depth")
 
 
 def make_spec(name: str, **overrides: Any) -> TaskSpec:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
-    cls = TASKS[name]
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"{name}: unknown spec fields {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**overrides)
+    """The TaskSpec of a built-in task or a task file; overrides change fields for one run."""
+    return build_spec(task_path(name), **overrides)
 
 
 def task_name_for(name: str, robot_model: str | None) -> str:
     """The task name for a robot: ("pick_cube", "widowx") -> "widowx_pick_cube"."""
-    if robot_model is None or robot_model == getattr(TASKS.get(name), "robot", "franka"):
+    if robot_model is None or is_task_file(name) or robot_model == getattr(bases().get(name), "robot", "franka"):
         return name
     if robot_model not in ROBOT_MODELS:
         raise ValueError(f"unknown robot_model {robot_model!r}; known: {ROBOT_MODELS}")
@@ -53,9 +45,12 @@ def task_name_for(name: str, robot_model: str | None) -> str:
 
 def make_twin(spec: TaskSpec, obs: str = "state", pretty: bool = False, impedance=None):
     """The MuJoCo twin for a task: its objects, and its cameras when obs == 'pixels'."""
+    primitives = getattr(spec, "primitives", ())
     if getattr(spec, "robot", "franka") == "widowx":
         from sim.widowx import WidowXSceneConfig, WidowXTwin, WidowXTwinConfig
 
+        if primitives:
+            raise ValueError(f"{spec.name}: task-file scenes run on the FR3 twin; the WidowX twin has only its cube")
         if impedance is not None:
             raise ValueError("the WidowX twin is position-controlled through IK: no impedance config")
         scene = WidowXSceneConfig(objects=spec.objects, cameras=spec.cameras if obs == "pixels" else (),
@@ -67,7 +62,7 @@ def make_twin(spec: TaskSpec, obs: str = "state", pretty: bool = False, impedanc
     from sim.twin import TwinConfig, TwinRobot
 
     scene = SceneConfig(objects=spec.objects, cameras=spec.cameras if obs == "pixels" else (),
-                        image_size=spec.image_size, pretty=pretty,
+                        image_size=spec.image_size, pretty=pretty, primitives=primitives,
                         **{k: getattr(spec, k) for k in _SCENE_FIELDS if hasattr(spec, k)})
     return TwinRobot(TwinConfig(scene=scene, control_hz=spec.control_hz,
                                 impedance=impedance or ImpedanceConfig()))
@@ -85,5 +80,5 @@ def make_env(name: str, obs: str = "state", seed: int | None = None, robot=None,
     return RobotEnv(robot, spec, obs=obs, seed=seed)
 
 
-__all__ = ["RobotEnv", "TaskSpec", "TASKS", "ROBOT_MODELS", "make_env", "make_spec", "make_twin",
-           "task_name_for"]
+__all__ = ["RobotEnv", "TaskSpec", "TaskFileError", "TASKS", "ROBOT_MODELS", "make_env", "make_spec",
+           "make_twin", "task_name_for"]

@@ -162,7 +162,13 @@ EXPERTS = {"pick_cube": PickCubeExpert, "peg_insert": PegInsertExpert,
            "widowx_pick_cube": PickCubeExpert}
 
 
-def make_expert(name: str, env, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
+def make_expert(name: str, env, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert | None:
+    """The scripted expert of a task, by name or, for a task file, by its base (a file built on
+    pick_cube gets pick_cube's expert). None for a task with no script (a `scene` task file):
+    its demos come from a recorded dataset, or it starts without demos."""
     if name not in EXPERTS:
-        raise ValueError(f"no expert for task {name!r}; known: {sorted(EXPERTS)}")
+        from tasks.task_file import read_task_file, task_path
+        name = read_task_file(task_path(name))[0]
+        if name not in EXPERTS:
+            return None
     return EXPERTS[name](env, noise=noise, seed=seed)
