@@ -193,6 +193,22 @@ def refuse_change(node: Node, params, reason: str) -> SetParametersResult:
     return SetParametersResult(successful=False, reason=reason)
 
 
+def log_descriptor_refusals(node: Node) -> None:
+    """rclpy refuses read-only parameters and wrong types itself, before any on-set callback;
+    this pre-set callback logs those attempts the same way, so every refusal is logged."""
+    def pre_set(params):
+        for p in params:
+            if not node.has_parameter(p.name):
+                continue  # undeclared: rclpy answers ParameterNotDeclared
+            current = node.get_parameter(p.name)
+            if node.describe_parameter(p.name).read_only:
+                refuse_change(node, [p], f"{p.name} is read-only (set at start-up only)")
+            elif p.type_ not in (current.type_, Parameter.Type.NOT_SET):
+                refuse_change(node, [p], f"{p.name} must be a {current.type_.name}, got {p.type_.name}")
+        return params
+    node.add_pre_set_parameters_callback(pre_set)
+
+
 def _shown(value) -> str:
     return str(list(value)) if hasattr(value, "tolist") or isinstance(value, (list, tuple)) else repr(value)
 
@@ -227,6 +243,7 @@ class ControllerNode(Node):
             self.destroy_node()
             raise ValueError(f"controller {name}: {err}") from None
         self.add_on_set_parameters_callback(self._on_parameters)
+        log_descriptor_refusals(self)
         self._driver = AsyncParameterClient(self, driver) if driver else None
         # Everything once, when the driver appears; later only what changes. dt is the loop's own.
         self._to_forward = {k: v for k, v in asdict(self.impedance).items() if k != "dt"}

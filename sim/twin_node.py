@@ -58,7 +58,7 @@ from controllers.impedance import ImpedanceConfig
 from controllers.limits import loosenings
 from controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_allow_loosening,
                               declare_impedance_parameters, impedance_from_parameters, pose_msg,
-                              refuse_change, spin_main)
+                              log_descriptor_refusals, refuse_change, spin_main)
 from sim.scene import ARM_JOINTS
 
 
@@ -112,6 +112,7 @@ class TwinNode(Node):
         self.overruns = 0            # schedule restarts because the machine fell behind
 
         self.add_on_set_parameters_callback(self._on_parameters)
+        log_descriptor_refusals(self)
         pub = self.create_publisher
         self.joint_pub = pub(JointState, "joint_states", 10)
         self.pose_pub = pub(PoseStamped, "ee_pose", 10)
