@@ -379,13 +379,14 @@ def spin_main(make_node, args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = None
     try:
-        node = make_node()
+        try:
+            node = make_node()
+        except ValueError as err:  # bad parameters: the message names them
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     finally:
         if node is not None:
             if hasattr(node, "close"):

@@ -93,8 +93,11 @@ class TwinNode(Node):
         self.spec = tasks.make_spec(task)
         # The same rules as the controller node's: checked at start-up, tighten-only at run time
         # (relative to these start-up values) unless started with allow_loosening.
-        self.impedance = self.start_impedance = declare_impedance_parameters(self, ImpedanceConfig())
-        self.allow_loosening = declare_allow_loosening(self)
+        try:
+            self.impedance = self.start_impedance = declare_impedance_parameters(self, ImpedanceConfig())
+            self.allow_loosening = declare_allow_loosening(self)
+        except ValueError as err:  # one line naming the parameter; the twin never starts
+            raise ValueError(f"twin {self.get_fully_qualified_name()}: {err}") from None
         # Cameras are rendered on demand (twin.render) at their own rate, not in every chunk.
         self.robot_model = getattr(self.spec, "robot", "franka")
         self.twin = tasks.make_twin(self.spec, obs="state",

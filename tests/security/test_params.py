@@ -10,7 +10,7 @@ validation: building a node with bad parameter overrides fails with one clear er
 
 Cases: 49 hostile run-time changes on the controller (27 loosening, 7 non-finite, 3 unordered,
 2 non-unit, 10 malformed, read-only or wrongly typed), 6 on the twin, 13 bad start-ups, plus
-the tightening, allow_loosening, logging and command-line tests.
+the tightening, allow_loosening, logging, twin start-up and command-line tests (74 in all).
 Fixtures stay in this file (other helpers write other files in tests/security/).
 """
 from __future__ import annotations
@@ -324,6 +324,14 @@ def test_bad_start_up_parameters_fail_with_one_clear_line(graph, overrides, mess
         ControllerNode(**graph.kwargs("/bad", **overrides))
     text = str(err.value)
     assert "\n" not in text and text.startswith("controller /bad/controller: ") and message in text, text
+
+
+def test_the_twin_refuses_bad_start_up_gains_with_one_line(graph):
+    from sim.twin_node import TwinNode
+
+    with pytest.raises(ValueError) as err:
+        TwinNode(**graph.kwargs("/bad", cameras=[""], torque_rate_limit=1e9))
+    assert str(err.value) == "twin /bad/twin: ImpedanceConfig.torque_rate_limit must be <= 1000, got 1000000000.0"
 
 
 def test_the_controller_command_refuses_bad_limits_with_one_line_and_status_2():
