@@ -73,6 +73,33 @@ _KNS = 18               # nullspace stiffness, Nm/rad
 _N_GAINS = 19
 
 
+# Largest value each field accepts (a tuple field: each axis). Generous for real use - SERL's
+# compliant and HIL-SERL's precision configs sit well inside - but they turn typos and hostile
+# values (stiffness 1e12, a rate limit of 1e9) into an error. Documented in docs/franka.md.
+UPPER_BOUNDS = {
+    "translational_stiffness": 5000.0,     # N/m; SERL 2000, precision moves up to 4000
+    "translational_damping": 500.0,        # N s/m; critical for 5000 N/m (~10 kg) is ~450
+    "rotational_stiffness": 1000.0,        # Nm per unit e_rot; precision 250
+    "rotational_damping": 100.0,           # Nm s/rad
+    "translational_clip_neg": 0.1,         # m; precision's wide clips
+    "translational_clip_pos": 0.1,
+    "rotational_clip_neg": 1.0,            # e_rot units; |e_rot| = sin(angle/2) <= 1: 1 = unclipped
+    "rotational_clip_pos": 1.0,
+    "translational_ki": 5000.0,            # N/(m s)
+    "rotational_ki": 500.0,                # Nm/(unit e_rot s)
+    "integral_limit": 50.0,                # N
+    "rotational_integral_limit": 10.0,     # Nm
+    "nullspace_stiffness": 50.0,           # Nm/rad
+    "nullspace_pinv_damping": 1.0,
+    "filter_factor": 1.0,                  # per tick: 1 = no filter
+    # Nm per tick. A Franka runs 1.0 (franka_example_controllers' delta_tau_max), the default;
+    # far above an arm's torque range (FR3: 87 Nm) a rate limit limits nothing, so the bound
+    # only stops typos and hostile values (the law's own tests use it as "no rate limit").
+    "torque_rate_limit": 1000.0,
+    "dt": 0.01,                            # s: a control loop of at least 100 Hz
+}
+
+
 @dataclass
 class ImpedanceConfig:
     translational_stiffness: float = 2000.0          # N/m
@@ -115,6 +142,9 @@ class ImpedanceConfig:
                     raise NonFiniteError(f"ImpedanceConfig.{f.name} is not finite: {value}")
                 if v < 0.0:
                     raise ValueError(f"ImpedanceConfig.{f.name} must be >= 0, got {value}")
+            bound = UPPER_BOUNDS[f.name]
+            if max(values) > bound:
+                raise ValueError(f"ImpedanceConfig.{f.name} must be <= {bound:g}, got {value}")
         if not 0.0 < self.filter_factor <= 1.0:
             raise ValueError(f"filter_factor must be in (0, 1], got {self.filter_factor}")
         if self.torque_rate_limit <= 0.0 or self.dt <= 0.0:

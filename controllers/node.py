@@ -13,9 +13,16 @@ controllers.impedance in its own real-time process):
 * Watchdog: when no command arrives for `command_timeout` s, it sends the measured pose
   (`ee_pose`, clipped) once as the target, so the arm stops where it is instead of finishing
   a stale motion; it resumes with the next command.
-* Gains, clips and limits of the law (every controllers.impedance.ImpedanceConfig field) are
-  live ROS 2 parameters of this node - the one place to set them. A change is validated by
-  ImpedanceConfig (rejected with the reason otherwise), then
+* The safety box and the law's gains, clips and limits (every
+  controllers.impedance.ImpedanceConfig field) are live ROS 2 parameters of this node - the
+  one place to set them. They are validated at start-up (a bad one stops the node with one
+  error line) and on every change (controllers.limits: finite, ordered, a unit quaternion,
+  within the documented upper bounds), and at run time they may only be tightened relative
+  to the start-up values, unless the node was started with `allow_loosening: true` (a
+  read-only, start-up-only parameter). A refused change is answered with the reason and
+  logged with the nodes that hold a parameter client for this node: rclpy does not tell a
+  parameter callback which client called, so that list is the most ROS gives. An accepted
+  impedance change is then
   - forwarded to the driver node's parameters of the same names (`driver_node`, e.g.
     /franka/franka, whose parameters take them into its 1 kHz loop); all of them once when
     the driver's parameter service appears, the changed ones after each change; a driver
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, fields
 
@@ -41,6 +49,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -49,9 +58,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from controllers.impedance import ImpedanceConfig
+from controllers.limits import UNIT_QUAT_TOLERANCE, SafetyBox, loosenings
 from controllers.rotations import quat_to_matrix
-
-UNIT_QUAT_TOLERANCE = 1e-3   # |norm - 1| accepted (float32 round trips, hand-typed values)
 
 # Reliable, keep-last: commands and states that must not silently vanish.
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -61,11 +69,6 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 
 
 # ---------------------------------------------------------------- message helpers
-def to_stamp(seconds: float) -> Time:
-    sec = int(math.floor(seconds))
-    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
-
-
 def stamp_seconds(t: Time) -> float:
     return t.sec + t.nanosec * 1e-9
 
@@ -130,18 +133,84 @@ def clip_to_box(pos, quat, box_low, box_high, rpy_low, rpy_high, nominal_quat):
     return pos, _matrix_to_quat(nominal @ _rpy_to_matrix(*rpy))
 
 
-# ---------------------------------------------------------------- live impedance parameters
+# ---------------------------------------------------------------- live limit parameters
+def declare_checked(node: Node, name: str, default, description: str, read_only: bool = False):
+    """declare_parameter, with a wrongly typed override (e.g. integers for a double array)
+    turned into a ValueError naming the parameter, for the one-line start-up error."""
+    try:
+        node.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
+    except ParameterException as err:
+        raise ValueError(f"{name}: {err}") from None
+    return node.get_parameter(name).value
+
+
 def declare_impedance_parameters(node: Node, cfg: ImpedanceConfig) -> ImpedanceConfig:
     """Declares one parameter per ImpedanceConfig field (tuples as double arrays) and returns the
-    config they hold (defaults from `cfg`, overridden by a params file or the command line)."""
+    config they hold (defaults from `cfg`, overridden by a params file or the command line);
+    ValueError (from ImpedanceConfig.validate, naming the field) when those values are bad."""
     values = {}
     for f in fields(ImpedanceConfig):
         default = getattr(cfg, f.name)
         default = [float(v) for v in default] if isinstance(default, tuple) else float(default)
-        node.declare_parameter(f.name, default, ParameterDescriptor(
-            description=f"impedance law: {f.name} (controllers.impedance.ImpedanceConfig)"))
-        values[f.name] = node.get_parameter(f.name).value
+        values[f.name] = declare_checked(
+            node, f.name, default, f"impedance law: {f.name} (controllers.impedance.ImpedanceConfig); "
+            "tighten-only at run time unless allow_loosening")
     return ImpedanceConfig(**values)
+
+
+def declare_allow_loosening(node: Node) -> bool:
+    """The start-up-only switch that lets run-time changes loosen the limits (read-only after)."""
+    value = declare_checked(node, "allow_loosening", False,
+                            "start-up only: let run-time parameter changes loosen the safety "
+                            "limits beyond their start-up values (default false: tighten only)",
+                            read_only=True)
+    return bool(value)
+
+
+def parameter_clients(node: Node) -> list[str]:
+    """Nodes on the graph holding a client of this node's set_parameters services: the most ROS
+    tells about who asked for a change (rclpy gives a parameter callback no caller identity;
+    a call from inside this process has no client and does not appear)."""
+    ours = f"{node.get_fully_qualified_name()}/set_parameters"
+    found = []
+    for name, namespace in node.get_node_names_and_namespaces():
+        try:
+            clients = node.get_client_names_and_types_by_node(name, namespace)
+        except Exception:  # the node left the graph between the two queries
+            continue
+        if any(c in (ours, ours + "_atomically") for c, _ in clients):
+            found.append(f"{namespace.rstrip('/')}/{name}")
+    return sorted(found)
+
+
+def refuse_change(node: Node, params, reason: str) -> SetParametersResult:
+    """Logs a refused parameter change (what was asked, why, who may have asked) and answers it."""
+    asked = ", ".join(f"{p.name}={_shown(p.value)}" for p in params)
+    callers = parameter_clients(node)
+    node.get_logger().error(
+        f"parameter change refused: {asked}: {reason}; asked by one of the nodes with a parameter "
+        f"client for this node: {callers or 'none (an in-process call)'} (rclpy does not name the caller)")
+    return SetParametersResult(successful=False, reason=reason)
+
+
+def log_descriptor_refusals(node: Node) -> None:
+    """rclpy refuses read-only parameters and wrong types itself, before any on-set callback;
+    this pre-set callback logs those attempts the same way, so every refusal is logged."""
+    def pre_set(params):
+        for p in params:
+            if not node.has_parameter(p.name):
+                continue  # undeclared: rclpy answers ParameterNotDeclared
+            current = node.get_parameter(p.name)
+            if node.describe_parameter(p.name).read_only:
+                refuse_change(node, [p], f"{p.name} is read-only (set at start-up only)")
+            elif p.type_ not in (current.type_, Parameter.Type.NOT_SET):
+                refuse_change(node, [p], f"{p.name} must be a {current.type_.name}, got {p.type_.name}")
+        return params
+    node.add_pre_set_parameters_callback(pre_set)
+
+
+def _shown(value) -> str:
+    return str(list(value)) if hasattr(value, "tolist") or isinstance(value, (list, tuple)) else repr(value)
 
 
 def impedance_from_parameters(current: ImpedanceConfig, params) -> ImpedanceConfig | None:
@@ -167,26 +236,14 @@ class ControllerNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("controller", **node_kwargs)
 
-        def declare(name, default, description):
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-            return self.get_parameter(name).value
-
-        self.base_frame = declare("base_frame", "fr3_link0", "frame of every pose (robot base)")
-        self.box_low = np.array(declare("box_low", [0.3, -0.3, 0.0], "safety box min xyz (m)"))
-        self.box_high = np.array(declare("box_high", [0.7, 0.3, 0.5], "safety box max xyz (m)"))
-        self.rpy_low = np.array(declare("rpy_low", [-0.5, -0.5, -3.2],
-                                        "min roll-pitch-yaw relative to nominal_quat (rad)"))
-        self.rpy_high = np.array(declare("rpy_high", [0.5, 0.5, 3.2],
-                                         "max roll-pitch-yaw relative to nominal_quat (rad)"))
-        self.nominal_quat = np.array(declare("nominal_quat", [1.0, 0.0, 0.0, 0.0],
-                                             "reference orientation of the rpy limits (x, y, z, w)"))
-        self.command_timeout = declare("command_timeout", 0.5,
-                                       "s without equilibrium_pose before holding the measured pose")
-        if np.any(self.box_low >= self.box_high) or np.any(self.rpy_low > self.rpy_high):
-            raise ValueError("controller: box_low must be < box_high and rpy_low <= rpy_high")
-        driver = declare("driver_node", "", "node whose parameters get the gains ('' = none), e.g. /franka/franka")
-        self.impedance = declare_impedance_parameters(self, ImpedanceConfig())
+        try:
+            driver = self._declare_limits()
+        except ValueError as err:  # one line naming the parameter; the node never runs
+            name = self.get_fully_qualified_name()
+            self.destroy_node()
+            raise ValueError(f"controller {name}: {err}") from None
         self.add_on_set_parameters_callback(self._on_parameters)
+        log_descriptor_refusals(self)
         self._driver = AsyncParameterClient(self, driver) if driver else None
         # Everything once, when the driver appears; later only what changes. dt is the loop's own.
         self._to_forward = {k: v for k, v in asdict(self.impedance).items() if k != "dt"}
@@ -203,6 +260,40 @@ class ControllerNode(Node):
         self.rejected = 0
         self._publish_config()
         self.create_timer(0.05, self._watchdog)
+
+    def _declare_limits(self) -> str:
+        """Declares the frame, the box and the gains, checks them, keeps the start-up values
+        (the envelope run-time changes stay inside) and returns the driver node's name."""
+        def declare(name, default, description, read_only=False):
+            return declare_checked(self, name, default, description, read_only)
+
+        default = SafetyBox()
+        self.base_frame = declare("base_frame", "fr3_link0", "frame of every pose (robot base)", True)
+        box = {
+            "box_low": declare("box_low", list(default.box_low), "safety box min xyz (m, base frame)"),
+            "box_high": declare("box_high", list(default.box_high), "safety box max xyz (m, base frame)"),
+            "rpy_low": declare("rpy_low", list(default.rpy_low), "min roll-pitch-yaw relative to nominal_quat (rad)"),
+            "rpy_high": declare("rpy_high", list(default.rpy_high), "max roll-pitch-yaw relative to nominal_quat (rad)"),
+            "nominal_quat": declare("nominal_quat", list(default.nominal_quat),
+                                    "reference orientation of the rpy limits (x, y, z, w; unit)"),
+            "command_timeout": declare("command_timeout", default.command_timeout,
+                                       "s without equilibrium_pose before holding the measured pose"),
+        }
+        self.allow_loosening = declare_allow_loosening(self)
+        driver = declare("driver_node", "", "node whose parameters get the gains ('' = none), "
+                         "e.g. /franka/franka", True)
+        self._apply_limits(SafetyBox.checked(**box))
+        self.impedance = declare_impedance_parameters(self, ImpedanceConfig())
+        self.start_limits, self.start_impedance = self.limits, self.impedance
+        return driver
+
+    def _apply_limits(self, limits: SafetyBox) -> None:
+        self.limits = limits
+        # numpy copies once per change, not per command
+        arrays = limits.arrays()
+        self.box_low, self.box_high = arrays["box_low"], arrays["box_high"]
+        self.rpy_low, self.rpy_high, self.nominal_quat = arrays["rpy_low"], arrays["rpy_high"], arrays["nominal_quat"]
+        self.command_timeout = limits.command_timeout
 
     # -- commands
     def _on_command(self, msg: PoseStamped) -> None:
@@ -238,31 +329,29 @@ class ControllerNode(Node):
 
     # -- live parameters
     def _on_parameters(self, params) -> SetParametersResult:
+        """All of a request is checked before any of it applies: valid, then no looser than
+        at start-up (unless allow_loosening); a refusal changes nothing and is logged."""
+        box_fields = {f for f in asdict(self.limits)}
+        box_changes = {p.name: p.value for p in params if p.name in box_fields}
         try:
+            limits = (SafetyBox.checked(**{**asdict(self.limits), **box_changes}) if box_changes
+                      else self.limits)
             new = impedance_from_parameters(self.impedance, params)
         except (ValueError, TypeError) as err:
-            return SetParametersResult(successful=False, reason=str(err))
-        box = {k: getattr(self, k) for k in ("box_low", "box_high", "rpy_low", "rpy_high", "nominal_quat")}
-        for p in params:  # box and watchdog: checked together, then applied at once
-            if p.name in box:
-                value = np.array(p.value, dtype=float)
-                if value.shape != ((4,) if p.name == "nominal_quat" else (3,)) or not np.all(np.isfinite(value)):
-                    return SetParametersResult(successful=False, reason=f"bad {p.name}: {p.value}")
-                box[p.name] = value
-            elif p.name == "command_timeout" and not float(p.value) > 0.0:
-                return SetParametersResult(successful=False, reason="command_timeout must be > 0")
-        if np.any(box["box_low"] >= box["box_high"]) or np.any(box["rpy_low"] > box["rpy_high"]):
-            return SetParametersResult(successful=False, reason="box_low must be < box_high, rpy_low <= rpy_high")
+            return refuse_change(self, params, str(err))
+        if not self.allow_loosening:
+            looser = loosenings(self.start_limits, limits)
+            if new is not None:
+                looser += loosenings(self.start_impedance, new)
+            if looser:
+                return refuse_change(self, params, "; ".join(looser)
+                                     + " (only tightening at run time; allow_loosening is false)")
         if new is not None:
             self._to_forward.update({k: v for k, v in asdict(new).items()
                                      if v != getattr(self.impedance, k) and k != "dt"})
             self.impedance = new
             self._publish_config()
-        for name, value in box.items():
-            setattr(self, name, value)
-        for p in params:
-            if p.name == "command_timeout":
-                self.command_timeout = float(p.value)
+        self._apply_limits(limits)
         return SetParametersResult(successful=True)
 
     def _forward_gains(self) -> None:
@@ -285,11 +374,16 @@ class ControllerNode(Node):
 
 
 def spin_main(make_node, args: list[str] | None = None) -> int:
-    """Entry-point body shared by the nodes: init, build, spin until Ctrl-C/SIGTERM, clean up."""
+    """Entry-point body shared by the nodes: init, build, spin until Ctrl-C/SIGTERM, clean up.
+    A node that refuses its parameters (ValueError) ends with one error line and status 2."""
     rclpy.init(args=args)
     node = None
     try:
-        node = make_node()
+        try:
+            node = make_node()
+        except ValueError as err:  # bad parameters: the message names them
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

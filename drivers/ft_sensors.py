@@ -1,7 +1,10 @@
 """Wire protocols of the F/T sensors we read, and their reader threads. No ROS here.
 
-Robotiq FT-300 (RS-485 / USB, 19200 8N1): a Modbus RTU write of 0x0200 to register 410 at
-unit id 9 starts the data stream; then the sensor sends 16-byte frames
+Robotiq FT-300 (RS-485 / USB, 19200 8N1): a Modbus RTU "write multiple registers" (function
+16) of 0x0200 to register 410 at unit id 9 starts the data stream, as Robotiq's manual and
+driver (rq_sensor_com.c) send it: 09 10 01 9A 00 01 02 02 00 CD CA; the sensor answers with
+the function-16 reply 09 10 01 9A 00 01 + CRC. Function 6 (write single register) is not
+documented for the FT-300, so it is not used. Then the sensor sends 16-byte frames
     0x20 0x4E | Fx Fy Fz Mx My Mz (int16 little-endian) | CRC16-Modbus (little-endian)
 with forces in N x 100 and moments in Nm x 1000, at 100 Hz. About 50 bytes of 0xFF stop it.
 
@@ -41,13 +44,23 @@ def crc16_modbus(data: bytes) -> int:
     return crc
 
 
-def modbus_write_register(device_id: int, register: int, value: int) -> bytes:
-    """A Modbus RTU 'write single register' (function 6) request, with its CRC."""
-    pdu = struct.pack(">BBHH", device_id, 6, register, value)
-    return pdu + struct.pack("<H", crc16_modbus(pdu))
+def with_crc(frame: bytes) -> bytes:
+    return frame + struct.pack("<H", crc16_modbus(frame))
 
 
-FT300_START = modbus_write_register(FT300_DEVICE_ID, FT300_STREAM_REGISTER, FT300_STREAM_VALUE)
+def modbus_write_registers(device_id: int, register: int, values: list[int]) -> bytes:
+    """A Modbus RTU 'write multiple registers' (function 16) request, with its CRC."""
+    head = struct.pack(">BBHHB", device_id, 16, register, len(values), 2 * len(values))
+    return with_crc(head + struct.pack(f">{len(values)}H", *values))
+
+
+def modbus_write_registers_reply(device_id: int, register: int, count: int) -> bytes:
+    """The device's normal answer to a function-16 request: address and count echoed."""
+    return with_crc(struct.pack(">BBHH", device_id, 16, register, count))
+
+
+FT300_START = modbus_write_registers(FT300_DEVICE_ID, FT300_STREAM_REGISTER, [FT300_STREAM_VALUE])
+FT300_START_REPLY = modbus_write_registers_reply(FT300_DEVICE_ID, FT300_STREAM_REGISTER, 1)
 
 
 def ft300_frame(wrench) -> bytes:
@@ -55,8 +68,7 @@ def ft300_frame(wrench) -> bytes:
     w = np.asarray(wrench, dtype=np.float64)
     counts = np.concatenate([w[:3] * FT300_FORCE_SCALE, w[3:] * FT300_TORQUE_SCALE])
     counts = np.clip(np.round(counts), -32768, 32767).astype(int)
-    body = FT300_SYNC + struct.pack("<6h", *counts)
-    return body + struct.pack("<H", crc16_modbus(body))
+    return with_crc(FT300_SYNC + struct.pack("<6h", *counts))
 
 
 class Ft300Parser:

@@ -9,6 +9,16 @@ Register map (Robotiq 2F-85 manual, section 4): registers hold two bytes, high b
                                       2002 = [gPO, gCU]
 Unit id 9; RTU at 115200 8N1. Positions are 0 (open) .. 255 (closed) counts; current is
 gCU x 10 mA. Activation: rACT=0 (clears faults), then rACT=1, then wait for gSTA = 3.
+
+The opening in metres (`OpeningCalibration`): the manual maps rPR/gPO 0..255 roughly linearly
+onto the 85 mm stroke, open to closed, but a real 2F-85 does not reach either end of the count
+range: fully open it stops near gPO 13, closed on nothing (fingertips touching) near gPO 230;
+each gripper differs by a few counts. So the map is linear between two calibrated endpoints,
+    opening_m = stroke_m * (closed_counts - gPO) / (closed_counts - open_counts), clipped to [0, stroke_m]
+    closure   = 1 - opening_m / stroke_m                 (0 open .. 1 closed, gripper/state)
+with open_counts = 13, closed_counts = 230 and stroke_m = 0.085 by default (docs/hardware.md
+says how to read them off a gripper). Commands stay on the full count range (0 -> rPR 0, 1 ->
+rPR 255), so "close" always squeezes until contact whatever the calibration.
 """
 from __future__ import annotations
 
@@ -40,6 +50,30 @@ FAULTS = {
     0x0F: "automatic release completed",
 }
 MINOR_FAULTS = (0x05, 0x07)  # cured by (re)activating
+STROKE_2F85 = 0.085          # m, fully open
+
+
+@dataclass(frozen=True)
+class OpeningCalibration:
+    """gPO counts <-> finger opening in metres: linear between the calibrated end stops."""
+    open_counts: int = 13            # gPO of the fully open gripper
+    closed_counts: int = 230         # gPO closed on nothing (fingertips touching)
+    stroke_m: float = STROKE_2F85    # opening when fully open (2F-140: 0.140)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.open_counts < self.closed_counts <= 255:
+            raise ValueError(f"gripper calibration needs 0 <= open_counts < closed_counts <= 255, "
+                             f"got open_counts {self.open_counts}, closed_counts {self.closed_counts}")
+        if not 0.0 < self.stroke_m <= 0.2:  # also false for NaN
+            raise ValueError(f"stroke_m must be in (0, 0.2] m, got {self.stroke_m}")
+
+    def opening_m(self, gpo: int) -> float:
+        frac = (self.closed_counts - gpo) / (self.closed_counts - self.open_counts)
+        return self.stroke_m * min(max(frac, 0.0), 1.0)
+
+    def closure(self, gpo: int) -> float:
+        """0 fully open .. 1 fully closed: the gripper/state position contract."""
+        return 1.0 - self.opening_m(gpo) / self.stroke_m
 
 
 def to_byte(value01: float, name: str) -> int:
@@ -95,10 +129,6 @@ class GripperStatus:
     @property
     def object_detected(self) -> bool:
         return self.gOBJ in (GOBJ_STOPPED_OPENING, GOBJ_STOPPED_CLOSING)
-
-    @property
-    def position(self) -> float:
-        return self.gPO / 255.0
 
     @property
     def current_a(self) -> float:

@@ -1,6 +1,17 @@
 """ROS 2 node for a Robotiq 2F-85: `gripper/command` (Float64, 0 open .. 1 closed) in,
-`gripper/state` (JointState, position 0..1, effort = motor current in A) and
-`gripper/status` (std_msgs/String, JSON: link, activation, object detection, faults, events) out.
+`gripper/state` and `gripper/status` out:
+
+* `gripper/state` (JointState), two entries:
+    name[0] = `joint_name`           position = closure, 0 fully open .. 1 fully closed (the
+                                     contract every gripper keeps; the env reads it)
+    name[1] = `joint_name`_opening   position = the opening in metres, 0 .. stroke_m (0.085)
+  both from the calibrated linear map of drivers.robotiq.OpeningCalibration; effort = motor
+  current in A on both.
+* `gripper/status` (std_msgs/String, JSON: link, activation, object detection, faults, events,
+  and the raw `gPO` counts with `opening_m` and `position` computed from them).
+
+The raw counts go to the status JSON, next to the other raw register values (fault code), not
+into JointState, whose positions are SI quantities of named joints.
 
 Modbus calls block, so a worker thread owns the link and polls at `poll_rate`; the ROS
 callbacks only hand it the latest command. Run it in the robot's namespace (e.g. /franka).
@@ -17,7 +28,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 
 from drivers.errors import DeviceNotFoundError
-from drivers.robotiq import BAUDRATE, DEVICE_ID, GripperStatus, GripperSupervisor, RobotiqGripper, make_client
+from drivers.robotiq import (BAUDRATE, DEVICE_ID, STROKE_2F85, GripperStatus, GripperSupervisor, OpeningCalibration,
+                             RobotiqGripper, make_client)
 from drivers.ros_common import declare, log, run_node
 
 
@@ -35,6 +47,10 @@ class RobotiqNode(Node):
         force = declare(self, "force", 0.5, "grip force 0..1 (rFR)")
         self.poll_period = 1.0 / declare(self, "poll_rate", 50.0, "status polls per second")
         self.joint_name = declare(self, "joint_name", "gripper", "name in gripper/state")
+        self.calibration = OpeningCalibration(
+            open_counts=declare(self, "open_counts", 13, "gPO of the fully open gripper (calibrate: docs/hardware.md)"),
+            closed_counts=declare(self, "closed_counts", 230, "gPO closed on nothing, fingertips touching"),
+            stroke_m=declare(self, "stroke", STROKE_2F85, "opening of the fully open gripper (m; 2F-140: 0.14)"))
         command_timeout = declare(self, "command_timeout", 1.0, "report a command not delivered after this long (s)")
         backoff = declare(self, "reconnect_backoff", 0.2, "first wait before reconnecting (s), doubled per failure")
         backoff_max = declare(self, "reconnect_backoff_max", 5.0, "longest wait between reconnects (s)")
@@ -74,7 +90,9 @@ class RobotiqNode(Node):
         summary = {
             "connected": s.connected,
             "ready": bool(st and st.ready),
-            "position": st.position if st else None,
+            "position": self.calibration.closure(st.gPO) if st else None,
+            "opening_m": self.calibration.opening_m(st.gPO) if st else None,
+            "gPO": st.gPO if st else None,
             "object_detected": bool(st and st.object_detected),
             "fault": st.gFLT if st else None,
             "fault_text": st.fault_text if st else None,
@@ -100,9 +118,9 @@ class RobotiqNode(Node):
     def _publish_state(self, status: GripperStatus) -> None:
         msg = JointState()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.name = [self.joint_name]
-        msg.position = [status.position]
-        msg.effort = [status.current_a]
+        msg.name = [self.joint_name, f"{self.joint_name}_opening"]
+        msg.position = [self.calibration.closure(status.gPO), self.calibration.opening_m(status.gPO)]
+        msg.effort = [status.current_a, status.current_a]
         self.state_pub.publish(msg)
 
     def close(self) -> None:

@@ -14,7 +14,9 @@ Under the robot's namespace (`/franka` by default), per the topic contract in DE
                reset/options (String, JSON object of RobotInterface.reset options + "id";
                latched: the options the next `reset` uses)
     services   reset, recover (std_srvs/Trigger); reset answers "reset id=<id>" naming the options used
-    parameters the impedance law's gains, clips and limits (live: a change calls set_config),
+    parameters the impedance law's gains, clips and limits (live: a change calls set_config;
+               checked, and tighten-only relative to the start-up values unless started with
+               allow_loosening: true, as the controller node - controllers/limits.py),
                task, robot_model, cameras, image_size, state_rate, camera_rate, base_frame, seed
 
 robot_model "widowx" (or a widowx_* task) runs the WidowX 250 twin (sim/widowx.py) instead of
@@ -53,8 +55,10 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
 from controllers.impedance import ImpedanceConfig
-from controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_impedance_parameters,
-                              impedance_from_parameters, pose_msg, spin_main)
+from controllers.limits import loosenings
+from controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_allow_loosening,
+                              declare_impedance_parameters, impedance_from_parameters, pose_msg,
+                              log_descriptor_refusals, refuse_change, spin_main)
 from sim.scene import ARM_JOINTS
 
 
@@ -87,7 +91,13 @@ class TwinNode(Node):
             raise ValueError("state_rate, camera_rate and image_size must be > 0")
 
         self.spec = tasks.make_spec(task)
-        self.impedance = declare_impedance_parameters(self, ImpedanceConfig())
+        # The same rules as the controller node's: checked at start-up, tighten-only at run time
+        # (relative to these start-up values) unless started with allow_loosening.
+        try:
+            self.impedance = self.start_impedance = declare_impedance_parameters(self, ImpedanceConfig())
+            self.allow_loosening = declare_allow_loosening(self)
+        except ValueError as err:  # one line naming the parameter; the twin never starts
+            raise ValueError(f"twin {self.get_fully_qualified_name()}: {err}") from None
         # Cameras are rendered on demand (twin.render) at their own rate, not in every chunk.
         self.robot_model = getattr(self.spec, "robot", "franka")
         self.twin = tasks.make_twin(self.spec, obs="state",
@@ -105,6 +115,7 @@ class TwinNode(Node):
         self.overruns = 0            # schedule restarts because the machine fell behind
 
         self.add_on_set_parameters_callback(self._on_parameters)
+        log_descriptor_refusals(self)
         pub = self.create_publisher
         self.joint_pub = pub(JointState, "joint_states", 10)
         self.pose_pub = pub(PoseStamped, "ee_pose", 10)
@@ -311,11 +322,15 @@ class TwinNode(Node):
         try:
             new = impedance_from_parameters(self.impedance, params)
             if new is not None:
+                looser = [] if self.allow_loosening else loosenings(self.start_impedance, new)
+                if looser:
+                    return refuse_change(self, params, "; ".join(looser) + " (only tightening at "
+                                         "run time; allow_loosening is false)")
                 with self.lock:
                     self.twin.controller.set_config(new)
                 self.impedance = new
         except (ValueError, TypeError) as err:
-            return SetParametersResult(successful=False, reason=str(err))
+            return refuse_change(self, params, str(err))
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- lifecycle

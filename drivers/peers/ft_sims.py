@@ -1,8 +1,11 @@
 """Simulated F/T sensors speaking their wire protocols: the test and bench peers.
 
 - `Ft300Sim`: on a serial port (one end of a NullModem), waits for the Modbus RTU start
-  request (register 410 <- 0x0200, unit 9; CRC checked; echoed like the device does), then
-  streams 16-byte frames at `rate_hz` until it receives 0xFF bytes.
+  request the FT-300 manual documents (function 16, register 410 <- 0x0200, unit 9, CRC
+  checked), answers with the function-16 reply, then streams 16-byte frames at `rate_hz`
+  until it receives 0xFF bytes. Any other well-formed request to unit 9 (e.g. the function-6
+  write the manual does not document) gets the Modbus exception "illegal function" and
+  starts nothing; it is counted in `refused`.
 - `NetFtSim`: a UDP RDT server on loopback; a start request (0x1234, command 2) streams
   36-byte records to the sender, command 0 stops.
 Both send `wrench` (set it any time), with optional Gaussian noise, from a thread with stop().
@@ -16,13 +19,19 @@ import time
 import numpy as np
 
 from drivers.ft_sensors import (
+    FT300_DEVICE_ID,
     FT300_START,
+    FT300_START_REPLY,
     RDT_RECORD,
     RDT_START_HIGH_SPEED,
     RDT_STOP,
     ft300_frame,
     parse_rdt_request,
+    with_crc,
 )
+
+# Modbus RTU request lengths by function code, for finding undocumented requests in the stream.
+_REQUEST_LENGTHS = {3: 8, 4: 8, 6: 8}
 
 
 class _Sim:
@@ -59,6 +68,7 @@ class Ft300Sim(_Sim):
         super().__init__(rate_hz, noise)
         self.serial = serial.Serial(port, baudrate, bytesize=8, parity="N", stopbits=1, timeout=0)
         self.starts = 0
+        self.refused = 0     # well-formed requests the FT-300 manual does not document
         self._thread.start()
 
     def power_cycle(self) -> None:
@@ -77,10 +87,12 @@ class Ft300Sim(_Sim):
                     pending = pending[pending.rfind(b"\xff") + 1:]
                 if FT300_START in pending:
                     self.starts += 1
-                    self.serial.write(FT300_START)  # the Modbus echo of a write-single-register
+                    self.serial.write(FT300_START_REPLY)
                     self.streaming.set()
                     pending = b""
                     next_t = time.monotonic()
+                else:
+                    pending = self._refuse_undocumented(pending)
             if self.streaming.is_set() and time.monotonic() >= next_t:
                 w = self.sample()
                 self.sent.append((time.monotonic(), w))
@@ -88,6 +100,18 @@ class Ft300Sim(_Sim):
                 next_t += 1.0 / self.rate_hz
             self._stop.wait(min(0.002, max(0.0, next_t - time.monotonic())))
         self.serial.close()
+
+    def _refuse_undocumented(self, pending: bytes) -> bytes:
+        """An exception reply (illegal function, code 1) to any complete, CRC-valid request
+        to this unit other than the documented start; the request is consumed."""
+        for i in range(len(pending) - 1):
+            n = _REQUEST_LENGTHS.get(pending[i + 1]) if pending[i] == FT300_DEVICE_ID else None
+            frame = pending[i:i + n] if n else b""
+            if n and len(frame) == n and with_crc(frame[:-2]) == frame:
+                self.refused += 1
+                self.serial.write(with_crc(bytes([FT300_DEVICE_ID, frame[1] | 0x80, 1])))
+                return pending[i + n:]
+        return pending
 
 
 class NetFtSim(_Sim):

@@ -1,7 +1,8 @@
 """A simulated Robotiq 2F-85 behind a real pymodbus server: the test and bench peer.
 
 It holds the gripper's register map (commands from 1000, status from 2000, unit id 9) and
-moves its finger toward rPR at a speed set by rSP, stops on an object placed at
+moves its finger toward rPR at a speed set by rSP, within its mechanical end stops (a real
+2F-85 fully open reads about gPO 13, closed on nothing about 230), stops on an object placed at
 `object_at` counts (gOBJ = 2), raises the manual's faults (0x07 action before activation,
 0x05 action during activation, or any injected one), and clears them on rACT = 0.
 The state advances lazily on every Modbus access, so no simulation thread is needed.
@@ -32,14 +33,17 @@ from drivers.robotiq import (
 
 
 class Robotiq2F85Sim:
-    def __init__(self, activation_time: float = 0.1, min_speed: float = 200.0, max_speed: float = 2000.0):
-        """Speeds in counts/s at rSP = 0 and 255 (the real one: ~60..440; faster keeps tests short)."""
+    def __init__(self, activation_time: float = 0.1, min_speed: float = 200.0, max_speed: float = 2000.0,
+                 open_stop: int = 13, closed_stop: int = 230):
+        """Speeds in counts/s at rSP = 0 and 255 (the real one: ~60..440; faster keeps tests short);
+        open_stop / closed_stop: the gPO where the fingers stop mechanically."""
         self.activation_time, self.min_speed, self.max_speed = activation_time, min_speed, max_speed
+        self.open_stop, self.closed_stop = open_stop, closed_stop
         self.lock = threading.Lock()
         self.cmd = {"rACT": 0, "rGTO": 0, "rATR": 0, "rPR": 0, "rSP": 0, "rFR": 0}
         self.gACT = self.gSTA = self.gGTO = self.fault = 0
         self.gOBJ = GOBJ_MOVING
-        self.position = 0.0  # counts, float while moving
+        self.position = float(open_stop)  # counts, float while moving; powered up open
         self.object_at: float | None = None  # closing stops here when set
         self.activation_done_at = 0.0
         self.last = time.monotonic()
@@ -81,7 +85,7 @@ class Robotiq2F85Sim:
             self.gSTA = GSTA_READY
         if self.fault or self.gSTA != GSTA_READY or not self.gGTO:
             return
-        target = float(self.cmd["rPR"])
+        target = min(max(float(self.cmd["rPR"]), self.open_stop), self.closed_stop)
         speed = self.min_speed + self.cmd["rSP"] / 255 * (self.max_speed - self.min_speed)
         step = speed * dt
         if self.object_at is not None and target > self.object_at >= self.position - 1e-9:

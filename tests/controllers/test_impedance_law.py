@@ -8,7 +8,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from controllers.impedance import CartesianImpedanceController, ImpedanceConfig, NonFiniteError
+from controllers.impedance import UPPER_BOUNDS, CartesianImpedanceController, ImpedanceConfig, NonFiniteError
 from controllers.rotations import axis_angle_to_quat, quat_angle, quat_multiply
 
 Q_NS = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8])
@@ -22,9 +22,13 @@ def analytic(ctrl, ee_pos=P0, ee_quat=Q0, dq=None):
     return ctrl.compute(Q_NS, dq, ee_pos, ee_quat, J_ID, np.zeros(7))
 
 
+# The loosest rate limit ImpedanceConfig accepts: above every torque these tests produce.
+NO_RATE_LIMIT = UPPER_BOUNDS["torque_rate_limit"]
+
+
 def unlimited(**changes):
-    """No rate limit, so one call shows the law's wrench."""
-    return ImpedanceConfig(torque_rate_limit=1e9, **changes)
+    """No rate limit that binds, so one call shows the law's wrench."""
+    return ImpedanceConfig(torque_rate_limit=NO_RATE_LIMIT, **changes)
 
 
 # ---------------------------------------------------------------- reference clipping
@@ -66,7 +70,7 @@ def test_clip_bounds_force_per_axis_asymmetric():
 
 
 def test_spring_force_never_exceeds_k_clip_for_any_target():
-    cfg = ImpedanceConfig(torque_rate_limit=1e9)
+    cfg = ImpedanceConfig(torque_rate_limit=NO_RATE_LIMIT)
     ctrl = CartesianImpedanceController(cfg, Q_NS)
     ctrl.reset(P0, Q0)
     rng = np.random.default_rng(1)
@@ -185,7 +189,7 @@ def test_target_filter_moves_by_the_factor_each_tick():
 def test_gains_change_through_the_filter_and_clips_at_once():
     ctrl = CartesianImpedanceController(unlimited(), Q_NS)
     ctrl.reset(P0, Q0)
-    stiff = ImpedanceConfig.precision().replace(translational_stiffness=3000.0, torque_rate_limit=1e9)
+    stiff = ImpedanceConfig.precision().replace(translational_stiffness=3000.0, torque_rate_limit=NO_RATE_LIMIT)
     ctrl.set_config(stiff)
     # clips are wider at once (0.1 m), stiffness still 2000 on this tick
     assert analytic(ctrl, ee_pos=P0 + [0.05, 0, 0])[0] == pytest.approx(-2000.0 * 0.05, abs=1e-9)
@@ -208,7 +212,7 @@ def test_profiles_and_config_validation():
     assert (c.translational_stiffness, c.translational_damping, c.rotational_stiffness, c.rotational_damping) == (2000, 89, 150, 7)
     assert c.translational_clip_pos == (0.01,) * 3 and c.rotational_clip_neg == (0.05,) * 3
     assert p.translational_clip_pos == (0.1,) * 3 and p.rotational_stiffness == 250.0
-    assert ImpedanceConfig(translational_clip_neg=[0.1, 0.2, 0.3]).translational_clip_neg == (0.1, 0.2, 0.3)
+    assert ImpedanceConfig(translational_clip_neg=[0.01, 0.02, 0.03]).translational_clip_neg == (0.01, 0.02, 0.03)
     assert asdict(ImpedanceConfig(**asdict(p))) == asdict(p)
     with pytest.raises(ValueError):
         ImpedanceConfig(translational_stiffness=-1.0)
@@ -225,6 +229,16 @@ def test_profiles_and_config_validation():
         ctrl.set_config(bad)
     assert ctrl.cfg.translational_damping == 89.0
 
+
+
+@pytest.mark.parametrize("field, value", [("translational_stiffness", 1e12), ("torque_rate_limit", 1e9),
+                                          ("translational_clip_pos", (0.01, 0.01, 10.0)), ("dt", 1.0)])
+def test_config_refuses_values_above_the_documented_upper_bounds(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be <= {UPPER_BOUNDS[field]:g}"):
+        ImpedanceConfig(**{field: value})
+    # SERL's and HIL-SERL's configs sit inside every bound.
+    for cfg in (ImpedanceConfig.compliant(), ImpedanceConfig.precision()):
+        assert all(max(v if isinstance(v, tuple) else (v,)) <= UPPER_BOUNDS[k] for k, v in asdict(cfg).items())
 
 # ---------------------------------------------------------------- safety: non-finite values
 @pytest.mark.parametrize("name", ["q", "dq", "ee_pos", "ee_quat", "jacobian", "coriolis"])
@@ -278,12 +292,14 @@ def test_non_finite_output_raises():
         ctrl.compute(Q_NS + 0.1, np.full(7, 1e10), P0, Q0, huge, np.zeros(7))
     assert np.all(ctrl.hold_torque() == 0.0)
     # An inf (not NaN) torque must not slip through the rate limiter as a finite 1 Nm step:
-    # spring -1e306 N plus Coriolis -1.79e308 Nm overflows to -inf on joint 1 alone.
-    ctrl = CartesianImpedanceController(ImpedanceConfig(translational_stiffness=1e308), Q_NS)
+    # damping -89 * 1e306 N plus Coriolis -1.79e308 Nm overflows to -inf on joint 1 alone
+    # (the gains are bounded, so the huge term comes from a finite velocity).
+    ctrl = CartesianImpedanceController(ImpedanceConfig(), Q_NS)
     ctrl.reset(P0, Q0)
     coriolis = np.array([-1.79e308, 0, 0, 0, 0, 0, 0])
+    dq = np.array([1e306, 0, 0, 0, 0, 0, 0])
     with pytest.raises(NonFiniteError, match="output torque"), np.errstate(over="ignore"):
-        ctrl.compute(Q_NS, np.zeros(7), P0 + [0.02, 0, 0], Q0, J_ID, coriolis)
+        ctrl.compute(Q_NS, dq, P0 + [0.02, 0, 0], Q0, J_ID, coriolis)
     assert "output torque" in ctrl.last_fault
 
 
@@ -299,7 +315,7 @@ def test_wrong_shapes_raise():
 
 
 def test_first_compute_without_reset_starts_at_the_current_pose():
-    ctrl = CartesianImpedanceController(ImpedanceConfig(torque_rate_limit=1e9), Q_NS)
+    ctrl = CartesianImpedanceController(ImpedanceConfig(torque_rate_limit=NO_RATE_LIMIT), Q_NS)
     tau = analytic(ctrl, ee_pos=P0 + [0.2, 0, 0])
     np.testing.assert_allclose(tau, 0.0, atol=1e-12)
     np.testing.assert_allclose(ctrl.filtered_target[0], P0 + [0.2, 0, 0])

@@ -17,6 +17,7 @@ from drivers.ft import WrenchProcessor
 from drivers.ft_node import FtSensorNode
 from drivers.ft_sensors import (
     FT300_START,
+    FT300_START_REPLY,
     Ft300Parser,
     crc16_modbus,
     ft300_frame,
@@ -37,7 +38,9 @@ def as_array(msg: WrenchStamped) -> np.ndarray:
 
 def test_ft300_frame_format_crc_and_resync():
     assert crc16_modbus(b"123456789") == 0x4B37  # the CRC-16/MODBUS check value
-    assert FT300_START == bytes.fromhex("0906019a0200") + struct.pack("<H", crc16_modbus(bytes.fromhex("0906019a0200")))
+    # The start request exactly as Robotiq's manual and driver write it (function 16), and its reply.
+    assert FT300_START == bytes.fromhex("09 10 01 9A 00 01 02 02 00 CD CA")
+    assert FT300_START_REPLY == bytes.fromhex("0910019a0001") + struct.pack("<H", crc16_modbus(bytes.fromhex("0910019a0001")))
     frame = ft300_frame([1.5, -2.25, 100.0, 0.125, -0.5, 3.0])
     assert len(frame) == 16 and frame[:2] == b"\x20\x4e"
     assert struct.unpack_from("<6h", frame, 2) == (150, -225, 10000, 125, -500, 3000)  # N*100, Nm*1000
@@ -47,6 +50,34 @@ def test_ft300_frame_format_crc_and_resync():
     out = p.feed(b"\x09\x06\x20" + frame[:7]) + p.feed(frame[7:] + bytes(corrupt) + frame)
     assert len(out) == 2 and p.bad_frames >= 1
     np.testing.assert_allclose(out[0], [1.5, -2.25, 100.0, 0.125, -0.5, 3.0])
+
+
+def test_ft300_peer_starts_only_on_the_documented_request():
+    """The peer answers the function-16 start with its reply and streams; the function-6 write
+    the manual does not document (what this driver used to send) gets "illegal function"."""
+    import serial
+
+    with NullModem() as cable, Ft300Sim(cable.b, rate_hz=100.0) as sensor:
+        host = serial.Serial(cable.a, 19200, timeout=0.05)
+        try:
+            host.write(bytes.fromhex("09 06 01 9A 02 00 A8 31"))
+            reply = _read_exactly(host, 5)
+            assert reply == bytes.fromhex("0986") + b"\x01" + struct.pack("<H", crc16_modbus(bytes.fromhex("098601")))
+            time.sleep(0.1)
+            assert sensor.refused == 1 and sensor.starts == 0 and not sensor.streaming.is_set()
+            assert host.read(64) == b""                                  # no stream
+            host.write(FT300_START)
+            assert _read_exactly(host, len(FT300_START_REPLY)) == FT300_START_REPLY
+            assert sensor.starts == 1 and len(Ft300Parser().feed(_read_exactly(host, 48))) >= 2
+        finally:
+            host.close()
+
+
+def _read_exactly(port, n: int, timeout: float = 2.0) -> bytes:
+    data, deadline = b"", time.monotonic() + timeout
+    while len(data) < n and time.monotonic() < deadline:
+        data += port.read(n - len(data))
+    return data
 
 
 def test_rdt_request_and_record():

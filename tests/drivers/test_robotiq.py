@@ -12,7 +12,8 @@ from std_msgs.msg import Float64, String
 
 from drivers.peers.null_modem import NullModem
 from drivers.peers.robotiq_sim import Robotiq2F85Sim
-from drivers.robotiq import GripperStatus, RobotiqGripper, decode_command, encode_command, make_client, to_byte
+from drivers.robotiq import (GripperStatus, OpeningCalibration, RobotiqGripper, decode_command, encode_command,
+                             make_client, to_byte)
 from drivers.robotiq_node import RobotiqNode
 
 FAST = dict(poll_rate=100.0, timeout=0.25, reconnect_backoff=0.05, reconnect_backoff_max=0.2, command_timeout=0.3)
@@ -42,6 +43,22 @@ def test_register_codec():
         make_client("canbus")
 
 
+def test_opening_in_metres_is_linear_between_the_calibrated_end_stops():
+    cal = OpeningCalibration()                      # 2F-85: gPO 13 fully open, 230 closed, 85 mm
+    assert cal.opening_m(13) == pytest.approx(0.085) and cal.closure(13) == 0.0
+    assert cal.opening_m(230) == 0.0 and cal.closure(230) == 1.0
+    assert cal.opening_m(121.5) == pytest.approx(0.0425)                  # half way, half open
+    assert cal.opening_m(0) == pytest.approx(0.085) and cal.opening_m(255) == 0.0   # clipped
+    # gPO / 255 (what the driver used to report) read 0.05 for a fully open gripper.
+    assert 13 / 255 == pytest.approx(0.05, abs=0.002)
+    wide = OpeningCalibration(open_counts=0, closed_counts=255, stroke_m=0.14)      # a 2F-140
+    assert wide.opening_m(51) == pytest.approx(0.14 * 204 / 255)
+    for bad in (dict(open_counts=200, closed_counts=100), dict(closed_counts=256), dict(stroke_m=float("nan")),
+                dict(stroke_m=0.0)):
+        with pytest.raises(ValueError):
+            OpeningCalibration(**bad)
+
+
 def test_activation_and_motion_over_rtu_pty():
     sim = Robotiq2F85Sim()
     with NullModem() as cable, sim.serve(serial_port=cable.b):
@@ -62,7 +79,7 @@ def test_activation_and_motion_over_rtu_pty():
             while (st := g.read_status()).gOBJ != 3:
                 assert time.monotonic() < deadline + 2
                 time.sleep(0.005)
-            assert st.gPO == 0 and not st.object_detected
+            assert st.gPO == sim.open_stop == 13 and not st.object_detected   # its mechanical stop
         finally:
             g.close()
 
@@ -101,11 +118,16 @@ def test_node_over_tcp_commands_state_object_and_faults(ros):
         sim.object_at = 150
         pub.publish(Float64(data=1.0))
         st = states.wait_for(lambda m: m.position[0] > 0.5 and m.effort[0] > 0.1)
-        assert st.name == ["gripper"] and st.position[0] == pytest.approx(150 / 255)
-        status.wait_for(lambda m: json.loads(m.data)["object_detected"])
+        assert st.name == ["gripper", "gripper_opening"]
+        assert st.position[0] == pytest.approx((150 - 13) / (230 - 13))              # closure 0..1
+        assert st.position[1] == pytest.approx(0.085 * (230 - 150) / (230 - 13))     # metres
+        ev = json.loads(status.wait_for(lambda m: json.loads(m.data)["object_detected"]).data)
+        assert ev["gPO"] == 150 and ev["opening_m"] == pytest.approx(st.position[1])
 
         pub.publish(Float64(data=0.0))
-        states.wait_for(lambda m: m.position[0] == 0.0, start=len(states))
+        st = states.wait_for(lambda m: m.position[0] == 0.0, start=len(states))
+        assert st.position[1] == pytest.approx(0.085)              # fully open reads 85 mm, not 0.05
+        assert sim.status().gPO == 13
 
         # malformed commands are refused and reported; the gripper stays put
         writes = sim.writes
@@ -149,7 +171,7 @@ def test_node_reconnects_and_delivers_a_command_sent_while_the_link_was_down(ros
         assert node.supervisor.pending and node.supervisor.backoff > FAST["reconnect_backoff"]
 
         server = sim.serve(tcp=("127.0.0.1", port))  # back: reconnect, re-activate, deliver
-        st = states.wait_for(lambda m: m.position[0] == pytest.approx(round(0.8 * 255) / 255), timeout=5)
+        st = states.wait_for(lambda m: m.position[0] == pytest.approx((round(0.8 * 255) - 13) / (230 - 13)), timeout=5)
         assert st.position[0] > 0.7
         assert sim.status().gPR == round(0.8 * 255) and not node.supervisor.pending
         assert node.supervisor.lost_count == 1
