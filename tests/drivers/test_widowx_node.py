@@ -320,10 +320,10 @@ def test_launch_parameters_are_the_ones_the_node_declares(ros, peer):
     as written: every key is a declared parameter and its value has the declared type."""
     from pathlib import Path
 
-    import yaml
+    from tasks.rig import load_rig
 
     path = Path(__file__).resolve().parents[2] / "launch" / "widowx.yaml"
-    given = yaml.safe_load(path.read_text())["/widowx/widowx"]["ros__parameters"]
+    given = next(n.parameters for n in load_rig(path).nodes if n.fqn == "/widowx/widowx")
     node = ros.add(WidowXNode(**ros.kwargs(**{**given, "port": peer.port, "latency_timer_ms": LATENCY_MS})))
     for name, value in given.items():
         assert node.has_parameter(name), f"widowx.yaml sets {name}, which the node does not declare"

@@ -25,7 +25,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-import yaml
 
 # A domain of our own so parallel runs on one machine don't cross-talk (as tests/ros does).
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
@@ -40,10 +39,11 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
 from controllers.impedance import ImpedanceConfig  # noqa: E402
 from controllers.node import ControllerNode  # noqa: E402
+from tasks.rig import load_rig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # The shipped limits of the real Franka graph, without the driver (none here).
-LAUNCH = yaml.safe_load((ROOT / "launch/franka.yaml").read_text())["/franka/controller"]["ros__parameters"]
+LAUNCH = next(n.parameters for n in load_rig(ROOT / "launch/franka.yaml").nodes if n.fqn == "/franka/controller")
 START = {k: v for k, v in LAUNCH.items() if k != "driver_node"}
 LIMIT_NAMES = ("box_low", "box_high", "rpy_low", "rpy_high", "nominal_quat", "command_timeout",
                *asdict(ImpedanceConfig()).keys(), "allow_loosening", "base_frame", "driver_node")
