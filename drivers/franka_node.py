@@ -25,6 +25,8 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
 from controllers.impedance import ImpedanceConfig
+from controllers.limits import loosenings
+from controllers.node import declare_allow_loosening
 from drivers.franka import FrankaArm, LoopSettings, validate_target
 from drivers.franka_hand import FrankaHand, HandSettings
 from drivers.franka_loop import (DEFAULT_FORCE_THRESHOLDS, DEFAULT_TORQUE_THRESHOLDS, FRANKA_HOME_Q)
@@ -78,7 +80,9 @@ class FrankaNode(Node):
         self.joint_names = [f"{prefix}_joint{i}" for i in range(1, 8)]
         self.finger_name = f"{prefix}_finger_joint1"
 
+        self.allow_loosening = declare_allow_loosening(self)
         settings = self._settings_from_params(LoopSettings(robot_ip=ip, realtime=(rt == "enforce")), {})
+        self._start_settings = settings      # the launch file's limits: run-time changes only tighten
         self.arm = FrankaArm(settings)
         self.hand: FrankaHand | None = None
         try:
@@ -127,12 +131,37 @@ class FrankaNode(Node):
             return SetParametersResult(successful=True)
         try:
             new = self._settings_from_params(self.arm.settings, changed)
+            looser = [] if self.allow_loosening else self._loosenings(new)
+            if looser:
+                reason = "; ".join(looser) + " (only tightening at run time; allow_loosening is false)"
+                self.get_logger().error(f"refused a parameter change: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
             ok, message = self.arm.update_settings(**{f.name: getattr(new, f.name) for f in _fields(new)})
         except (ValueError, TypeError, TimeoutError) as err:
             return SetParametersResult(successful=False, reason=str(err))
         if ok:
             self.report("parameters", changed=sorted(changed))
         return SetParametersResult(successful=ok, reason="" if ok else message)
+
+    def _loosenings(self, new: LoopSettings) -> list[str]:
+        """Every way `new` is looser than the start-up settings: the law's gains and clips
+        (controllers.limits), a wider box, a longer watchdog, a faster reset move, and
+        collision or reflex thresholds raised (a less sensitive arm)."""
+        start = self._start_settings
+        found = loosenings(start.impedance, new.impedance)
+        higher_is_looser = {"box_hi": "safety_box_max", "watchdog_s": "watchdog_timeout",
+                            "reset_joint_speed": "reset_joint_speed",
+                            "lower_torque_thresholds": "lower_torque_thresholds",
+                            "upper_torque_thresholds": "upper_torque_thresholds",
+                            "lower_force_thresholds": "lower_force_thresholds",
+                            "upper_force_thresholds": "upper_force_thresholds"}
+        for field, param in (*higher_is_looser.items(), ("box_lo", "safety_box_min")):
+            olds, news = getattr(start, field), getattr(new, field)
+            olds, news = (olds, news) if isinstance(olds, tuple) else ((olds,), (news,))
+            for axis, (o, n) in enumerate(zip(olds, news)):
+                if (n < o) if field == "box_lo" else (n > o):
+                    found.append(f"{param}[{axis}] {n:g} is looser than the start-up {o:g}")
+        return found
 
     # ------------------------------------------------------------------ inputs
     def _on_target(self, msg: PoseStamped) -> None:

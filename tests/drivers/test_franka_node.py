@@ -98,6 +98,16 @@ def test_node_streams_state_follows_targets_and_serves_reset(ros):
         assert not bad.successful and "must be >= 0" in bad.reason
         bad = node.set_parameters([Parameter("safety_box_min", value=[0.9, 0.9, 0.9])])[0]
         assert not bad.successful
+        # Safety limits only tighten at run time (allow_loosening is false): a wider box, a
+        # stiffer spring than the start-up one, a wider clip, raised reflex thresholds: refused.
+        start_box = list(node.get_parameter("safety_box_max").value)
+        for name, value in (("safety_box_max", [v + 0.5 for v in start_box]),
+                            ("translational_stiffness", 4000.0),
+                            ("translational_clip_pos", [0.05, 0.05, 0.05]),
+                            ("upper_force_thresholds", [100.0] * 6)):
+            bad = node.set_parameters([Parameter(name, value=value)])[0]
+            assert not bad.successful and "looser than the start-up" in bad.reason, (name, bad.reason)
+        assert list(node.get_parameter("safety_box_max").value) == start_box
 
         # reset: joint-space move home, then impedance again.
         res = call(ros, ros.probe.create_client(Trigger, "/franka/reset"), timeout=90.0)
