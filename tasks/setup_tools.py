@@ -2,7 +2,7 @@
 
     robot-rl pose    [--namespace /franka] [--track S] [--margin M]   live TCP and joints, as task-file lines
     robot-rl cameras [--cameras wrist,front] [--crop wrist=x0,y0,x1,y1] [--out DIR]   a PNG each, and rates
-    robot-rl check   TASK [--namespace /franka] [--obs state|pixels]   every topic a task needs, at rate and size
+    robot-rl check   TASK [--rig RIG] [--namespace /franka] [--obs state|pixels]   every topic a task needs
     robot-rl gains   NODE [NAME=VALUE ...]       list a node's parameters, or set some (refusals say why)
     robot-rl move    [--dx DX --dy DY --dz DZ] [--seconds S]   hold a target offset from the current TCP
 
@@ -339,6 +339,18 @@ def check_task(task: str, namespace: str = "/franka", obs: str = "state", second
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.rig:                 # the rig file first: a camera it cannot publish fails before any wait
+        from tasks import make_spec
+        from tasks.bringup import resolve_rig
+        from tasks.rig import RigError
+        from tasks.task_file import TaskFileError, check_cameras
+        try:
+            spec, rig = make_spec(args.task), resolve_rig(args.rig)
+            if args.obs == "pixels":
+                check_cameras(spec, rig)
+        except (RigError, TaskFileError) as e:
+            raise SetupError(str(e)) from None
+        print(f"ok    {args.task}'s cameras {list(spec.cameras)} are in the rig {rig.path}")
     results = check_task(args.task, args.namespace, args.obs, args.seconds, discovery_s=args.discovery)
     width = max(len(r.what) for r in results)
     for r in results:
@@ -494,6 +506,7 @@ def register(subparsers) -> None:
     p.add_argument("--obs", choices=["state", "pixels"], default="pixels")
     p.add_argument("--seconds", type=float, default=3.0, help="measure rates over this long")
     p.add_argument("--discovery", type=float, default=5.0, help="wait this long for topics to appear")
+    p.add_argument("--rig", help="a rig file (or profile) the task's cameras must be in")
     p.set_defaults(func=_guard(cmd_check))
 
     p = subparsers.add_parser("gains", help="list a node's parameters, or set NAME=VALUE (validated there)")

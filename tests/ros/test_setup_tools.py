@@ -87,3 +87,12 @@ def test_move_holds_a_target_one_centimetre_up(twin_graph):
     assert r["error_m"] < 0.004, r
     with pytest.raises(setup_tools.SetupError, match="max-offset"):
         setup_tools.move_offset("/franka", np.array([0.0, 0.0, 0.2]), seconds=1.0)
+
+
+def test_check_with_a_rig_that_lacks_a_camera_fails_before_listening(tmp_path, capsys):
+    rig = tmp_path / "rig.yaml"
+    rig.write_text("nodes: [{kind: franka}, {kind: realsense, parameters: {camera_name: wrist, outputs: [wrist]}}]")
+    code = cli_main(["check", "pick_cube", "--rig", str(rig), "--namespace", "/nobody", "--discovery", "0.1",
+                     "--seconds", "0.1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "cameras ['front'] are not in the rig" in err[0]
