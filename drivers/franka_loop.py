@@ -131,13 +131,6 @@ def error_names(errors) -> list[str]:
     return [n for n in dir(errors) if not n.startswith("_") and getattr(errors, n) is True]
 
 
-class _LeaveLoop(Exception):
-    """A request that needs the robot out of the current motion (carries the next action)."""
-
-    def __init__(self, action: tuple):
-        self.action = action
-
-
 class ArmLoop:
     """Runs in the loop process; owns the pylibfranka Robot and the impedance controller."""
 
