@@ -33,7 +33,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
 from robot_rl import transport  # noqa: E402
-from robot_rl.auth import KEY_FILE, MessageAuth, ensure_key, load_key  # noqa: E402
+from robot_rl.auth import KEY_FILE, AuthError, MessageAuth, ensure_key, load_key  # noqa: E402
 from robot_rl.buffers import ReplayBuffer  # noqa: E402
 from tasks import rl_graph  # noqa: E402
 
@@ -117,7 +117,11 @@ class AckProbe:
         node.create_subscription(UInt8MultiArray, rl_graph.ACKS_TOPIC, self._on, rl_graph.ACKS_QOS)
 
     def _on(self, msg) -> None:
-        session, table = transport.decode_ack(self.auth.verify(rl_graph.from_msg(msg)))
+        try:
+            payload = self.auth.verify(rl_graph.from_msg(msg))
+        except AuthError:
+            return                    # a forged ack on the graph (tests/security): not the learner's
+        session, table = transport.decode_ack(payload)
         with self._lock:
             if session not in self.learner_sessions:
                 self.learner_sessions.append(session)
