@@ -171,6 +171,10 @@ class Actor:
         self.rng = np.random.default_rng(seed)
         self.weights_schema = transport.weights_schema(agent.policy_state_dict())
         self.schema = TransitionSchema.from_spaces(self.env.observation_space, self.env.action_space)
+        self._max_weights_bytes = self.weights_schema.max_message_bytes()
+        if not 1 <= cfg.resend_chunk <= transport.MAX_TRANSITIONS_PER_MESSAGE:
+            raise ValueError(f"resend_chunk must be in [1, {transport.MAX_TRANSITIONS_PER_MESSAGE}], "
+                             f"got {cfg.resend_chunk}")
         self.stop_event = threading.Event()
         # Earlier sessions' spooled transitions (a killed actor), re-sent by recover_spooled().
         self.spooled: list[SpooledSession] = (Spool.recover(cfg.spool_dir, exclude=self.session)
@@ -208,9 +212,9 @@ class Actor:
 
     # ------------------------------------------------------------------ inbound (any thread)
 
-    def _verified(self, data: bytes) -> memoryview:
+    def _verified(self, data: bytes, max_payload: int) -> memoryview:
         try:
-            return self.auth.verify(data)
+            return self.auth.verify(data, max_payload)
         except AuthError:
             with self._lock:
                 self.stats["unauthenticated"] += 1
@@ -219,7 +223,7 @@ class Actor:
     def receive_ack(self, data: bytes) -> None:
         """Raises TransportError (AuthError: no valid tag) for a message it drops (the node logs
         it and goes on); a replayed or older learner's ack is ignored and counted."""
-        ack = transport.decode_ack_message(self._verified(data))
+        ack = transport.decode_ack_message(self._verified(data, transport.ACK_MAX_MESSAGE_BYTES))
         with self._lock:
             epoch, session, ack_seq = self._bound
             if ack.epoch < epoch or (ack.epoch == epoch and (ack.learner_session != session
@@ -233,7 +237,7 @@ class Actor:
     def receive_weights(self, data: bytes) -> None:
         """Checks the weights against this policy's schema now; they are applied between episodes,
         if they come from the learner session this actor is bound to (apply_weights)."""
-        header, state = transport.decode_weights(self._verified(data), self.weights_schema)
+        header, state = transport.decode_weights(self._verified(data, self._max_weights_bytes), self.weights_schema)
         with self._lock:
             loaded = self.weights_header
             waiting = self._weights_inbox[0] if self._weights_inbox is not None else {}

@@ -117,9 +117,15 @@ class MessageAuth:
     def sign(self, payload: bytes) -> bytes:
         return self._prefix + self._tag(payload) + payload
 
-    def verify(self, data: bytes | bytearray | memoryview) -> memoryview:
-        """The payload (a view, no copy) of an envelope signed with this key; AuthError otherwise."""
+    def verify(self, data: bytes | bytearray | memoryview, max_payload: int | None = None) -> memoryview:
+        """The payload (a view, no copy) of an envelope signed with this key; AuthError otherwise.
+
+        max_payload: the largest payload the receiver can accept (its schema's); a larger
+        message is refused before the HMAC, so a hostile one costs nothing to reject."""
         view = memoryview(data)
+        if max_payload is not None and view.nbytes - OVERHEAD > max_payload:
+            raise AuthError(f"unauthenticated message of {view.nbytes} bytes: larger than any this "
+                            f"receiver accepts ({max_payload + OVERHEAD}); not checked")
         if view.nbytes < OVERHEAD or view[:len(MAGIC)] != MAGIC:
             raise AuthError("unauthenticated message (no robot_rl auth envelope: not ours, or a "
                             "peer of an older release)")

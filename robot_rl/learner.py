@@ -113,6 +113,7 @@ class Learner:
         self.handle = make_run_env(cfg)
         env = self.handle.env
         self.schema = TransitionSchema.from_spaces(env.observation_space, env.action_space)
+        self._max_transition_bytes = self.schema.max_message_bytes()
         self.agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=self.device,
                               seed=cfg.seed)
 
@@ -189,7 +190,7 @@ class Learner:
         """Verifies, decodes and queues one transition message; raises TransportError (AuthError:
         no valid tag, counted) if it does not fit."""
         try:
-            payload = self.auth.verify(data)
+            payload = self.auth.verify(data, self._max_transition_bytes)
         except auth.AuthError:
             self.stats["unauthenticated"] += 1
             raise

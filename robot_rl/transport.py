@@ -46,6 +46,7 @@ VERSION = 1
 KINDS = ("transition", "weights", "ack")
 MAX_HEADER_BYTES = 1 << 20           # a safetensors header larger than this is refused unread
 MAX_TENSORS = 4096                   # and one naming more tensors (any receiver expects far fewer)
+MAX_TRANSITIONS_PER_MESSAGE = 256    # an actor sends 1 per step and resends in chunks of resend_chunk
 _EXTRA_TENSORS = 16                  # tensors beyond a receiver's schema that are parsed to name them
 _META_KEY = "robot_rl.transport"
 # safetensors dtype names -> numpy (what safetensors.numpy can read; BF16 and FP8 are refused)
@@ -195,6 +196,12 @@ class TransitionSchema:
         obs = {k: (tuple(int(s) for s in sp.shape), np.dtype(sp.dtype)) for k, sp in spaces.items()}
         return cls(obs, int(action_space.shape[0]))
 
+    def max_message_bytes(self) -> int:
+        """The largest transition message this schema admits: anything larger is refused unread."""
+        n = MAX_TRANSITIONS_PER_MESSAGE
+        frame = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self.obs.values())
+        return 8 + MAX_HEADER_BYTES + (n + 1) * frame + n * (4 * self.action_dim + 4 * 2 + 3)
+
 
 @dataclass
 class TransitionChunk:
@@ -226,8 +233,8 @@ class TransitionChunk:
 
 def encode_transitions(chunk: TransitionChunk) -> bytes:
     n = chunk.count
-    if n < 1:
-        raise ValueError("a transition message needs at least one transition")
+    if not 1 <= n <= MAX_TRANSITIONS_PER_MESSAGE:
+        raise ValueError(f"a transition message holds 1 to {MAX_TRANSITIONS_PER_MESSAGE} transitions, got {n}")
     tensors = {f"frame/{k}": v for k, v in chunk.frames.items()}
     tensors["action"] = np.asarray(chunk.action, np.float32)
     for name, dtype in _TRANSITION_SCALARS.items():
@@ -249,8 +256,9 @@ def decode_transitions(data: bytes | bytearray | memoryview, schema: TransitionS
         _field(header, "session", str, where)
         episode, step, seq, n, unacked_from = (_field(header, k, int, where) for k in
                                                ("episode", "step", "seq", "count", "unacked_from"))
-        if n < 1 or seq < 0 or step < 0 or episode < 0 or not 0 <= unacked_from <= seq:
-            raise TransportError(f"{where}: count must be >= 1, seq, step, episode >= 0 and "
+        if not 1 <= n <= MAX_TRANSITIONS_PER_MESSAGE or seq < 0 or step < 0 or episode < 0 \
+                or not 0 <= unacked_from <= seq:
+            raise TransportError(f"{where}: count must be in [1, {MAX_TRANSITIONS_PER_MESSAGE}], seq, step, episode >= 0 and "
                                  f"0 <= unacked_from <= seq ({header})")
         layout = {f"frame/{k}": ((n + 1, *shape), dtype) for k, (shape, dtype) in schema.obs.items()}
         layout["action"] = ((n, schema.action_dim), np.dtype(np.float32))
@@ -304,6 +312,10 @@ class WeightsSchema:
     tensors: dict[str, tuple[tuple[int, ...], np.dtype]]
     modules: tuple[str, ...]
 
+    def max_message_bytes(self) -> int:
+        """The largest weights message this schema admits: anything larger is refused unread."""
+        return 8 + MAX_HEADER_BYTES + sum(int(np.prod(s)) * d.itemsize for s, d in self.tensors.values())
+
 
 def weights_schema(policy_state: Mapping[str, Any]) -> WeightsSchema:
     tensors = {k: (tuple(v.shape), np.dtype(str(v.dtype).removeprefix("torch.")))
@@ -354,6 +366,9 @@ def encode_ack(learner_session: str, sessions: Mapping[str, Mapping[str, int]], 
     table = {k: {"acked": int(v["acked"]), "expected": int(v["expected"])} for k, v in sessions.items()}
     return encode("ack", {"learner_session": learner_session, "epoch": int(epoch), "ack_seq": int(ack_seq),
                           "sessions": table}, {})
+
+
+ACK_MAX_MESSAGE_BYTES = 8 + MAX_HEADER_BYTES
 
 
 def decode_ack_message(data: bytes | bytearray | memoryview) -> AckMessage:
