@@ -207,6 +207,12 @@ def auth_costs(weights_mb: float, repeats: int = 30, update_seconds: float = 5.0
                       "auth_fraction_of_update": round(per_update_us * 1e-6 * ups, 5)}
     print(f"learner: {ups:.1f} state updates/s ({1e3 / ups:.1f} ms); authentication adds "
           f"{per_update_us:.1f} us per update ({100 * per_update_us * 1e-6 * ups:.3f} %)", flush=True)
+    # A big (pixel) policy: its signing is paid once per publish (weights_every_s = 1 s), whatever
+    # the update rate: the fraction of the learner loop's wall time it takes.
+    big_sign_s = pm[f"weights_{weights_mb:g}MB"]["sign_us"] * 1e-6
+    out["learner"]["big_weights_sign_fraction_at_1_publish_per_s"] = round(big_sign_s, 4)
+    print(f"learner with a {weights_mb:g} MB policy: signing each publish takes {big_sign_s * 1e3:.1f} ms, "
+          f"{100 * big_sign_s:.1f} % of the loop at one publish per second", flush=True)
 
     # Per actor step: act() + encode (+ sign), interleaved on and off.
     obs = {"state": rng.standard_normal(19).astype(np.float32)}
