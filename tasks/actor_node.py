@@ -12,6 +12,8 @@ backend: "twin" runs the env in this process (tasks.make_env); "ros" drives the 
 the topic contract (tasks.ros_backend.make_ros_env, namespace `robot_namespace`).
 At the end (steps reached, or SIGINT/SIGTERM) it waits for the last acks and writes
 RUN_DIR/actor_<id>.json (its episodes and counters).
+Every message is signed / verified with the run's key, `key_file` (default RUN_DIR/auth.key,
+copied from the learner: docs/security.md); without it the node exits with one line.
 """
 from __future__ import annotations
 

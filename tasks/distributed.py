@@ -85,9 +85,8 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
     from robot_rl.agents.sac import SACAgent
     from robot_rl.run_env import make_run_env
     from robot_rl.train import _Curve, _device, evaluate
-    from tasks.actor_node import read_episode_log
-
     from robot_rl.auth import copy_hint, ensure_key
+    from tasks.actor_node import read_episode_log
 
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@ Subscribes /robot_rl/transitions, publishes /robot_rl/weights (TRANSIENT_LOCAL, 
 /robot_rl/acks (tasks/rl_graph.py). The training loop runs on the main thread; rclpy spins on
 a background thread. A malformed or mismatched message is logged as an error and dropped; the
 node keeps running. SIGINT / SIGTERM: checkpoint, write learner_stats.json, exit 0.
+Messages are signed / verified with the run's key, `key_file` (default RUN_DIR/auth.key, created
+if the run has none; docs/security.md).
 """
 from __future__ import annotations
 
@@ -52,8 +54,8 @@ class LearnerNode(Node):
                                writer=self.writer)
         self.sub = self.create_subscription(UInt8MultiArray, topics["transitions"], self._on_transitions,
                                             rl_graph.TRANSITIONS_QOS)
-        self.get_logger().info(f"auth key {key_file or self.learner.key_path}: actors on other machines "
-                               f"need it; {copy_hint(self.learner.key_path)}")
+        key_path = Path(key_file) if key_file else self.learner.key_path
+        self.get_logger().info(f"auth key {key_path}: actors on other machines need it; {copy_hint(key_path)}")
         self.get_logger().info(f"learner session {self.learner.session}: run dir {self.train_cfg.run_dir}, "
                                f"{len(self.learner.online)} online / {len(self.learner.demo)} demo transitions, "
                                f"{self.learner.counters['updates']} updates")
