@@ -1,6 +1,7 @@
 """Actor <-> learner transport over ROS 2, across two processes on one machine.
 
     .venv/bin/python -m bench.transport [--transitions 1000] [--weights-mb 20] [--repeats 5]
+    .venv/bin/python -m bench.transport --auth [--weights-mb 20]      # only 3. (no ROS, ~30 s)
 
 1. transitions/s: pixel transitions (state 20 + two 128x128 RGB cameras; 1 per message, as
    the actor sends them, and in chunks of 16, as it resends) published as fast as possible by
@@ -11,6 +12,12 @@
    received and decoded there; the child answers with a small ack message. Reported: round
    trip (publish .. decoded .. answer back), and encode / decode times alone. Also the time for
    a late subscriber (created after publishing) to get the latched weights.
+3. authentication on / off (in this process, no ROS): per message kind, decode alone vs
+   verify + decode, and sign alone (HMAC-SHA256, robot_rl/auth.py); per learner update (a state
+   SAC UTD cycle, the updates/s of `robot-rl bench learner`) the verify of its share of the
+   incoming transitions plus the signing of its share of the weights and acks, as a fraction of
+   the update; per actor step (state policy act() + encode + send) p50/p99 with and without the
+   signature, interleaved so both see the same load.
 Prints the machine, then one JSON line (last).
 """
 from __future__ import annotations
@@ -132,15 +139,117 @@ class Pongs:
                 self.cond.wait(left)
 
 
+def _median_s(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def auth_costs(weights_mb: float, repeats: int = 30, update_seconds: float = 5.0) -> dict:
+    """Section 3 of the module docstring."""
+    import secrets
+
+    from bench.learner import _random_batch, _spaces, _updates_per_s
+    from robot_rl.agents.sac import SACAgent, SACConfig
+    from robot_rl.auth import MessageAuth
+
+    auth = MessageAuth(secrets.token_bytes(32))
+    rng = np.random.default_rng(0)
+    obs_space, act_space = _spaces(())
+    agent = SACAgent(SACConfig(), obs_space, act_space, seed=0)
+    state_schema = transport.TransitionSchema.from_spaces(obs_space, act_space)
+    z = np.zeros(1, np.uint8)
+
+    def state_chunk(seq: int) -> bytes:
+        return transport.encode_transitions(transport.TransitionChunk(
+            "bench", "s", 0, 0, seq, {"state": rng.standard_normal((2, 19)).astype(np.float32)},
+            np.zeros((1, 7), np.float32), np.zeros(1, np.float32), z, z, np.zeros(1, np.float32), z))
+
+    big = fake_policy(weights_mb)
+    acks = {f"actor{i}/{i:012x}": {"acked": 10_000 * i, "expected": 10_000 * i + 1} for i in range(8)}
+    kinds = {
+        "transition_state": (state_chunk(0), lambda b: transport.decode_transitions(b, state_schema)),
+        "transition_pixels": (chunk_bytes(1, 0, rng), lambda b: transport.decode_transitions(b, SCHEMA)),
+        "transition_pixels_x16": (chunk_bytes(16, 0, rng), lambda b: transport.decode_transitions(b, SCHEMA)),
+        "ack_8_sessions": (transport.encode_ack("L", acks, 1, 1), transport.decode_ack),
+        "weights_state_policy": (transport.encode_weights(agent.policy_state_dict(), 1, "L", 1),
+                                 lambda b: transport.decode_weights(b, transport.weights_schema(agent.policy_state_dict()))),
+        f"weights_{weights_mb:g}MB": (transport.encode_weights(big, 1, "L", 1),
+                                      lambda b, sch=transport.weights_schema(big): transport.decode_weights(b, sch)),
+    }
+    out: dict = {"per_message": {}}
+    for name, (payload, decode) in kinds.items():
+        signed = auth.sign(payload)
+        n = repeats if len(payload) < 5e6 else max(5, repeats // 6)
+        off = _median_s(lambda: decode(payload), n)
+        on = _median_s(lambda: decode(auth.verify(signed)), n)
+        sign = _median_s(lambda: auth.sign(payload), n)
+        out["per_message"][name] = {"bytes": len(payload), "decode_us": round(off * 1e6, 1),
+                                    "verify_and_decode_us": round(on * 1e6, 1),
+                                    "sign_us": round(sign * 1e6, 1)}
+        print(f"auth {name} ({len(payload) / 1e3:.1f} kB): decode {off * 1e6:.0f} us, verify + decode "
+              f"{on * 1e6:.0f} us, sign {sign * 1e6:.0f} us", flush=True)
+
+    # Per learner update (state SAC, UTD cycle): updates_per_step=1 -> one transition verified per
+    # update; weights (state policy) signed every weights_every_s=1 s; acks ~3/s (heartbeat + commits).
+    batches = [_random_batch(obs_space, 256, torch.device("cpu"), rng) for _ in range(agent.cfg.critic_actor_ratio)]
+    ups = _updates_per_s(agent, batches, update_seconds)
+    pm = out["per_message"]
+    verify_us = pm["transition_state"]["verify_and_decode_us"] - pm["transition_state"]["decode_us"]
+    per_update_us = (max(verify_us, 0.0) + pm["weights_state_policy"]["sign_us"] / ups
+                     + 3 * pm["ack_8_sessions"]["sign_us"] / ups)
+    out["learner"] = {"state_updates_per_s": round(ups, 1), "update_ms": round(1e3 / ups, 2),
+                      "auth_us_per_update": round(per_update_us, 1),
+                      "auth_fraction_of_update": round(per_update_us * 1e-6 * ups, 5)}
+    print(f"learner: {ups:.1f} state updates/s ({1e3 / ups:.1f} ms); authentication adds "
+          f"{per_update_us:.1f} us per update ({100 * per_update_us * 1e-6 * ups:.3f} %)", flush=True)
+    # A big (pixel) policy: its signing is paid once per publish (weights_every_s = 1 s), whatever
+    # the update rate: the fraction of the learner loop's wall time it takes.
+    big_sign_s = pm[f"weights_{weights_mb:g}MB"]["sign_us"] * 1e-6
+    out["learner"]["big_weights_sign_fraction_at_1_publish_per_s"] = round(big_sign_s, 4)
+    print(f"learner with a {weights_mb:g} MB policy: signing each publish takes {big_sign_s * 1e3:.1f} ms, "
+          f"{100 * big_sign_s:.1f} % of the loop at one publish per second", flush=True)
+
+    # Per actor step: act() + encode (+ sign), interleaved on and off.
+    obs = {"state": rng.standard_normal(19).astype(np.float32)}
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    for i in range(20 + 20 * repeats):
+        for mode in ("off", "on") if i % 2 else ("on", "off"):
+            t = time.perf_counter()
+            agent.act(obs, deterministic=False)
+            data = state_chunk(i)
+            if mode == "on":
+                data = auth.sign(data)
+            if i >= 20:
+                times[mode].append((time.perf_counter() - t) * 1e3)
+    out["actor_step_ms"] = {m: {"p50": round(float(np.percentile(v, 50)), 3),
+                                "p99": round(float(np.percentile(v, 99)), 3)} for m, v in times.items()}
+    print(f"actor step (act + encode [+ sign]): off p50/p99 {out['actor_step_ms']['off']['p50']}/"
+          f"{out['actor_step_ms']['off']['p99']} ms, on {out['actor_step_ms']['on']['p50']}/"
+          f"{out['actor_step_ms']['on']['p99']} ms", flush=True)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--transitions", type=int, default=1000)
     p.add_argument("--weights-mb", type=float, default=20.0)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--role", default="sender", choices=("sender", "receiver"))
+    p.add_argument("--auth", action="store_true", help="only the authentication on/off comparison (no ROS)")
     args = p.parse_args()
     if args.role == "receiver":
         return receiver(args.weights_mb)
+    if args.auth:
+        print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+              f"python {platform.python_version()}, torch {torch.__version__}", flush=True)
+        print(json.dumps({"bench": "transport_auth", "machine": platform.node(), "cores": os.cpu_count(),
+                          **auth_costs(args.weights_mb)}))
+        return 0
 
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, torch {torch.__version__}, "

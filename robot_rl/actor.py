@@ -19,6 +19,15 @@ sessions' spool under their old session and seq numbers (`recover_spooled`).
 
 New weights are applied between episodes only, never mid-episode.
 
+Authentication (robot_rl/auth.py): every message out is signed with the run's key, and every
+message in is verified before it is parsed; one without a valid tag is dropped and counted
+(`stats["unauthenticated"]`) and changes nothing. Acks carry the learner's start epoch and a
+per-session ack counter, both under the tag: an ack from an older learner or an older ack of
+the current one (a replay) is ignored (`stats["replayed"]`). The actor binds to the newest
+learner session it has an ack from and loads weights only from that session, only newer
+versions than it has (`stats["stale_weights"]`, `stats["replayed"]`). An ack that would release
+transitions the actor never sent (`acked >= next_seq`) is refused (`stats["refused_acks"]`).
+
 No ROS here: the node (tasks/actor_node.py) passes received bytes to receive_ack /
 receive_weights / Takeover from its callbacks and gives a `send(bytes)` callable. Those entry
 points are thread-safe; everything else runs on the caller's thread.
@@ -36,6 +45,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from robot_rl import transport
+from robot_rl.auth import AuthError, MessageAuth
 from robot_rl.spool import Spool, SpooledSession
 from robot_rl.transport import TransitionChunk, TransitionSchema
 
@@ -147,7 +157,9 @@ class Actor:
     def __init__(self, cfg: ActorConfig, handle: Any, agent: Any, send: Callable[[bytes], None],
                  takeover: Takeover | None = None, session: str | None = None, writer: Any = None,
                  seed: int = 0, clock: Callable[[], float] = time.monotonic,
-                 rotation: Callable[[], np.ndarray | None] | None = None):
+                 rotation: Callable[[], np.ndarray | None] | None = None, *, key: bytes):
+        """key: the run's auth key (robot_rl.auth.load_key(RUN_DIR/auth.key))."""
+        self.auth = MessageAuth(key)
         self.cfg, self.handle, self.env, self.agent = cfg, handle, handle.env, agent
         self.send = send
         self.takeover = takeover or Takeover(cfg.takeover, clock)
@@ -159,6 +171,10 @@ class Actor:
         self.rng = np.random.default_rng(seed)
         self.weights_schema = transport.weights_schema(agent.policy_state_dict())
         self.schema = TransitionSchema.from_spaces(self.env.observation_space, self.env.action_space)
+        self._max_weights_bytes = self.weights_schema.max_message_bytes()
+        if not 1 <= cfg.resend_chunk <= transport.MAX_TRANSITIONS_PER_MESSAGE:
+            raise ValueError(f"resend_chunk must be in [1, {transport.MAX_TRANSITIONS_PER_MESSAGE}], "
+                             f"got {cfg.resend_chunk}")
         self.stop_event = threading.Event()
         # Earlier sessions' spooled transitions (a killed actor), re-sent by recover_spooled().
         self.spooled: list[SpooledSession] = (Spool.recover(cfg.spool_dir, exclude=self.session)
@@ -170,6 +186,9 @@ class Actor:
         self._lock = threading.Lock()
         self._ack_inbox: tuple[str, dict[str, int] | None] | None = None
         self._weights_inbox: tuple[dict[str, Any], dict[str, Any]] | None = None
+        # The newest learner seen in an authenticated ack (written by receive_ack, under _lock):
+        # older epochs and older ack_seqs of it are replays.
+        self._bound: tuple[int, str | None, int] = (-1, None, -1)    # (epoch, session, ack_seq)
 
         self.next_seq = 0
         self.episode = 0
@@ -188,21 +207,48 @@ class Actor:
         self.weights_version = -1
         self.weights_header: dict[str, Any] = {}
         self.stats = {"sent": 0, "resent": 0, "acked": 0, "weights_loaded": 0, "rejected": 0,
-                      "recovered": 0, "spool_errors": 0}
+                      "recovered": 0, "spool_errors": 0, "unauthenticated": 0, "replayed": 0,
+                      "refused_acks": 0, "stale_weights": 0}
 
     # ------------------------------------------------------------------ inbound (any thread)
 
+    def _verified(self, data: bytes, max_payload: int) -> memoryview:
+        try:
+            return self.auth.verify(data, max_payload)
+        except AuthError:
+            with self._lock:
+                self.stats["unauthenticated"] += 1
+            raise
+
     def receive_ack(self, data: bytes) -> None:
-        """Raises TransportError for a malformed message (the node logs it and goes on)."""
-        learner_session, table = transport.decode_ack(data)
+        """Raises TransportError (AuthError: no valid tag) for a message it drops (the node logs
+        it and goes on); a replayed or older learner's ack is ignored and counted."""
+        ack = transport.decode_ack_message(self._verified(data, transport.ACK_MAX_MESSAGE_BYTES))
         with self._lock:
-            self._ack_inbox = (learner_session, table.get(self.key))
-            self._latest_acks = (learner_session, table)
+            epoch, session, ack_seq = self._bound
+            if ack.epoch < epoch or (ack.epoch == epoch and (ack.learner_session != session
+                                                               or ack.ack_seq <= ack_seq)):
+                self.stats["replayed"] += 1
+                return
+            self._bound = (ack.epoch, ack.learner_session, ack.ack_seq)
+            self._ack_inbox = (ack.learner_session, ack.sessions.get(self.key))
+            self._latest_acks = (ack.learner_session, ack.sessions)
 
     def receive_weights(self, data: bytes) -> None:
-        """Checks the weights against this policy's schema now; they are applied between episodes."""
-        header, state = transport.decode_weights(data, self.weights_schema)
+        """Checks the weights against this policy's schema now; they are applied between episodes,
+        if they come from the learner session this actor is bound to (apply_weights)."""
+        header, state = transport.decode_weights(self._verified(data, self._max_weights_bytes), self.weights_schema)
         with self._lock:
+            loaded = self.weights_header
+            waiting = self._weights_inbox[0] if self._weights_inbox is not None else {}
+            if header["epoch"] < max(self._bound[0], waiting.get("epoch", -1)):
+                self.stats["stale_weights"] += 1          # an older learner's (a replay)
+                return
+            for have in (loaded, waiting):
+                if have.get("learner_session") == header["learner_session"] \
+                        and header["weights_version"] <= have["weights_version"]:
+                    self.stats["replayed"] += 1           # not newer than what we hold
+                    return
             self._weights_inbox = (header, state)     # latest only: the newest message wins
 
     # ------------------------------------------------------------------ acks and resending
@@ -221,7 +267,12 @@ class Actor:
                              self.learner_session, learner_session, len(self.unacked))
                 self.learner_session = learner_session
                 resend_all = bool(self.unacked)
-            if entry is None:
+            if entry is not None and (entry["acked"] >= self.next_seq or entry["expected"] > self.next_seq):
+                # Would release transitions we never sent: refused, nothing pruned.
+                self.stats["refused_acks"] += 1
+                log.error("refused an ack of %s up to seq %d: only seqs < %d were sent",
+                          self.key, entry["acked"], self.next_seq)
+            elif entry is None:
                 self.learner_expected = None
             else:
                 self.learner_expected = entry["expected"]
@@ -274,10 +325,14 @@ class Actor:
                   data: bytes | None = None) -> None:
         if data is None:
             data = self._encode_run(run, self.session, next(iter(self.unacked)))
-        self.send(data)
+        self._send(data)
         for seq, _ in run:
             self.last_sent[seq] = now
         self.stats["sent" if first_time else "resent"] += len(run)
+
+    def _send(self, payload: bytes) -> None:
+        """Every message leaves signed (the spool keeps the unsigned payload: it never travels)."""
+        self.send(self.auth.sign(payload))
 
     def flush(self, timeout_s: float) -> bool:
         """Waits until every transition is acknowledged; False on timeout."""
@@ -294,6 +349,13 @@ class Actor:
         """Loads the newest received weights (call between episodes); True if new ones were loaded."""
         with self._lock:
             inbox, self._weights_inbox = self._weights_inbox, None
+            bound_epoch, bound_session, _ = self._bound
+            if inbox is not None and inbox[0]["learner_session"] != bound_session:
+                if inbox[0]["epoch"] > bound_epoch:
+                    self._weights_inbox = inbox       # a newer learner whose first ack is on its way
+                else:
+                    self.stats["stale_weights"] += 1  # not the learner we are bound to
+                inbox = None
         if inbox is None:
             return False
         header, state = inbox
@@ -448,7 +510,7 @@ class Actor:
                     for seq, t in list(pending.items()) + [(None, None)]:
                         if run and (t is None or t["episode"] != run[-1][1]["episode"]
                                     or len(run) >= self.cfg.resend_chunk):
-                            self.send(self._encode_run(run, old.session, next(iter(pending))))
+                            self._send(self._encode_run(run, old.session, next(iter(pending))))
                             self.stats["recovered"] += len(run)
                             run = []
                         if t is not None:

@@ -31,6 +31,14 @@ learner_state.json (per-session ack table, ingest counters; replaced atomically)
 learner reopens the buffers at their last commit and the checkpoint, and answers actors from
 the table it wrote with that commit.
 
+Authentication (robot_rl/auth.py): the run's key lives in RUN_DIR/auth.key (created here if
+the run has none). Every transition is verified before it is parsed; one without a valid tag
+is dropped and counted (`stats["unauthenticated"]`). Weights and acks leave signed and carry
+this process's `epoch` (it only grows across restarts: max(last epoch + 1, time.time_ns()),
+kept in learner_state.json) and acks a per-session `ack_seq`, so an actor recognises a
+replayed or older learner's message. A replayed transition is a duplicate (dropped by seq; a
+replay of an episode start the learner has staged matches what is staged and changes nothing).
+
 No ROS here: the node (tasks/learner_node.py) feeds receive() from its subscription callback
 (any thread) and gives publish_weights / publish_ack callables.
 """
@@ -52,7 +60,7 @@ import torch
 
 from robot_rl import checkpoint as ckpt
 from robot_rl import config as config_lib
-from robot_rl import transport
+from robot_rl import auth, transport
 from robot_rl.agents.sac import SACAgent
 from robot_rl.atomic_io import is_disk_full, write_json_atomic
 from robot_rl.buffers import ReplayBuffer
@@ -82,7 +90,8 @@ class Learner:
 
     def __init__(self, cfg: Any, opts: LearnerConfig, publish_weights: Callable[[bytes], None],
                  publish_ack: Callable[[bytes], None], writer: Any = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, key: bytes | None = None):
+        """key: the run's auth key; None: RUN_DIR/auth.key, created if the run has none."""
         from robot_rl.run_env import make_run_env
         from robot_rl.train import _device, checkpoint_exists, collect_demos
 
@@ -92,6 +101,10 @@ class Learner:
         self.session = uuid.uuid4().hex[:12]
         self.run_dir = Path(cfg.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.key_path = self.run_dir / auth.KEY_FILE
+        if key is None:
+            key = auth.load_key(auth.ensure_key(self.run_dir))
+        self.auth = auth.MessageAuth(key)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = _device(cfg.device)
@@ -100,6 +113,7 @@ class Learner:
         self.handle = make_run_env(cfg)
         env = self.handle.env
         self.schema = TransitionSchema.from_spaces(env.observation_space, env.action_space)
+        self._max_transition_bytes = self.schema.max_message_bytes()
         self.agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=self.device,
                               seed=cfg.seed)
 
@@ -115,6 +129,9 @@ class Learner:
         self.staged: dict[str, list[dict[str, Any]]] = {}
         self.last_seen: dict[str, float] = {}
         self.demos_done = bool(state.get("demos_done", False))
+        # Orders this learner process after every earlier one of the run (acks and weights carry it).
+        self.epoch = max(int(state.get("epoch", 0)) + 1, time.time_ns())
+        self._ack_seq = 0
 
         def open_or_create(directory: Path, capacity: int) -> ReplayBuffer:
             if (directory / "header.json").exists():
@@ -155,13 +172,14 @@ class Learner:
         self.inbox: queue.Queue[TransitionChunk] = queue.Queue(maxsize=opts.inbox_size)
         self.stop_event = threading.Event()
         self.stats = {"received": 0, "duplicates": 0, "gaps": 0, "rejected": 0, "weights_sent": 0,
-                      "disk_full_retries": 0, "dropped_disk_full": 0}
+                      "disk_full_retries": 0, "dropped_disk_full": 0, "unauthenticated": 0}
         # Episodes complete in memory that a full disk kept out of the buffers (oldest first):
         # not acked, retried every disk_retry_s; ingest pauses meanwhile (acks stay in order).
         self.blocked: list[tuple[str, list[dict[str, Any]]]] = []
         self.status: dict[str, Any] = {"disk_full": False, "error": ""}
         self._demo_written: set[int] = set()     # ids of held-back episodes whose demo part is on disk
         self._state_dirty = False
+        self._save_state()                     # the epoch, before anything is published
         self._last_disk_retry = -np.inf
         self._last = {"weights": -np.inf, "heartbeat": -np.inf, "checkpoint": clock(), "weights_updates": -1}
         self._metrics: dict[str, float] = {}
@@ -169,8 +187,14 @@ class Learner:
     # ------------------------------------------------------------------ inbound (any thread)
 
     def receive(self, data: bytes) -> None:
-        """Decodes and queues one transition message; raises TransportError if it does not fit."""
-        chunk = transport.decode_transitions(data, self.schema)
+        """Verifies, decodes and queues one transition message; raises TransportError (AuthError:
+        no valid tag, counted) if it does not fit."""
+        try:
+            payload = self.auth.verify(data, self._max_transition_bytes)
+        except auth.AuthError:
+            self.stats["unauthenticated"] += 1
+            raise
+        chunk = transport.decode_transitions(payload, self.schema)
         if self.blocked:
             # A full disk holds episodes back: nothing new is taken in (the actors keep it
             # unacked and resend it), so memory does not grow while the disk stays full.
@@ -197,7 +221,8 @@ class Learner:
             s = self.sessions[key] = {"acked": chunk.unacked_from - 1, "expected": chunk.unacked_from}
         elif chunk.unacked_from > s["expected"] and not self.staged.get(key):
             s["acked"], s["expected"] = chunk.unacked_from - 1, chunk.unacked_from
-        elif chunk.step == 0 and chunk.seq == s["acked"] + 1 and self.staged.get(key):
+        elif chunk.step == 0 and chunk.seq == s["acked"] + 1 and self.staged.get(key) \
+                and not _matches_staged(chunk, self.staged[key]):
             # A resend from the oldest unacked transition (an episode start): take the episode
             # again from there. Needed when a restarted actor re-sends a killed session's spool
             # with its unfinished last episode closed (the closing flag differs from what we staged).
@@ -321,7 +346,7 @@ class Learner:
 
         A full disk leaves the previous table (the episode is in the buffers; a learner killed
         now would take it twice at most, never lose it) and the write is retried in step()."""
-        doc = {"counters": self.counters, "demos_done": self.demos_done,
+        doc = {"counters": self.counters, "demos_done": self.demos_done, "epoch": self.epoch,
                "acked": {k: v["acked"] for k, v in self.sessions.items() if v["acked"] >= 0}}
         try:
             write_json_atomic(self.state_path, doc)
@@ -337,11 +362,13 @@ class Learner:
 
     def _publish_acks(self) -> None:
         table = {k: dict(v) for k, v in self.sessions.items()}
-        self.publish_ack(transport.encode_ack(self.session, table))
+        self._ack_seq += 1
+        self.publish_ack(self.auth.sign(transport.encode_ack(self.session, table, self.epoch, self._ack_seq)))
         self._last["heartbeat"] = self.clock()
 
     def publish_weights_now(self) -> None:
-        data = transport.encode_weights(self.agent.policy_state_dict(), self.counters["updates"], self.session)
+        data = self.auth.sign(transport.encode_weights(self.agent.policy_state_dict(), self.counters["updates"],
+                                                       self.session, self.epoch))
         self.publish_weights(data)
         self.stats["weights_sent"] += 1
         self._last["weights"] = self.clock()
@@ -434,3 +461,21 @@ class Learner:
         self.online.close()
         self.demo.close()
         self.handle.close()
+
+
+def _matches_staged(chunk: TransitionChunk, staged: list[dict[str, Any]]) -> bool:
+    """Whether a chunk from an episode start repeats what is staged (a resend or a replay of the
+    same transitions: nothing to redo), rather than differing (a killed session's spool with its
+    last episode closed: take the episode again from its start)."""
+    for i in range(min(chunk.count, len(staged))):
+        t = staged[i]
+        if not (t["episode"] == chunk.episode and t["step"] == chunk.step + i
+                and np.array_equal(t["action"], chunk.action[i])
+                and t["reward"] == float(chunk.reward[i])
+                and t["terminated"] == bool(chunk.terminated[i]) and t["truncated"] == bool(chunk.truncated[i])
+                and t["grasp_penalty"] == float(chunk.grasp_penalty[i])
+                and t["intervention"] == bool(chunk.intervention[i])
+                and all(np.array_equal(t["obs"][k], v) for k, v in chunk.obs(i).items())
+                and all(np.array_equal(t["next_obs"][k], v) for k, v in chunk.next_obs(i).items())):
+            return False
+    return True

@@ -12,6 +12,8 @@ backend: "twin" runs the env in this process (tasks.make_env); "ros" drives the 
 the topic contract (tasks.ros_backend.make_ros_env, namespace `robot_namespace`).
 At the end (steps reached, or SIGINT/SIGTERM) it waits for the last acks and writes
 RUN_DIR/actor_<id>.json (its episodes and counters).
+Every message is signed / verified with the run's key, `key_file` (default RUN_DIR/auth.key,
+copied from the learner: docs/security.md); without it the node exits with one line.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from std_msgs.msg import UInt8MultiArray
 
 from drivers.teleop import GRIPPER_CLOSE, GRIPPER_OPEN, TAKEOVER  # the /spacemouse/joy contract
 from robot_rl.atomic_io import write_json_atomic
+from robot_rl.auth import KEY_FILE, AuthError, load_key
 from robot_rl.transport import TransportError
 from tasks import rl_graph
 from tasks.rl_graph import declare, train_config_from_params
@@ -42,6 +45,10 @@ class ActorNode(Node):
         from robot_rl.train import _device
 
         cfg = self.train_cfg = train_config_from_params(self)
+        # The run's auth key first: without it nothing the actor sends would be accepted.
+        key = load_key(declare(self, "key_file", "", "the run's auth key (empty: RUN_DIR/auth.key; "
+                                                     "copy it from the learner, docs/security.md)")
+                       or Path(cfg.run_dir) / KEY_FILE)
         self.steps = declare(self, "steps", cfg.steps, "env steps to run, then flush and exit")
         backend = declare(self, "backend", "twin", "twin: env in this process; ros: over the topic contract")
         robot_ns = declare(self, "robot_namespace", "/franka", "robot namespace for backend=ros")
@@ -95,7 +102,7 @@ class ActorNode(Node):
         self.writer = SummaryWriter(str(Path(cfg.run_dir) / "tb" / f"actor_{acfg.actor_id}"))
         self.transitions_pub = self.create_publisher(UInt8MultiArray, topics["transitions"], rl_graph.TRANSITIONS_QOS)
         self.actor = Actor(acfg, handle, agent, send=lambda b: self.transitions_pub.publish(rl_graph.to_msg(b)),
-                           takeover=Takeover(takeover), writer=self.writer, seed=cfg.seed)
+                           takeover=Takeover(takeover), writer=self.writer, seed=cfg.seed, key=key)
         self.twist_stamps: list[float] = []     # arrival times (monotonic), for latency checks
         self.create_subscription(TwistStamped, topics["twist"], self._on_twist, 10)
         self.create_subscription(Joy, topics["joy"], self._on_joy, 10)
@@ -132,6 +139,8 @@ class ActorNode(Node):
             fn(rl_graph.from_msg(msg))
         except Exception as e:  # noqa: BLE001 - TransportError and anything else: log, keep running
             self.rejected += 1
+            if isinstance(e, AuthError) and not rl_graph.log_this(self.rejected):
+                return                  # a flood of forged messages must not flood the log
             kind = "" if isinstance(e, TransportError) else f" ({type(e).__name__})"
             self.get_logger().error(f"rejected a {what} message{kind}: {e}")
 

@@ -16,6 +16,9 @@ Children are started with the venv's python, in their own session, and stopped b
 SIGKILL too (PR_SET_PDEATHSIG). Run it again with the same run dir and it resumes: the learner
 from its buffers, checkpoint and ack table, a new actor first re-sends the killed actor's spool,
 and only the remaining steps are run. Uses the caller's ROS_DOMAIN_ID.
+
+It creates the run's auth key (RUN_DIR/auth.key, mode 0600; robot_rl/auth.py) if the run has
+none, and prints how to copy it to an actor machine (docs/security.md).
 """
 from __future__ import annotations
 
@@ -82,10 +85,15 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
     from robot_rl.agents.sac import SACAgent
     from robot_rl.run_env import make_run_env
     from robot_rl.train import _Curve, _device, evaluate
+    from robot_rl.auth import copy_hint, ensure_key
     from tasks.actor_node import read_episode_log
 
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The run's auth key (RUN_DIR/auth.key, 0600): both children read it; a remote actor needs a copy.
+    key_path = ensure_key(run_dir)
+    print(f"robot-rl: actor/learner messages are signed with {key_path}; for an actor on another "
+          f"machine, {copy_hint(key_path.resolve())}", file=sys.stderr, flush=True)
     cfg_path = run_dir / "distributed.yaml"
     config_lib.save(cfg, cfg_path)
     state_path = run_dir / "learner_state.json"

@@ -6,6 +6,8 @@ Subscribes /robot_rl/transitions, publishes /robot_rl/weights (TRANSIENT_LOCAL, 
 /robot_rl/acks (tasks/rl_graph.py). The training loop runs on the main thread; rclpy spins on
 a background thread. A malformed or mismatched message is logged as an error and dropped; the
 node keeps running. SIGINT / SIGTERM: checkpoint, write learner_stats.json, exit 0.
+Messages are signed / verified with the run's key, `key_file` (default RUN_DIR/auth.key, created
+if the run has none; docs/security.md).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
 from robot_rl.atomic_io import write_json_atomic
+from robot_rl.auth import AuthError, copy_hint, load_key
 from robot_rl.transport import TransportError
 from tasks import rl_graph
 from tasks.rl_graph import declare, train_config_from_params
@@ -43,12 +46,16 @@ class LearnerNode(Node):
         self.acks_pub = self.create_publisher(UInt8MultiArray, topics["acks"], rl_graph.ACKS_QOS)
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(Path(self.train_cfg.run_dir) / "tb" / "learner"))
-        self.learner = Learner(self.train_cfg, opts,
+        key_file = declare(self, "key_file", "", "the run's auth key (empty: RUN_DIR/auth.key, "
+                                                 "created if the run has none)")
+        self.learner = Learner(self.train_cfg, opts, key=load_key(key_file) if key_file else None,
                                publish_weights=lambda b: self.weights_pub.publish(rl_graph.to_msg(b)),
                                publish_ack=lambda b: self.acks_pub.publish(rl_graph.to_msg(b)),
                                writer=self.writer)
         self.sub = self.create_subscription(UInt8MultiArray, topics["transitions"], self._on_transitions,
                                             rl_graph.TRANSITIONS_QOS)
+        key_path = Path(key_file) if key_file else self.learner.key_path
+        self.get_logger().info(f"auth key {key_path}: actors on other machines need it; {copy_hint(key_path)}")
         self.get_logger().info(f"learner session {self.learner.session}: run dir {self.train_cfg.run_dir}, "
                                f"{len(self.learner.online)} online / {len(self.learner.demo)} demo transitions, "
                                f"{self.learner.counters['updates']} updates")
@@ -58,6 +65,8 @@ class LearnerNode(Node):
             self.learner.receive(rl_graph.from_msg(msg))
         except TransportError as e:
             self.learner.stats["rejected"] += 1
+            if isinstance(e, AuthError) and not rl_graph.log_this(self.learner.stats["unauthenticated"]):
+                return                  # a flood of forged messages must not flood the log
             self.get_logger().error(f"rejected a transition message: {e}")
         except Exception as e:  # noqa: BLE001 - a bad message must never stop the learner
             self.learner.stats["rejected"] += 1

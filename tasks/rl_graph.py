@@ -27,6 +27,8 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt8MultiArray
 
+from robot_rl.auth import KeyFileError
+
 TRANSITIONS_TOPIC = "/robot_rl/transitions"
 WEIGHTS_TOPIC = "/robot_rl/weights"
 ACKS_TOPIC = "/robot_rl/acks"
@@ -48,6 +50,11 @@ def to_msg(data: bytes) -> UInt8MultiArray:
 def from_msg(msg: UInt8MultiArray) -> bytes:
     data = msg.data
     return data.tobytes() if hasattr(data, "tobytes") else bytes(data)
+
+
+def log_this(count: int) -> bool:
+    """Log the first 10 dropped messages, then every 1000th (a flood must not fill the disk)."""
+    return count <= 10 or count % 1000 == 0
 
 
 def on_stop_signals(stop: Callable[[], None]) -> None:
@@ -97,6 +104,9 @@ def run_node(label: str, make_node: Callable[[], Node], stop_event: Callable[[No
         on_stop_signals(stop_event(node).set)
         spin = Spinner([node])
         return body(node)
+    except KeyFileError as e:
+        logging.getLogger(label).error("%s", e)          # one line: the path and how to fix it
+        return 2
     except KeyboardInterrupt:
         return 0
     finally:

@@ -154,6 +154,7 @@ def test_wait_when_disk_full_logs_waits_and_writes_once_there_is_room(tiny_disk,
 def test_the_learner_holds_an_episode_while_the_disk_is_full_and_acks_it_after(tiny_disk):
     from robot_rl.actor import Actor, ActorConfig, Takeover
     from robot_rl.agents.sac import SACAgent, SACConfig
+    from robot_rl.auth import load_key
     from robot_rl.buffers import BufferConfig
     from robot_rl.learner import Learner, LearnerConfig
     from robot_rl.run_env import make_env_and_expert
@@ -169,6 +170,7 @@ def test_the_learner_holds_an_episode_while_the_disk_is_full_and_acks_it_after(t
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space, seed=0)
     human = Takeover(clock=lambda: 0.0)        # a frozen clock: a held button never times out
     actor = Actor(ActorConfig(actor_id="a", resend_after_s=0.0), handle, agent, send=learner.receive,
+                  key=load_key(learner.key_path),
                   takeover=human)
     actors.append(actor)
     try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -197,3 +198,61 @@ def test_weights_decode_gives_torch_tensors_that_own_their_memory():
     data[:] = b"\x00" * len(data)               # the receive buffer is reused by the middleware
     assert all(torch.isfinite(t).all() for m in state.values() for t in m.values())
     assert any(t.abs().sum() > 0 for t in state["actor"].values())
+
+
+def _hostile_messages() -> dict[str, bytes]:
+    """Messages no encoder makes: too many tensors, nested too deeply, a dtype numpy lacks."""
+    import struct
+
+    from safetensors.torch import save as st_save_torch
+
+    def raw(kind: str, body: bytes) -> bytes:
+        meta = json.dumps(json.dumps({"format": transport.FORMAT, "version": transport.VERSION, "kind": kind}))
+        text = b'{"__metadata__":{"robot_rl.transport":' + meta.encode() + b"}" + body + b"}"
+        return struct.pack("<Q", len(text)) + text
+
+    many = b"," + b",".join(b'"t%d":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}' % i for i in range(200_000))
+    deep = b',"x":' + b"[" * 100_000 + b"]" * 100_000
+    data = transport.encode_transitions(make_chunk())
+    tensors = {k: torch.from_numpy(v.copy()) for k, v in st_load(data).items()}
+    tensors["reward"] = tensors["reward"].to(torch.bfloat16)
+    bf16 = st_save_torch(tensors, metadata={"robot_rl.transport": json.dumps(transport.peek_header(data))})
+    out = {}
+    for kind in transport.KINDS:
+        out[f"{kind}: 200k tensors, 11 MB"] = raw(kind, many)
+        out[f"{kind}: 5000 tensors, under 1 MB"] = raw(kind, many[:5000 * 57])
+        out[f"{kind}: nested 100k deep"] = raw(kind, deep)
+    out["transition: a BF16 tensor"] = bf16
+    return out
+
+
+HOSTILE = _hostile_messages()
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_messages_raise_only_transport_error_and_fast(name):
+    """Issue #19: RecursionError and KeyError escaped; a 200k-tensor message took 3.5 s."""
+    data = HOSTILE[name]
+    weights = transport.weights_schema(_policy_state().policy_state_dict())
+    for decode in (lambda d: transport.decode_transitions(d, SCHEMA), transport.decode_ack,
+                   lambda d: transport.decode_weights(d, weights), transport.peek_header):
+        best = float("inf")
+        for _ in range(3):              # the best of three: the shared CPU may stall any one
+            t = time.perf_counter()
+            try:
+                decode(data)
+            except TransportError:
+                pass
+            best = min(best, time.perf_counter() - t)
+        assert best < 0.05, f"{name}: {best * 1e3:.1f} ms"
+    if "BF16" in name:
+        with pytest.raises(TransportError, match=r"reward: expected float32\(3,\), got BF16\(3,\)"):
+            transport.decode_transitions(data, SCHEMA)
+
+
+def test_transition_count_is_capped():
+    with pytest.raises(ValueError, match="1 to 256 transitions"):
+        transport.encode_transitions(make_chunk(n=257))
+    data = reencode(transport.encode_transitions(make_chunk()), edit_header=lambda h: h.update(count=10**6))
+    with pytest.raises(TransportError, match=r"count must be in \[1, 256\]"):
+        transport.decode_transitions(data, SCHEMA)

@@ -33,6 +33,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
 from robot_rl import transport  # noqa: E402
+from robot_rl.auth import KEY_FILE, AuthError, MessageAuth, ensure_key, load_key  # noqa: E402
 from robot_rl.buffers import ReplayBuffer  # noqa: E402
 from tasks import rl_graph  # noqa: E402
 
@@ -46,6 +47,7 @@ def write_config(run_dir: Path, **changes) -> Path:
            "buffer": {"capacity": 5000, "demo_capacity": 5000}}
     cfg.update(changes)
     run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_key(run_dir)                    # the run's auth key, as whoever creates the run dir does
     path = run_dir.parent / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -107,14 +109,19 @@ def procs(tmp_path):
 class AckProbe:
     """Watches /robot_rl/acks from the test process: the highest seq acked per session."""
 
-    def __init__(self, node):
+    def __init__(self, node, run_dir: Path):
+        self.auth = MessageAuth(load_key(Path(run_dir) / KEY_FILE))     # acks are signed with the run's key
         self.acked: dict[str, int] = {}
         self.learner_sessions: list[str] = []
         self._lock = threading.Lock()
         node.create_subscription(UInt8MultiArray, rl_graph.ACKS_TOPIC, self._on, rl_graph.ACKS_QOS)
 
     def _on(self, msg) -> None:
-        session, table = transport.decode_ack(rl_graph.from_msg(msg))
+        try:
+            payload = self.auth.verify(rl_graph.from_msg(msg))
+        except AuthError:
+            return                    # a forged ack on the graph (tests/security): not the learner's
+        session, table = transport.decode_ack(payload)
         with self._lock:
             if session not in self.learner_sessions:
                 self.learner_sessions.append(session)
@@ -158,13 +165,13 @@ def test_actor_and_learner_processes_exchange_transitions_and_weights(tmp_path, 
     # Late joiner: the learner has exited, but a NEW learner on the run dir republishes at
     # start; a subscriber that joins afterwards gets the newest weights at once.
     learner2 = procs.start("learner2", "tasks.learner_node", config_file=cfg)
-    probe = AckProbe(graph.probe)
+    probe = AckProbe(graph.probe, run_dir)
     probe.wait(lambda: probe.learner_sessions, 30, "the restarted learner's heartbeat")
     got = []
     graph.probe.create_subscription(UInt8MultiArray, rl_graph.WEIGHTS_TOPIC,
                                     lambda m: got.append(rl_graph.from_msg(m)), rl_graph.WEIGHTS_QOS)
     probe.wait(lambda: got, 10, "weights for a late subscriber")
-    header = transport.peek_header(got[0])
+    header = transport.peek_header(probe.auth.verify(got[0]))
     assert header["kind"] == "weights" and header["weights_version"] == lr["counters"]["updates"]
     assert len(got) == 1                      # depth 1: only the newest, not a backlog
     learner2.send_signal(signal.SIGINT)
@@ -178,7 +185,7 @@ def test_sigkill_learner_loses_no_acknowledged_transition(tmp_path, procs, graph
     run_dir = tmp_path / "run"
     steps = 900
     cfg = write_config(run_dir, steps=steps)
-    probe = AckProbe(graph.probe)
+    probe = AckProbe(graph.probe, run_dir)
     learner = procs.start("learner", "tasks.learner_node", config_file=cfg)
     actor = procs.start("actor", "tasks.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
     probe.wait(lambda: probe.max_acked() >= 150, 60, "150 acked transitions")
@@ -246,7 +253,8 @@ def test_spacemouse_takes_over_within_one_step_and_feeds_the_demo_buffer(tmp_pat
     bad.publish(rl_graph.to_msg(b"\x00garbage"))
     bad_weights = graph.probe.create_publisher(UInt8MultiArray, rl_graph.WEIGHTS_TOPIC, rl_graph.WEIGHTS_QOS)
     graph.wait_matched(bad_weights)
-    bad_weights.publish(rl_graph.to_msg(transport.encode_weights({"actor": {"w": torch.zeros(3)}}, 1, "x")))
+    foreign = transport.encode_weights({"actor": {"w": torch.zeros(3)}}, 1, "x")   # signed: the schema refuses it
+    bad_weights.publish(rl_graph.to_msg(MessageAuth(load_key(run_dir / KEY_FILE)).sign(foreign)))
     twist_pub = graph.probe.create_publisher(TwistStamped, "/spacemouse/twist", 10)
     graph.wait_matched(twist_pub)
 
@@ -302,7 +310,7 @@ def test_malformed_messages_are_rejected_and_the_learner_keeps_running(tmp_path,
 
     run_dir = tmp_path / "run"
     cfg = write_config(run_dir, demos=0)
-    probe = AckProbe(graph.probe)
+    probe = AckProbe(graph.probe, run_dir)
     learner = procs.start("learner", "tasks.learner_node", config_file=cfg)
     probe.wait(lambda: probe.learner_sessions, 40, "the learner's heartbeat")
     pub = graph.probe.create_publisher(UInt8MultiArray, rl_graph.TRANSITIONS_TOPIC, rl_graph.TRANSITIONS_QOS)
@@ -327,9 +335,10 @@ def test_malformed_messages_are_rejected_and_the_learner_keeps_running(tmp_path,
     newer = st_save(tensors, metadata={"robot_rl.transport": json.dumps({**header, "version": 99})})
     wrong_shape = st_save({**tensors, "frame/state": np.zeros((n + 1, 9), np.float32)},
                           metadata={"robot_rl.transport": json.dumps(header)})
-    for data in (b"garbage bytes", os.urandom(4096), newer, wrong_shape):
+    # Unsigned garbage is refused by its tag; signed ones of another version / shape by the schema.
+    for data in (b"garbage bytes", os.urandom(4096), probe.auth.sign(newer), probe.auth.sign(wrong_shape)):
         pub.publish(rl_graph.to_msg(data))
-    pub.publish(rl_graph.to_msg(good))
+    pub.publish(rl_graph.to_msg(probe.auth.sign(good)))
     probe.wait(lambda: probe.acked.get("tester/s1", -1) == n - 1, 20, "the valid episode's ack")
     assert learner.poll() is None
     learner.send_signal(signal.SIGINT)
@@ -365,7 +374,7 @@ def test_learner_survives_an_actor_killed_and_restarted(tmp_path, procs, graph):
     process (a new session) is taken in, and every committed transition is accounted for."""
     run_dir = tmp_path / "run"
     cfg = write_config(run_dir, steps=600)
-    probe = AckProbe(graph.probe)
+    probe = AckProbe(graph.probe, run_dir)
     learner = procs.start("learner", "tasks.learner_node", config_file=cfg)
     actor = procs.start("actor", "tasks.actor_node", config_file=cfg, pace_hz=150.0)
     probe.wait(lambda: probe.max_acked() >= 60, 60, "60 acked transitions")

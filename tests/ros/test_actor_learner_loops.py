@@ -14,6 +14,7 @@ import pytest
 
 from robot_rl.actor import Actor, ActorConfig, Takeover, TakeoverConfig, quat_to_rot
 from robot_rl.agents.sac import SACAgent, SACConfig
+from robot_rl.auth import MessageAuth, load_key
 from robot_rl.buffers import BufferConfig
 from robot_rl.learner import Learner, LearnerConfig
 from robot_rl.run_env import make_env_and_expert
@@ -34,6 +35,8 @@ class Wire:
         self.cfg = cfg
         self.actors: list[Actor] = []
         self.learner = self.start_learner()
+        self.key = load_key(self.learner.key_path)       # the run's key, created by the learner
+        self.auth = MessageAuth(self.key)                # for messages a test writes by hand
 
     def start_learner(self) -> Learner:
         return Learner(self.cfg, LearnerConfig(weights_every_s=0.0, heartbeat_every_s=0.0),
@@ -44,7 +47,7 @@ class Wire:
         handle = make_env_and_expert("point_reach", seed=seed)
         agent = SACAgent(self.cfg.agent, handle.env.observation_space, handle.env.action_space, seed=0)
         actor = Actor(ActorConfig(actor_id=actor_id, resend_after_s=0.0), handle, agent,
-                      send=lambda b: self.learner.receive(b), takeover=takeover, seed=seed)
+                      send=lambda b: self.learner.receive(b), takeover=takeover, seed=seed, key=self.key)
         self.actors.append(actor)
         return actor
 
@@ -217,10 +220,10 @@ def test_bad_transition_sequences_do_not_poison_the_buffers(tmp_path):
                                       {"state": np.zeros((2, 7), np.float32)}, np.zeros((1, 7), np.float32),
                                       np.zeros(1, np.float32), np.zeros(1, np.uint8), np.zeros(1, np.uint8),
                                       np.zeros(1, np.float32), np.zeros(1, np.uint8))
-    wire.learner.receive(transport.encode_transitions(chunk))
+    wire.learner.receive(wire.auth.sign(transport.encode_transitions(chunk)))
     chunk2 = dataclasses.replace(chunk, seq=actor.next_seq + 1, step=1,
                                  frames={"state": np.ones((2, 7), np.float32)})
-    wire.learner.receive(transport.encode_transitions(chunk2))
+    wire.learner.receive(wire.auth.sign(transport.encode_transitions(chunk2)))
     wire.settle()
     assert wire.learner.stats["rejected"] == 1 and len(wire.learner.online) == n
     wire.learner.close()
@@ -236,7 +239,7 @@ def test_a_learner_that_missed_the_first_messages_never_acks_what_it_did_not_sto
 
     def checked_ack(b):
         from robot_rl import transport
-        _, table = transport.decode_ack(b)
+        _, table = transport.decode_ack(wire.auth.verify(b))
         if actor.key in table:
             assert table[actor.key]["acked"] + 1 == len(lr.online), "acked more than stored"
             acks_checked.append(table[actor.key]["acked"])

@@ -39,7 +39,7 @@ def spooled_actor(wire: Wire, spool_dir: Path, **cfg) -> Actor:
     handle = make_env_and_expert("point_reach", seed=0)
     agent = SACAgent(wire.cfg.agent, handle.env.observation_space, handle.env.action_space, seed=0)
     actor = Actor(ActorConfig(actor_id="a", resend_after_s=0.0, spool_dir=str(spool_dir), **cfg),
-                  handle, agent, send=lambda b: wire.learner.receive(b))
+                  handle, agent, send=lambda b: wire.learner.receive(b), key=wire.key)
     wire.actors.append(actor)
     return actor
 
@@ -150,7 +150,7 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path):
     from tests.ros.conftest import Graph
     graph = Graph()
     try:
-        probe = AckProbe(graph.probe)
+        probe = AckProbe(graph.probe, run_dir)
         learner = procs.start("learner", "tasks.learner_node", config_file=cfg)
         actor = procs.start("actor", "tasks.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
         # 1. The actor alone, at a random moment.
