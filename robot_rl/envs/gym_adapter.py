@@ -113,7 +113,27 @@ def _image_space(key: str, space: gym.Space, layout: str) -> gym.spaces.Box:
                           f"{layout!r} (needs 3 RGB channels, {'(H, W, 3)' if channels else '(3, H, W)'})"
                           f"{hint}")
     shape = space.shape if layout == "hwc" else (space.shape[1], space.shape[2], 3)
+    _check_image_size(key, shape[0], shape[1])
     return gym.spaces.Box(0, 255, shape, np.uint8)
+
+
+def _check_image_size(key: str, height: int, width: int) -> None:
+    """The image encoder (ResNet-10, robot_rl/networks) takes only some sizes: a probe image
+    finds out here, instead of a shape error deep in the first act()."""
+    import torch
+
+    from robot_rl.networks.resnet import ResNet10
+
+    expected = ResNet10.output_shape(height, width)
+    try:
+        with torch.no_grad():
+            got = tuple(ResNet10().eval()(torch.zeros(1, height, width, 3, dtype=torch.uint8)).shape[1:])
+    except RuntimeError:
+        got = None
+    if got != tuple(expected):
+        raise GymEnvError(f"observation {key!r}: images of {height}x{width} do not fit the ResNet-10 "
+                          f"encoder; sizes that do include 32, 64, 96, 128 (resize in the env, e.g. "
+                          f"gymnasium.wrappers.ResizeObservation)")
 
 
 def _state_part(key: str, space: gym.Space) -> gym.spaces.Box:

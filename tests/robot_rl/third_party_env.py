@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 STEP = 0.2
-IMAGE = 16
+IMAGE = 32
 
 
 class SlideToGoal(gym.Env):
