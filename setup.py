@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "numpy>=1.26,<3",
     "gymnasium>=1.0,<2",
     "mujoco>=3.8.1,<5",
+    "franky-sim>=1.0,<2",     # the FR3's MJCF model and meshes (sim/scene.py), for the FR3 twin
     "safetensors>=0.4,<1",
     "tensorboard>=2.14,<3",
     "tqdm>=4.60,<5",
@@ -29,7 +30,7 @@ EXTRAS_REQUIRE = {
             "ros-jazzy-sensor-msgs>=5.3,<6", "ros-jazzy-geometry-msgs>=5.3,<6",
             "ros-jazzy-std-srvs>=5.3,<6"],
     # Real devices and the protocol peers their tests use.
-    "hardware": ["pylibfranka>=0.21,<1", "franky-sim>=1.0,<2", "pyrealsense2>=2.55,<3",
+    "hardware": ["pylibfranka>=0.21,<1", "pyrealsense2>=2.55,<3",
                  "pymodbus>=3.6,<4", "pyserial>=3.5,<4", "dynamixel-sdk>=4.1,<5", "hidapi>=0.14,<1"],
     "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "pytest-rerunfailures>=14"],
 }

@@ -57,6 +57,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
+    if args.distributed and cfg.env:
+        from robot_rl.config import ConfigError
+        raise ConfigError("--distributed runs the built-in tasks; a --env run trains in one process")
     if args.distributed:
         # Actor and learner as two processes over ROS 2 (tasks/ holds the rclpy side).
         from tasks.distributed import run_distributed

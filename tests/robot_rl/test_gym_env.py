@@ -155,6 +155,7 @@ def test_float_images_are_named_when_asked_for_as_cameras():
     (FACTORY, ["--set", "gym.expert=tests.robot_rl.third_party_env:nothing"], "has no 'nothing'"),
     (FACTORY, ["--set", "gym.kwargs={speed: 2}"], "does not take the kwargs"),
     (FACTORY, ["--set", "intervention.enabled=true"], "needs a built-in twin task"),
+    (FACTORY, ["--distributed"], "--distributed runs the built-in tasks"),
 ])
 def test_cli_names_a_bad_env_in_one_line(tmp_path, capsys, env, extra, message):
     code = main(["train", "--env", env, "--steps", "1", "--run-dir", str(tmp_path / "run"), *extra])
