@@ -36,7 +36,7 @@ def make_run_env(cfg: Any, **kwargs: Any) -> EnvHandle:
     return make_env_and_expert(cfg.task, cfg.obs, **kw)
 
 
-def make_gym_run_env(cfg: Any, reward_classifier: str = "", **_: Any) -> EnvHandle:
+def make_gym_run_env(cfg: Any, reward_classifier: str = "") -> EnvHandle:
     """A `--env` run: the user's gymnasium env through the adapter; expert None without gym.expert
     (then the run's demos come from demo_dataset, or there are none)."""
     from robot_rl.envs.gym_adapter import GymEnvError, make_gym_env
