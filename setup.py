@@ -6,12 +6,44 @@ from setuptools import find_packages, setup
 PACKAGE = "robot_rl"
 TOP_LEVEL = ["robot_rl", "controllers", "drivers", "tasks", "sim", "bench"]
 
+# What `pip install robot_rl` (or its wheel) brings into a user's env, beside LeRobot or gym-hil
+# say: the direct dependencies of training in the twin, as compatible ranges. The exact lock
+# that `make` installs and tests is constraints.txt (docs/install.md). mujoco: 3.8.1 (what
+# gym-hil 0.1.14 needs) through 4.x; the WidowX twin's servos differ below 4.0 (sim/widowx.py).
+INSTALL_REQUIRES = [
+    "torch>=2.4,<3",
+    "numpy>=1.26,<3",
+    "gymnasium>=1.0,<2",
+    "mujoco>=3.8.1,<5",
+    "franky-sim>=1.0,<2",     # the FR3's MJCF model and meshes (sim/scene.py), for the FR3 twin
+    "safetensors>=0.4,<1",
+    "tensorboard>=2.14,<3",
+    "tqdm>=4.60,<5",
+    "matplotlib>=3.7,<4",
+    "PyYAML>=6.0,<7",
+    "pillow>=10,<14",
+    "pyarrow>=15",            # LeRobot datasets (robot_rl/datasets); no upper cap: majors are frequent
+]
+EXTRAS_REQUIRE = {
+    # The ROS 2 graph without a system ROS: distributed training, nodes, drivers, `robot-rl up`.
+    "ros": ["ros-jazzy-rclpy[fastrtps]>=7.1,<8", "ros-jazzy-std-msgs>=5.3,<6",
+            "ros-jazzy-sensor-msgs>=5.3,<6", "ros-jazzy-geometry-msgs>=5.3,<6",
+            "ros-jazzy-std-srvs>=5.3,<6"],
+    # Real devices and the protocol peers their tests use.
+    "hardware": ["pylibfranka>=0.21,<1", "pyrealsense2>=2.55,<3",
+                 "pymodbus>=3.6,<4", "pyserial>=3.5,<4", "dynamixel-sdk>=4.1,<5", "hidapi>=0.14,<1"],
+    "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "pytest-rerunfailures>=14"],
+}
+EXTRAS_REQUIRE["all"] = sorted({r for reqs in EXTRAS_REQUIRE.values() for r in reqs})
+
 setup(
     name=PACKAGE,
     version="0.1.0",
     description="Real-world robot RL on ROS 2 and PyTorch, with a MuJoCo twin",
     license="Apache-2.0",
     python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
     packages=find_packages(include=[p for t in TOP_LEVEL for p in (t, t + ".*")]),
     package_data={"sim": ["assets/*"], "robot_rl": ["configs/*.yaml"], "tasks": ["task_files/*.yaml"]},
     data_files=[

@@ -1,12 +1,12 @@
 """The `robot-rl` command line.
 
-    robot-rl train [--config FILE] [--task T] [--obs state|pixels] [--steps N] [--seed S]
-                   [--run-dir DIR] [--set key=value ...] [--distributed]
+    robot-rl train [--config FILE|NAME] [--task T | --env MOD:FACTORY|GYM_ID] [--obs state|pixels]
+                   [--steps N] [--seed S] [--run-dir DIR] [--set key=value ...] [--distributed]
     robot-rl eval RUN_DIR [--episodes N]
     robot-rl demos --task T --episodes N --out DIR
     robot-rl bench learner|impedance|twin [OPTIONS]   benchmarks (e.g. learner --quick --threads 1)
     robot-rl up twin|franka|widowx [--processes]   start the ROS 2 graph of a profile
-    robot-rl config [--config FILE] [--set key=value ...]     print the resolved config
+    robot-rl config [--config FILE|NAME] [--set key=value ...] [--list]   print the resolved config
 
 More commands live next to the code they drive (see COMMAND_MODULES): each of those modules
 has `register(subparsers)`, which adds its sub-command and keeps heavy imports inside the
@@ -30,20 +30,25 @@ def _train_config(args: argparse.Namespace):
     from robot_rl.train import TrainConfig
 
     overrides = []
-    for flag in ("task", "obs", "steps", "seed", "run_dir"):
+    for flag in ("task", "env", "obs", "steps", "seed", "run_dir"):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{flag}={value}")
     overrides += args.set or []
-    return config_lib.load(TrainConfig, args.config, overrides)
+    from robot_rl.configs import resolve
+    path = resolve(args.config) if args.config else None   # a file, or a shipped config's name
+    return config_lib.load(TrainConfig, path, overrides)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     """A TrainConfig from a YAML file, the common fields as flags, and any field with --set."""
-    p.add_argument("--config", help="YAML file with TrainConfig fields")
+    p.add_argument("--config", help="YAML file with TrainConfig fields, or a shipped config's name "
+                                    "(train_default, plain_rlpd, ...: `robot-rl config --list`)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field by its dotted path, e.g. agent.discount=0.99")
     p.add_argument("--task")
+    p.add_argument("--env", help="any gymnasium env instead of a task: package.module:factory or a "
+                                 "registered id (docs/your_env.md)")
     p.add_argument("--obs", choices=["state", "pixels"])
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
@@ -52,6 +57,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
+    if args.distributed and cfg.env:
+        from robot_rl.config import ConfigError
+        raise ConfigError("--distributed runs the built-in tasks; a --env run trains in one process")
     if args.distributed:
         # Actor and learner as two processes over ROS 2 (tasks/ holds the rclpy side).
         from tasks.distributed import run_distributed
@@ -69,6 +77,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
     from robot_rl import config as config_lib
+    if args.list:
+        from robot_rl.configs import shipped
+        for name, path in sorted(shipped().items()):
+            print(f"{name}\t{path}")
+        return 0
     print(yaml.safe_dump(config_lib.to_dict(_train_config(args)), sort_keys=False))
     return 0
 
@@ -89,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                      device=_device(cfg.device), seed=cfg.seed)
     counters = ckpt.load_agent(agent, run_dir / "checkpoint").get("counters", {})
     result = evaluate(handle, agent, args.episodes, seed=40_000_000 + args.seed)
-    result.update({"task": cfg.task, "obs": cfg.obs, "env_steps": counters.get("env_steps")})
+    result.update({"task": cfg.env or cfg.task, "obs": cfg.obs, "env_steps": counters.get("env_steps")})
     handle.close()
     out = Path(args.out) if args.out else run_dir / f"eval_{args.episodes}.json"
     out.write_text(json.dumps(result, indent=2))
@@ -169,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print the resolved training config")
     _add_config_args(p)
+    p.add_argument("--list", action="store_true", help="list the shipped configs instead")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint")

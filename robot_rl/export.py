@@ -256,8 +256,16 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, fmt: str = "t
     cfg = load_run_config(run_dir)
     observation_space, action_space = run_spaces(cfg)
     agent, cfg, env_steps = load_run_agent(run_dir, observation_space, action_space)
-    info = {"task": cfg.task, "obs_mode": cfg.obs, "env_steps": env_steps,
+    info = {"task": cfg.env or cfg.task, "obs_mode": cfg.obs, "env_steps": env_steps,
             "run_dir": str(Path(run_dir).resolve())}
+    if cfg.env:
+        # The policy acts in [-1, 1]; a --env env's adapter rescaled that to the env's own bounds.
+        from robot_rl.run_env import make_run_env
+        handle = make_run_env(cfg)
+        try:
+            info["env_action"] = {"low": handle.env.low.tolist(), "high": handle.env.high.tolist()}
+        finally:
+            handle.close()
     return export_torchscript(agent, Path(out) if out else Path(run_dir) / "policy.pt", info)
 
 

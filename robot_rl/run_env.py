@@ -1,4 +1,5 @@
-"""Builds a task's env and its scripted expert by name, for the CLI and the training loop.
+"""Builds a task's env and its scripted expert by name, for the CLI and the training loop; or,
+for a run with `env` set, any gymnasium env through robot_rl/envs/gym_adapter.py.
 
 The learning core does not depend on the twin: the built-in `point_reach` task needs only
 numpy, and the twin tasks are imported from `tasks/` when asked for.
@@ -14,7 +15,7 @@ import gymnasium as gym
 @dataclass
 class EnvHandle:
     env: gym.Env
-    expert: Any                 # has .act(obs, info=None) -> action
+    expert: Any                 # has .act(obs, info=None) -> action; None: no expert (--env)
     control_hz: float
 
     def close(self) -> None:
@@ -28,9 +29,27 @@ def make_run_env(cfg: Any, **kwargs: Any) -> EnvHandle:
     """The env and expert of the run a TrainConfig describes: its task, observations, seed,
     demo noise and task_overrides, so every tool that rebuilds a run's env (train, learner, eval,
     export, deploy, the actors) builds the same one. kwargs go to make_env_and_expert."""
+    if getattr(cfg, "env", ""):
+        return make_gym_run_env(cfg, **kwargs)
     kw: dict[str, Any] = dict(seed=cfg.seed, expert_noise=cfg.demo_noise, task_overrides=cfg.task_overrides)
     kw.update(kwargs)
     return make_env_and_expert(cfg.task, cfg.obs, **kw)
+
+
+def make_gym_run_env(cfg: Any, reward_classifier: str = "") -> EnvHandle:
+    """A `--env` run: the user's gymnasium env through the adapter; expert None without gym.expert
+    (then the run's demos come from demo_dataset, or there are none)."""
+    from robot_rl.envs.gym_adapter import GymEnvError, make_gym_env
+
+    if reward_classifier:
+        raise GymEnvError("reward_classifier works on the built-in twin tasks; a --env env gives "
+                          "its own reward")
+    if cfg.task_overrides:
+        raise GymEnvError("task_overrides change a built-in task; a --env env takes gym.kwargs")
+    if cfg.intervention.enabled:
+        raise GymEnvError("intervention (the scripted human) needs a built-in twin task, not --env")
+    env, expert = make_gym_env(cfg.env, cfg.gym, cfg.obs)
+    return EnvHandle(env, expert, control_hz=float(cfg.gym.control_hz))
 
 
 def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,

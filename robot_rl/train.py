@@ -35,6 +35,7 @@ from robot_rl.buffers.rlpd import RLPDSampler, to_torch
 from robot_rl import checkpoint as ckpt
 from robot_rl.atomic_io import is_disk_full, write_json_atomic
 from robot_rl.buffers.disk_full import WaitWhenDiskFull, wait_when_disk_full
+from robot_rl.envs.gym_adapter import GymEnvConfig
 from robot_rl.run_env import EnvHandle, make_run_env
 from robot_rl.interventions import InterventionRouter
 from robot_rl.scripted_human import InterventionConfig, ScriptedHuman
@@ -46,6 +47,9 @@ log = logging.getLogger("robot_rl.train")
 @dataclass
 class TrainConfig:
     task: str = "pick_cube"
+    # A gymnasium env instead of a built-in task: "package.module:factory" or a registered id;
+    # `gym` says how it maps onto the agent (robot_rl/envs/gym_adapter.py, docs/your_env.md).
+    env: str = ""
     obs: Literal["state", "pixels"] = "state"
     # TaskSpec fields to change for this run, e.g. {max_steps: 50} or, for pick_cube with a
     # turning hand, {rpy_low: [-0.3, -0.3, -1.0], rpy_high: [0.3, 0.3, 1.0]}; every tool that
@@ -76,6 +80,7 @@ class TrainConfig:
     agent: SACConfig = field(default_factory=SACConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
     intervention: InterventionConfig = field(default_factory=InterventionConfig)  # scripted human (twin)
+    gym: GymEnvConfig = field(default_factory=GymEnvConfig)    # only with `env`
 
 
 def _device(name: str) -> torch.device:
@@ -325,6 +330,10 @@ def open_run_buffers(cfg: TrainConfig, run_dir: Path, handle: EnvHandle, agent: 
         from robot_rl.datasets import load_into_buffer  # only runs with recorded demos need it
         loaded = load_into_buffer(cfg.demo_dataset, demo, successful_only=True)
         demo_stats = {"demo_dataset": cfg.demo_dataset, "loaded": loaded, "demo_transitions": len(demo)}
+    elif handle.expert is None:
+        # A --env run without gym.expert or demo_dataset: plain online RL from the first step.
+        log.warning("no demos: %s has no expert (gym.expert) and no demo_dataset", cfg.env)
+        demo_stats = {"demos": 0, "reason": "no expert and no demo_dataset"}
     else:
         demo_stats = collect_demos(handle, WaitWhenDiskFull(demo), cfg.demos,
                                    seed=10_000_000 + cfg.seed * 1000)
@@ -464,7 +473,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     save_checkpoint(agent, ckpt_path, counters, wait=True)
     final = evaluate(handle, agent, cfg.final_eval_episodes, seed=30_000_000 + cfg.seed)
     final.update({
-        "task": cfg.task, "obs": cfg.obs, "seed": cfg.seed,
+        "task": cfg.env or cfg.task, "obs": cfg.obs, "seed": cfg.seed,
         "env_steps": counters["env_steps"], "updates": counters["updates"],
         "updates_per_env_step": counters["updates"] / max(counters["env_steps"], 1),
         "train_wall_s": train_wall,

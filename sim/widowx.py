@@ -14,6 +14,13 @@ compensation). In front of the servos, the SAME damped least-squares IK as the W
 five IK updates per 10 Hz policy step), each goal within max_velocity / ik_hz of the last.
 The goals integrate from the previous goal (not from the measured angles), so the servo's
 integral action, not the IK, removes steady-state error.
+
+MuJoCo 3.x (e.g. 3.8.1, which gym-hil 0.1.14 needs) has no `pid` actuator (MjsActuator.set_to_pid
+and the PID gain and dynamics types came with 4.0). There each servo is a PD position actuator
+(the same kp, dampratio and force limit), and gravity compensation routed through the actuators
+(body gravcomp, joint actgravcomp, so it counts against the stall torque) does the integral
+term's job of holding the arm against gravity. What that twin lacks: the integral's removal of
+other steady loads (a held cube's weight), so it tracks a few millimetres less tightly.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ from sim.twin import Renderers, _has_body, wxyz_to_xyzw, xyzw_to_wxyz
 from tasks.robot import RobotState
 
 mujoco = mujoco_import()
+# MuJoCo >= 4.0 has the servo's own PID actuator; 3.x gets the stand-in in the docstring.
+HAS_PID_ACTUATOR = hasattr(mujoco.MjsActuator, "set_to_pid")
 
 ARM_JOINTS = WIDOWX_250S.joint_names
 FINGER_JOINTS = ("left_finger", "right_finger")
@@ -153,11 +162,21 @@ def build_spec(cfg: WidowXSceneConfig) -> "mujoco.MjSpec":
     gripper.add_site(name="tcp", pos=[TCP_FROM_GRIPPER_LINK, 0, 0], quat=tcp_quat, size=[0.005],
                      group=4)
 
+    if not HAS_PID_ACTUATOR:   # MuJoCo 3.x: gravity held through the actuators (module docstring)
+        arm_and_hand = {name for name, *_ in _LINKS} | {"left_finger_link", "right_finger_link"}
+        for body in spec.bodies:
+            if body.name in arm_and_hand:
+                body.gravcomp = 1.0
+        for joint in model.joint_names:
+            spec.joint(joint).actgravcomp = True
     for i, joint in enumerate(model.joint_names):
         act = spec.add_actuator(name=joint, target=joint, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         kp = servo.kp[i]
-        act.set_to_pid(kp=kp, dampratio=servo.dampratio, ki=servo.ki[i],
-                       imax=float(model.max_effort[i]))
+        if HAS_PID_ACTUATOR:
+            act.set_to_pid(kp=kp, dampratio=servo.dampratio, ki=servo.ki[i],
+                           imax=float(model.max_effort[i]))
+        else:
+            act.set_to_position(kp=kp, dampratio=servo.dampratio)
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
         act.ctrlrange = [model.lower[i], model.upper[i]]
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
@@ -277,9 +296,10 @@ class WidowXTwin:
         self._finger_qadr = [m.joint(j).qposadr[0] for j in FINGER_JOINTS]
         self._tcp = m.site("tcp").id
         # ctrl addresses: a MuJoCo 4 pid actuator takes two controls (position goal, velocity
-        # reference); the goal is the first.
-        self._arm_ctrl = [int(m.actuator_ctrladr[m.actuator(j).id]) for j in ARM_JOINTS]
-        self._grip_ctrl = int(m.actuator_ctrladr[m.actuator("gripper").id])
+        # reference); the goal is the first. MuJoCo 3.x: one control per actuator, at its id.
+        ctrladr = getattr(m, "actuator_ctrladr", np.arange(m.nu))
+        self._arm_ctrl = [int(ctrladr[m.actuator(j).id]) for j in ARM_JOINTS]
+        self._grip_ctrl = int(ctrladr[m.actuator("gripper").id])
         self._arm_act = [int(m.actuator_actadr[m.actuator(j).id]) for j in ARM_JOINTS]
         self._arm_ki = np.array([m.actuator_gainprm[m.actuator(j).id, 0] for j in ARM_JOINTS])
         self._hand_bodies = [m.body(n).id for n in ("gripper_link", "left_finger_link",
@@ -325,7 +345,8 @@ class WidowXTwin:
         mujoco.mj_forward(m, d)
         # Start the servos' integrators where a settled servo holds them: at the gravity torque
         # (so the arm does not sag first and climb back during the settle time).
-        d.act[self._arm_act] = d.qfrc_bias[:6] / self._arm_ki
+        if HAS_PID_ACTUATOR:
+            d.act[self._arm_act] = d.qfrc_bias[:6] / self._arm_ki
         self._run_physics(int(round(self.config.settle_s / m.opt.timestep)))
         return self._state()
 

@@ -184,12 +184,36 @@ def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
                  "namespace": namespace, "base_frame": base_frame}
 
 
+def control_hz(env) -> float:
+    """The env's control rate: its task's, or (a --env gymnasium env) the adapter's."""
+    task = getattr(env.unwrapped, "task", None)
+    return float(task.control_hz) if task is not None else float(env.control_hz)
+
+
+def make_gym_deploy_env(cfg: DeployConfig, train_cfg, stack: ExitStack):
+    """(env, info) of a --env run: its gymnasium env, rebuilt from the run's config, in process."""
+    import dataclasses
+
+    from robot_rl.run_env import make_run_env
+
+    if cfg.profile != "twin" or cfg.resolved_backend != "inprocess":
+        raise ValueError(f"run {cfg.run_dir} trained on the gymnasium env {train_cfg.env!r}: it "
+                         f"deploys in that env, in process (--profile twin), not on {cfg.profile}/"
+                         f"{cfg.resolved_backend}")
+    if cfg.max_steps is not None:
+        train_cfg = dataclasses.replace(train_cfg, gym=dataclasses.replace(
+            train_cfg.gym, max_episode_steps=cfg.max_steps))
+    handle = make_run_env(train_cfg)
+    stack.callback(handle.close)
+    return handle.env, {"backend": "inprocess", "clock": "env", "ground_truth": True, "env": train_cfg.env}
+
+
 def hold(env) -> None:
     """Commands the measured pose (clipped into the safety box) and the current gripper command."""
     from tasks.frames import quat_to_rot
 
     env = env.unwrapped
-    state = env.last_state
+    state = getattr(env, "last_state", None)   # None too for a --env env: no robot to hold
     if state is None:
         return
     pos, quat = env.clip_to_safety_box(state.tcp_pos, quat_to_rot(state.tcp_quat))
@@ -199,6 +223,8 @@ def hold(env) -> None:
 def camera_frames(env) -> dict[str, np.ndarray]:
     """Images of every camera now: those the robot observed, else rendered by the twin."""
     env = env.unwrapped
+    if not hasattr(env, "robot"):   # a --env gymnasium env: no cameras of ours
+        return {}
     if env.last_state is not None and env.last_state.images:
         return dict(env.last_state.images)
     if hasattr(env.robot, "render"):
@@ -214,7 +240,7 @@ def run_episode(env, policy: Callable[[dict], np.ndarray], seed: int, clock: str
     of wall time from the end of the reset to the successful step. Returns the record, with the
     frames per camera under '_frames' when video is on."""
     obs, info = env.reset(seed=seed)
-    hz = float(env.unwrapped.task.control_hz)
+    hz = control_hz(env)
     frames: dict[str, list] = {}
 
     def grab() -> None:
@@ -344,15 +370,20 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
     summary: dict[str, Any] = {}
     started = time.monotonic()
     with ExitStack() as stack:
-        env, backend = make_deploy_env(cfg, train_cfg.task, train_cfg.obs, stack,
-                                       train_cfg.task_overrides)
+        if train_cfg.env:
+            env, backend = make_gym_deploy_env(cfg, train_cfg, stack)
+        else:
+            env, backend = make_deploy_env(cfg, train_cfg.task, train_cfg.obs, stack,
+                                           train_cfg.task_overrides)
         agent, train_cfg, env_steps = load_run_agent(run_dir, env.observation_space, env.action_space,
                                                      device=str(_device(cfg.device)))
-        hz = float(env.unwrapped.task.control_hz)
+        hz = control_hz(env)
+        task = getattr(env.unwrapped, "task", None)
+        max_steps = task.max_steps if task is not None else env.max_episode_steps
         out.mkdir(parents=True, exist_ok=True)
-        summary = {"task": train_cfg.task, "obs": train_cfg.obs, "profile": cfg.profile, **backend,
+        summary = {"task": train_cfg.env or train_cfg.task, "obs": train_cfg.obs, "profile": cfg.profile, **backend,
                    "run_dir": str(run_dir), "checkpoint_env_steps": env_steps, "deterministic": True,
-                   "control_hz": hz, "max_steps": int(env.unwrapped.task.max_steps),
+                   "control_hz": hz, "max_steps": None if max_steps is None else int(max_steps),
                    "success_source": ("success_fn" if success_fn else
                                       "ground_truth" if backend["ground_truth"] else "none"),
                    "video_format": "gif" if cfg.video else None, "error": None}
@@ -365,7 +396,7 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
                            wall_s=time.monotonic() - started)
             _write_json(out / "deploy.json", summary)
             plot(records, out / "deploy.png",
-                 f"{train_cfg.task} ({train_cfg.obs}) on {cfg.profile}/{backend['backend']}")
+                 f"{train_cfg.env or train_cfg.task} ({train_cfg.obs}) on {cfg.profile}/{backend['backend']}")
             return summary
 
         try:

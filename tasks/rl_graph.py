@@ -73,7 +73,8 @@ def train_config_from_params(node: Node):
     from robot_rl import config as config_lib
     from robot_rl.train import TrainConfig
 
-    path = declare(node, "config_file", "", "TrainConfig YAML (e.g. RUN_DIR/config.yaml); empty: defaults")
+    path = declare(node, "config_file", "", "TrainConfig YAML (e.g. RUN_DIR/config.yaml) or a shipped config's "
+                   "name (e.g. train_default); empty: defaults")
     overrides = []
     for name, default, what in (("task", "", "task name (empty: from config_file)"),
                                 ("obs", "", "state | pixels (empty: from config_file)"),
@@ -84,7 +85,8 @@ def train_config_from_params(node: Node):
     seed = declare(node, "seed", -1, "seed (-1: from config_file)")
     if seed >= 0:
         overrides.append(f"seed={seed}")
-    return config_lib.load(TrainConfig, path or None, overrides)
+    from robot_rl.configs import resolve
+    return config_lib.load(TrainConfig, resolve(path) if path else None, overrides)
 
 
 def run_node(label: str, make_node: Callable[[], Node], stop_event: Callable[[Node], threading.Event],

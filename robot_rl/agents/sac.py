@@ -1,9 +1,10 @@
 """SAC / RLPD with a batched critic ensemble, DrQ augmentation and HIL-SERL's grasp critic.
 
-The whole algorithm is in this file, CleanRL-style. Defaults follow SERL / HIL-SERL:
+The whole algorithm is in this file, CleanRL-style. Defaults follow SERL / HIL-SERL, with
+RLPD's ensemble and BC on expert rows, the settings that learned pick_cube (docs/benchmarks.md):
 
-  critic   E=2 MLPs [256, 256] (LayerNorm, tanh) on [features, action]; target = min over the
-           ensemble, or over a random subset of `critic_subsample_size` members (REDQ, e.g. 10/2)
+  critic   E=10 MLPs [256, 256] (LayerNorm, tanh) on [features, action]; target = min over a
+           random subset of `critic_subsample_size`=2 members (REDQ), or over the whole ensemble
            y = r + discount * (1 - terminated) * min_k Q'_k(s', a'),  a' ~ pi(s')
                [ - discount * (1 - terminated) * alpha * log pi(a'|s')   if backup_entropy ]
            loss = mean over members and batch of (Q_k(s, a) - y)^2.
@@ -21,6 +22,8 @@ The whole algorithm is in this file, CleanRL-style. Defaults follow SERL / HIL-S
            * Q'_g(s', argmax_k Q_g(s', k)), its own Polyak target. Acting takes the argmax;
            `grasp_epsilon` (default 0, as HIL-SERL) adds epsilon-greedy exploration when acting
            stochastically, never at deterministic (eval) acting.
+  bc       `bc_weight` (default 1) * squared distance of the policy's mode to the expert's action
+           on the batch rows marked `intervention` (demos, corrections), added to the actor loss.
   state    with `normalize_state` (default) obs["state"] is standardised by statistics fitted on
            the first update's batches and then frozen (robot_rl/agents/state_norm.py); they are
            part of the policy weights, so an actor process normalises the same way.
@@ -77,8 +80,11 @@ class SACConfig:
     init_temperature: float = 0.01
     target_entropy: Optional[float] = None  # None: -|A|/2 over the dims the actor drives
     backup_entropy: bool = False
-    critic_ensemble_size: int = 2
-    critic_subsample_size: Optional[int] = None  # REDQ: e.g. ensemble 10, subsample 2
+    # RLPD's ensemble: 10 critics, each target the min over a random 2 (REDQ). It curbs the value
+    # over-estimation that stalled 2 critics on pick_cube (docs/benchmarks.md); plain RLPD (2
+    # critics, no subset, no BC) is the shipped config `plain_rlpd` (docs/configs.md).
+    critic_ensemble_size: int = 10
+    critic_subsample_size: Optional[int] = 2  # None: the min over the whole ensemble
     critic_actor_ratio: int = 2
     hidden_dims: tuple[int, ...] = (256, 256)
     std_min: float = 1e-5
@@ -92,7 +98,7 @@ class SACConfig:
     # averaged over the batch rows marked `intervention` (scripted demos and human corrections).
     # It holds the policy near what the expert does where it acts, against the oscillation the
     # critic's gradient alone caused on pick_cube (docs/benchmarks.md). 0: plain RLPD.
-    bc_weight: float = 0.0
+    bc_weight: float = 1.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     # Standardise obs["state"] with statistics fitted on the first update's batches, then frozen
     # (robot_rl/agents/state_norm.py: why, and the trade-off).

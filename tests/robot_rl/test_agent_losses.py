@@ -100,6 +100,9 @@ def test_gripper_index_thresholds():
 def _state_agent(**kw):
     obs = gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)})
     act = gym.spaces.Box(-1, 1, (3,), np.float32)
+    # Plain 2-critic SAC without BC unless a test says otherwise (the batches carry no
+    # `intervention` flag); the defaults are held in tests/test_configs_shipped.py.
+    kw = {"critic_ensemble_size": 2, "critic_subsample_size": None, "bc_weight": 0.0, **kw}
     return SACAgent(SACConfig(hidden_dims=(16, 16), **kw), obs, act, seed=3)
 
 

@@ -33,7 +33,13 @@ def spaces(cameras=(), action_dim=7, state_dim=STATE_DIM):
 
 
 def small_cfg(**kw):
+    # Plain 2-critic SAC without BC unless a test says otherwise: these tests check the update's
+    # mechanics (the defaults are held in tests/test_configs_shipped.py), and their hand-made
+    # batches carry no `intervention` flag, which BC needs.
     kw.setdefault("hidden_dims", (32, 32))
+    kw.setdefault("critic_ensemble_size", 2)
+    kw.setdefault("critic_subsample_size", None)
+    kw.setdefault("bc_weight", 0.0)
     return SACConfig(**kw)
 
 

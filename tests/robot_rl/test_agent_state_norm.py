@@ -9,6 +9,10 @@ from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.agents.state_norm import StateNormalizer
 
 
+# Plain 2-critic SAC without BC: the batches below carry no `intervention` flag, which BC needs.
+PLAIN = dict(critic_ensemble_size=2, critic_subsample_size=None, bc_weight=0.0)
+
+
 def _spaces(state_dim=4):
     return (gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)}),
             gym.spaces.Box(-1, 1, (3,), np.float32))
@@ -51,7 +55,7 @@ def test_normaliser_rejects_bad_fits():
 def test_agent_fits_on_first_update_and_acts_on_normalised_state():
     torch.set_num_threads(1)
     obs_space, act_space = _spaces()
-    agent = SACAgent(SACConfig(hidden_dims=(16, 16), critic_actor_ratio=2), obs_space, act_space)
+    agent = SACAgent(SACConfig(hidden_dims=(16, 16), critic_actor_ratio=2, **PLAIN), obs_space, act_space)
     b1, b2 = _batch(seed=0), _batch(seed=1)
     agent.update([b1, b2])
     states = torch.cat([b1["obs"]["state"], b1["next_obs"]["state"], b2["obs"]["state"], b2["next_obs"]["state"]])
@@ -73,7 +77,7 @@ def test_agent_fits_on_first_update_and_acts_on_normalised_state():
 def test_fitted_statistics_travel_with_policy_weights_and_full_state():
     torch.set_num_threads(1)
     obs_space, act_space = _spaces()
-    cfg = SACConfig(hidden_dims=(16, 16), critic_actor_ratio=1)
+    cfg = SACConfig(hidden_dims=(16, 16), critic_actor_ratio=1, **PLAIN)
     src = SACAgent(cfg, obs_space, act_space, seed=0)
     src.update(_batch())
     state = np.array([5.0, 4.0, 3.0, 2.0], np.float32)

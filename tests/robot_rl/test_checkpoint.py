@@ -62,9 +62,13 @@ def test_generic_state_round_trip_keeps_structure_types_and_values(tmp_path):
     assert doc["format_version"] == 1 and doc["format"] == "robot_rl.checkpoint"
 
 
+# Plain 2-critic SAC without BC unless a case says otherwise: the batches carry no `intervention`.
+PLAIN = dict(critic_ensemble_size=2, critic_subsample_size=None, bc_weight=0.0)
+
+
 @pytest.mark.parametrize("cfg_kw", [dict(), dict(grasp_critic=True, critic_ensemble_size=4, critic_subsample_size=2)])
 def test_sac_resume_is_bit_for_bit(tmp_path, cfg_kw):
-    cfg = SACConfig(hidden_dims=(32, 32), critic_actor_ratio=2, **cfg_kw)
+    cfg = SACConfig(hidden_dims=(32, 32), critic_actor_ratio=2, **{**PLAIN, **cfg_kw})
     data = batches(10)
     pairs = [data[i:i + 2] for i in range(0, 10, 2)]
     straight = SACAgent(cfg, *spaces(), seed=1)
@@ -90,7 +94,7 @@ def test_sac_resume_is_bit_for_bit(tmp_path, cfg_kw):
 def test_pixel_agent_with_frozen_backbone_round_trips(tmp_path):
     weights = tmp_path / "bb.safetensors"
     save_backbone_weights(ResNet10(), weights)
-    cfg = SACConfig(hidden_dims=(16, 16), critic_actor_ratio=1,
+    cfg = SACConfig(hidden_dims=(16, 16), critic_actor_ratio=1, **PLAIN,
                     encoder=EncoderConfig(pretrained_backbone=str(weights)))
     agent = SACAgent(cfg, *spaces(["wrist"]), seed=0)
     data = batches(2, b=4, cameras=["wrist"])

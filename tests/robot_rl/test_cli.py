@@ -17,7 +17,8 @@ def _run(*args, timeout=300):
 
 def test_train_then_eval_then_demos(tmp_path):
     run = tmp_path / "run"
-    _run("train", "--task", "point_reach", "--steps", "200", "--run-dir", str(run),
+    # plain_rlpd: the shipped 2-critic, no-BC preset keeps this end-to-end check fast.
+    _run("train", "--config", "plain_rlpd", "--task", "point_reach", "--steps", "200", "--run-dir", str(run),
          "--set", "demos=3", "--set", "final_eval_episodes=3", "--set", "progress=false",
          "--set", "threads=1", "--set", "learning_starts=64")
     ev = json.loads((run / "eval.json").read_text())

@@ -162,7 +162,10 @@ def test_the_learner_holds_an_episode_while_the_disk_is_full_and_acks_it_after(t
 
     cfg = TrainConfig(task="point_reach", steps=0, run_dir=str(tiny_disk / "run"), demos=1,
                       learning_starts=10_000, batch_size=16, progress=False, threads=1, device="cpu",
-                      agent=SACConfig(hidden_dims=(16, 16)), buffer=BufferConfig(capacity=600, demo_capacity=600))
+                      # Plain RLPD (2 critics, no BC): the small learner this test was written for.
+                      agent=SACConfig(hidden_dims=(16, 16), critic_ensemble_size=2, critic_subsample_size=None,
+                                      bc_weight=0.0),
+                      buffer=BufferConfig(capacity=600, demo_capacity=600))
     actors = []
     learner = Learner(cfg, LearnerConfig(weights_every_s=1e9, heartbeat_every_s=0.0, disk_retry_s=0.0),
                       publish_weights=lambda b: None, publish_ack=lambda b: [a.receive_ack(b) for a in actors])
@@ -217,6 +220,8 @@ def test_train_waits_out_a_full_disk_and_finishes_with_nothing_lost(tiny_disk, c
         "task=point_reach", "steps=300", "demos=2", "learning_starts=64", "batch_size=32",
         "updates_per_step=0.25", f"run_dir={run_dir}", "progress=false", "threads=1", "device=cpu",
         "eval_every=0", "final_eval_episodes=1", "checkpoint_every=100", "agent.hidden_dims=[16,16]",
+        # Plain RLPD (2 critics, no BC): the small learner this test was written for.
+        "agent.critic_ensemble_size=2", "agent.critic_subsample_size=null", "agent.bc_weight=0",
         "buffer.capacity=1000", "buffer.demo_capacity=1000"])
     result: dict = {}
     runner = threading.Thread(target=lambda: result.update(final=train(cfg)), daemon=True)

@@ -301,6 +301,9 @@ def _cfg(tmp_path, **kw):
     base = dict(task="point_reach", run_dir=str(tmp_path / "run"), demos=5, eval_every=0,
                 final_eval_episodes=2, progress=False, learning_starts=64, checkpoint_every=0,
                 threads=1, steps=150)
+    # Plain RLPD (2 critics, no BC), the learner these tests were written for.
+    base.update({"agent.critic_ensemble_size": 2, "agent.critic_subsample_size": "null",
+                 "agent.bc_weight": 0.0})
     base.update(kw)
     return config_lib.load(TrainConfig, None, [f"{k}={v}" for k, v in base.items()])
 

@@ -38,7 +38,10 @@ def write_config(run_dir: Path, **changes) -> Path:
     cfg = {"task": "point_reach", "steps": STEPS, "demos": 3, "learning_starts": LEARNING_STARTS,
            "batch_size": 32, "updates_per_step": UTD, "checkpoint_every": 120, "eval_every": 0,
            "final_eval_episodes": 2, "run_dir": str(run_dir), "progress": False, "threads": 1,
-           "device": "cpu", "agent": {"hidden_dims": [32, 32]},
+           "device": "cpu",
+           # Plain RLPD (2 critics, no BC), the small learner these tests were written for.
+           "agent": {"hidden_dims": [32, 32], "critic_ensemble_size": 2, "critic_subsample_size": None,
+                     "bc_weight": 0.0},
            "buffer": {"capacity": 4000, "demo_capacity": 4000}}
     cfg.update(changes)
     path = run_dir.parent / f"{run_dir.name}.yaml"

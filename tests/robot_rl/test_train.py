@@ -20,6 +20,10 @@ def _cfg(tmp_path, **kw):
     base = dict(task="point_reach", run_dir=str(tmp_path / "run"), demos=20, eval_every=0,
                 final_eval_episodes=20, progress=False, learning_starts=128, checkpoint_every=0,
                 threads=1)
+    # Plain RLPD (2 critics, no BC), the learner these tests were written for: they check the
+    # loop, resume and overrides, and stay fast; the defaults are held in test_configs_shipped.
+    base.update({"agent.critic_ensemble_size": 2, "agent.critic_subsample_size": "null",
+                 "agent.bc_weight": 0.0})
     base.update(kw)
     return config_lib.load(TrainConfig, None, [f"{k}={v}" for k, v in base.items()])
 

@@ -43,7 +43,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def write_config(run_dir: Path, **changes) -> Path:
     cfg = {"task": "point_reach", "steps": 300, "demos": 3, "learning_starts": 64, "batch_size": 32,
            "updates_per_step": 0.25, "run_dir": str(run_dir), "progress": False, "threads": 1,
-           "device": "cpu", "agent": {"hidden_dims": [32, 32]},
+           "device": "cpu",
+           # Plain RLPD (2 critics, no BC), the small learner these tests were written for.
+           "agent": {"hidden_dims": [32, 32], "critic_ensemble_size": 2, "critic_subsample_size": None,
+                     "bc_weight": 0.0},
            "buffer": {"capacity": 5000, "demo_capacity": 5000}}
     cfg.update(changes)
     run_dir.mkdir(parents=True, exist_ok=True)

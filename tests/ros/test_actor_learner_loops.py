@@ -24,7 +24,9 @@ from robot_rl.train import TrainConfig
 def small_config(run_dir) -> TrainConfig:
     return TrainConfig(task="point_reach", steps=0, run_dir=str(run_dir), demos=2, learning_starts=32,
                        batch_size=32, updates_per_step=0.25, progress=False, threads=1, device="cpu",
-                       agent=SACConfig(hidden_dims=(32, 32)),
+                       # Plain RLPD (2 critics, no BC): the small learner these tests were written for.
+                       agent=SACConfig(hidden_dims=(32, 32), critic_ensemble_size=2,
+                                       critic_subsample_size=None, bc_weight=0.0),
                        buffer=BufferConfig(capacity=4000, demo_capacity=4000))
 
 
