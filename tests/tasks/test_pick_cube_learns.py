@@ -18,12 +18,14 @@ REDUCED = ("task_overrides={tcp_start: [0.5, 0.0, 0.08], tcp_start_xy_range: 0.0
 
 
 def _cfg(tmp_path, **kw) -> TrainConfig:
-    # The learner's default SAC/RLPD (2 critics) at 2 updates per env step, state normalisation
-    # on, one torch thread: the settings of the measurements (docs/benchmarks.md).
+    # Plain SAC/RLPD (2 critics, no BC: the defaults before they became make train's learner) at
+    # 2 updates per env step, state normalisation on, one torch thread: the settings of the
+    # measurements (docs/benchmarks.md), stated so a change of the defaults cannot change them.
     base = dict(task="pick_cube", obs="state", run_dir=str(tmp_path / "run"), demos=20, steps=2000,
                 updates_per_step=2, threads=1, eval_every=0, final_eval_episodes=20, progress=False,
                 learning_starts=128, checkpoint_every=0, seed=0)
-    base["agent.normalize_state"] = True
+    base.update({"agent.normalize_state": True, "agent.critic_ensemble_size": 2,
+                 "agent.critic_subsample_size": "null", "agent.bc_weight": 0.0})
     base.update(kw)
     return config_lib.load(TrainConfig, None, [REDUCED] + [f"{k}={v}" for k, v in base.items()])
 
