@@ -230,6 +230,20 @@ class ReplayBuffer:
             raise
         return buf
 
+    def verify(self) -> int:
+        """Runs open()'s checks again on the committed live frames (range checks, then every row
+        against its checksum); returns the number of frames checked. ReplayFormatError names the
+        damaged file and frames. A RAM buffer has no checksums: only the range checks run."""
+        self._check_usable()
+        high = self._committed["high"] if self.directory is not None else self._high
+        low = max(self._low, self._committed["low"]) if self.directory is not None else self._low
+        files = {name: f["file"] for name, f in _all_fields(self._spec).items()}
+        integrity.check_ranges(self._arrays, low, high, self._next_episode, self.directory or Path("memory"), files)
+        if self._checksums is not None:
+            # The open episode's last committed frame may have gained its transition since.
+            self._checksums.verify(low, max(low, high - 1), self.directory, files)
+        return high - low
+
     def _verify(self, checksums: bool) -> None:
         """Range checks, then the row checksums of the live frames [low, high)."""
         files = {name: f["file"] for name, f in _all_fields(self._spec).items()}
