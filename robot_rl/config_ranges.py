@@ -4,7 +4,7 @@ sections included), and the one check that applies them before a run touches any
 A type that fits is not enough: `steps=-5`, `updates_per_step=-1`, `agent.actor_lr=nan` or
 `demos=-1` all parse, and each used to run silently wrong or crash mid-run. Every leaf field
 has an entry here; tests/security/test_configs.py fails when a new field is added without one.
-Cross-field rules (a demo source for the RLPD batch, ensemble vs subsample size) come after.
+Cross-field rules (std_min below std_max, the sections' own validate()) come after.
 """
 from __future__ import annotations
 
@@ -132,8 +132,4 @@ def validate_train_config(cfg: Any) -> Any:
     if cfg.agent.std_min >= cfg.agent.std_max:
         raise ConfigError(f"agent.std_min = {cfg.agent.std_min!r}: must be below agent.std_max "
                           f"({cfg.agent.std_max!r})")
-    if cfg.buffer.demo_ratio > 0 and not cfg.demo_dataset and cfg.demos < 1:
-        raise ConfigError(f"demos = {cfg.demos!r}: must be >= 1 while buffer.demo_ratio > 0 and no "
-                          f"demo_dataset is given (the RLPD batch needs demo rows); set "
-                          f"buffer.demo_ratio=0 to train without demos")
     return cfg

@@ -70,7 +70,6 @@ CLI_CASES = [
     (["train", "--seed", "-1"], "seed = -1"),
     (["train", "--steps", "ten"], "invalid int value"),
     (["train", "--set", "demos=-1"], "demos = -1"),
-    (["train", "--set", "demos=0"], "demos = 0: must be >= 1 while buffer.demo_ratio > 0"),
     (["train", "--set", "updates_per_step=-1"], "updates_per_step = -1.0"),
     (["train", "--set", "agent.actor_lr=-1"], "agent.actor_lr = -1.0"),
     (["train", "--set", "agent.actor_lr=nan"], "agent.actor_lr = nan"),
@@ -169,7 +168,19 @@ def test_a_value_outside_a_field_s_range_is_refused_naming_the_field(path, value
 def test_the_defaults_and_each_range_s_edges_are_accepted():
     validate_train_config(TrainConfig())
     validate_train_config(_with(_with(TrainConfig(), "updates_per_step", 0.0), "steps", 0))
-    validate_train_config(_with(_with(TrainConfig(), "demos", 0), "buffer.demo_ratio", 0.0))
+    validate_train_config(_with(TrainConfig(), "demos", 0))    # the RLPD batch is then all online
+
+
+def test_zero_demos_collects_nothing_instead_of_dividing_by_zero():
+    from robot_rl.buffers import ReplayBuffer
+    from robot_rl.run_env import make_env_and_expert
+    from robot_rl.train import collect_demos
+
+    handle = make_env_and_expert("point_reach")
+    with ReplayBuffer.create(None, handle.env.observation_space, 7, capacity=16) as buf:
+        stats = collect_demos(handle, buf, 0, seed=0)
+        assert stats == {"demos": 0, "attempts": 0, "expert_success_rate": None} and len(buf) == 0
+    handle.close()
 
 
 # ----------------------------------------------------------------------------- resume

@@ -106,6 +106,14 @@ def test_corrupt_replay_rows_are_refused_on_open_naming_file_and_frames(buffer_d
         ReplayBuffer.open(buffer_dir)
 
 
+def test_verify_finds_corruption_that_happens_while_the_buffer_is_open(buffer_dir):
+    with ReplayBuffer.open(buffer_dir) as buf:
+        assert buf.verify() == EPISODES * (STEPS + 1)
+        _poke(_field_file(buffer_dir, "reward"), 8)        # another process, or the disk
+        with pytest.raises(ReplayFormatError, match="slot.reward.npy: 1 row.*frames 8..8"):
+            buf.verify()
+
+
 def test_a_corrupt_checksum_file_is_refused_too(buffer_dir):
     _poke(buffer_dir / integrity.CHECKSUM_FILE, 9)
     with pytest.raises(ReplayFormatError, match="fail their checksum"):
