@@ -416,3 +416,53 @@ def test_a_version_1_dataset_reads_with_a_warning_and_is_upgraded_when_opened_wr
     assert body["version"] == 2
     assert [m["crc32"] for m in body["episodes"]] == [
         f"{zlib.crc32((files / m['file']).read_bytes()):08x}" for m in body["episodes"]]
+
+
+# ----------------------------------------------------------------------------- reward labels
+
+def _labels(root):
+    from robot_rl.reward.labels import LabelWriter
+    rng = np.random.default_rng(0)
+    w = LabelWriter(root, ["wrist"], image_size=8, chunk_frames=4)
+    for i in range(8):
+        w.add({"wrist": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}, i % 2, episode=i // 4, step=i)
+    w.close()
+    return root
+
+
+def test_a_flipped_label_chunk_is_refused_by_its_crc(tmp_path):
+    from robot_rl.reward.labels import load_labels
+    root = _labels(tmp_path / "labels")
+    assert len(load_labels(root)) == 8
+    chunk = root / "chunk_000001.npz"
+    data = bytearray(chunk.read_bytes())
+    data[200] ^= 0x10
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="chunk_000001.npz.*CRC-32"):
+        load_labels(root)
+
+
+@pytest.mark.parametrize("name", ["../outside.npz", "/etc/passwd", "chunk_000001.npz"])
+def test_a_label_chunk_entry_outside_the_directory_is_refused(tmp_path, name):
+    from robot_rl.reward.labels import load_labels
+    root = _labels(tmp_path / "labels")
+    index = json.loads((root / "index.json").read_text())
+    index["chunks"][0]["file"] = name
+    (root / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="chunk entry 0 must name file 'chunk_000000.npz'"):
+        load_labels(root)
+
+
+def test_a_version_1_label_set_loads_with_a_warning_and_a_writer_upgrades_it(tmp_path, caplog):
+    from robot_rl.reward.labels import LabelWriter, load_labels, read_index
+    root = _labels(tmp_path / "labels")
+    index = json.loads((root / "index.json").read_text())
+    index["version"] = 1
+    for c in index["chunks"]:
+        c.pop("crc32")
+    (root / "index.json").write_text(json.dumps(index))
+    with caplog.at_level(logging.WARNING, logger="robot_rl.reward.labels"):
+        assert len(load_labels(root)) == 8
+        assert "no chunk checksums" in caplog.text
+        LabelWriter(root, ["wrist"], image_size=8).close()
+    assert read_index(root)["version"] == 2 and all("crc32" in c for c in read_index(root)["chunks"])
