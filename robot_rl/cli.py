@@ -42,7 +42,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from robot_rl.datasets.store import DatasetFormatError
     return (CommandError, ConfigError, CheckpointError, ReplayFormatError, DatasetFormatError,
             FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            PermissionError)
+            PermissionError, ValueError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -259,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         if args.verbose:
             logging.getLogger("robot_rl.cli").exception("the error's traceback (-v)")
-        print(f"robot-rl: error: {' '.join(str(e).split())}", file=sys.stderr)
+        # The typed errors are about input; a plain ValueError (e.g. an unknown task, a task
+        # override the task refuses) usually is too, but may be a bug: say how to see more.
+        hint = "" if args.verbose or type(e) is not ValueError else " (-v shows the traceback)"
+        print(f"robot-rl: error: {' '.join(str(e).split())}{hint}", file=sys.stderr)
         return 2
     except SystemExit as e:
         if isinstance(e.code, str):      # a command that exits with a message

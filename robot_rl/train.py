@@ -356,7 +356,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     # A resume compares its settings with the run's before anything is written (resume.py).
     plan = resume_lib.plan_resume(cfg, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -380,6 +379,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         resume_lib.save_config(cfg, run_dir, plan)
 
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)    # once the task and agent could be built
         online, demo, counters = open_run_buffers(cfg, run_dir, handle, agent, save_config)
     except BaseException:
         handle.close()

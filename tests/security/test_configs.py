@@ -89,6 +89,9 @@ CLI_CASES = [
     (["eval", "{d}/no_such_run"], "no such run directory"),
     (["eval", "{d}/adir"], "config.yaml is missing"),
     (["demos", "--task", "point_reach", "--episodes", "0", "--out", "{d}/demos"], "--episodes 0"),
+    (["train", "--task", "nosuch", "--run-dir", "{d}/never"], "unknown task 'nosuch'"),
+    (["train", "--task", "point_reach", "--set", "task_overrides={{max_steps: 5}}",
+      "--run-dir", "{d}/never"], "takes no task_overrides"),
     (["nosuchcommand"], "invalid choice"),
     ([], "the following arguments are required"),
 ]
@@ -98,6 +101,7 @@ CLI_CASES = [
 def test_bad_input_is_one_error_line_and_exit_code_2(bad_files, capsys, argv, says):
     code, err = _run_main([a.format(d=bad_files) for a in argv], capsys)
     _assert_one_error_line(code, err, says)
+    assert not (bad_files / "never").exists()       # a refused run creates no run directory
 
 
 def test_the_installed_command_exits_2_with_one_line(bad_files):
@@ -279,3 +283,22 @@ def test_a_resume_with_settings_that_apply_logs_them_and_keeps_a_history(run_cop
     assert history[-1]["changed"]["agent.discount"] == {"was": 0.97, "now": 0.9}
     # The file is still a plain config: loaded again it resumes with no change to list.
     assert yaml.safe_load((run_copy / "config.yaml").read_text())["agent"]["discount"] == 0.9
+
+
+def test_the_learner_refuses_a_fixed_change_before_writing_and_records_one_that_applies(tmp_path):
+    """The distributed learner's resume (robot_rl/learner.py) follows the same rules."""
+    from robot_rl.learner import Learner, LearnerConfig
+
+    def learner(**kw):
+        return Learner(_tiny(tmp_path / "run", demos=0, **kw), LearnerConfig(),
+                       publish_weights=lambda b: None, publish_ack=lambda b: None)
+
+    learner().close()                          # a fresh run: config.yaml, buffers, learner state
+    run = tmp_path / "run"
+    before = _snapshot(run)
+    with pytest.raises(ResumeError, match=r"changed buffer[.]capacity \(400 -> 500\)"):
+        learner(**{"buffer.capacity": 500})
+    assert _snapshot(run) == before
+    learner(**{"agent.tau": 0.01}).close()
+    assert config_lib.read_history(run / "config.yaml")[-1]["changed"] == {
+        "agent.tau": {"was": 0.005, "now": 0.01}}
