@@ -93,6 +93,8 @@ class Learner:
         # A resume checks its settings against the run's config.yaml before anything is written;
         # the file is rewritten (with the change history) once buffers and checkpoint opened.
         from robot_rl import resume as resume_lib
+        from robot_rl.config_ranges import validate_train_config
+        validate_train_config(cfg)
         resume_plan = resume_lib.plan_resume(cfg, self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if cfg.threads:

@@ -74,7 +74,7 @@ class RowChecksums:
     def verify(self, start: int, stop: int, directory: Path, files: dict[str, str]) -> None:
         """Raises ReplayFormatError naming each field file whose rows in [start, stop) do not
         match their CRC, with the first and last bad frame."""
-        bad: dict[str, list[int]] = {}
+        bad: dict[tuple[str, str], list[int]] = {}
         for g in range(start, stop):
             s = g % self.capacity
             row = self._row(s)
@@ -82,17 +82,16 @@ class RowChecksums:
             if np.array_equal(row, stored):
                 continue
             for i in np.flatnonzero(row != stored):
-                bad.setdefault(self._fields[i], []).append(g)
+                bad.setdefault((self._fields[i], "fail their checksum"), []).append(g)
         if bad:
-            raise ReplayFormatError(corruption_message(directory, bad, files, "fail their checksum"))
+            raise ReplayFormatError(corruption_message(directory, bad, files))
 
 
-def corruption_message(directory: Path, bad: dict[str, list[int]], files: dict[str, str],
-                       what: str) -> str:
-    parts = []
-    for name, frames in sorted(bad.items()):
-        parts.append(f"{directory / files[name]}: {len(frames)} row(s) in frames "
-                     f"{frames[0]}..{frames[-1]} {what}")
+def corruption_message(directory: Path, bad: dict[tuple[str, str], list[int]],
+                       files: dict[str, str]) -> str:
+    """One line: for each (field, problem), the field's file and its first and last bad frame."""
+    parts = [f"{directory / files[name]}: {len(frames)} row(s) in frames {frames[0]}..{frames[-1]} {what}"
+             for (name, what), frames in sorted(bad.items())]
     return ("; ".join(parts) + "; the buffer is corrupt: restore it from a copy, or move it away "
             "and start a fresh one")
 
@@ -106,11 +105,11 @@ def check_ranges(arrays: dict[str, np.ndarray], low: int, high: int, next_episod
         return
     frames = np.arange(low, high, dtype=np.int64)
     slots = frames % arrays["has_transition"].shape[0]
-    bad: dict[str, list[int]] = {}
+    bad: dict[tuple[str, str], list[int]] = {}
 
     def mark(name: str, mask: np.ndarray, what: str) -> None:
         if mask.any():
-            bad.setdefault(f"{name}\0{what}", frames[mask].tolist())
+            bad[(name, what)] = frames[mask].tolist()
 
     has = arrays["has_transition"][slots]
     for name in FLAG_FIELDS:
@@ -125,13 +124,7 @@ def check_ranges(arrays: dict[str, np.ndarray], low: int, high: int, next_episod
         finite = np.isfinite(values) if values.ndim == 1 else np.isfinite(values).all(axis=1)
         mark(name, live & ~finite, "are not finite")
     if bad:
-        message = []
-        for key, rows in sorted(bad.items()):
-            name, what = key.split("\0")
-            message.append(f"{directory / files[name]}: {len(rows)} row(s) in frames "
-                           f"{rows[0]}..{rows[-1]} {what}")
-        raise ReplayFormatError("; ".join(message) + "; the buffer is corrupt: restore it from a "
-                                "copy, or move it away and start a fresh one")
+        raise ReplayFormatError(corruption_message(directory, bad, files))
 
 
 def check_batch(batch: dict[str, Any], flag_values: dict[str, np.ndarray], where: str) -> None:
