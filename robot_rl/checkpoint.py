@@ -108,8 +108,9 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor], path: str = "state", 
 
 
 def _check_scalar(value: Any, path: str) -> None:
-    """Floats finite; counters (a *step*/*steps* key, or anything under a `counters` dict)
-    non-negative ints; learning rates (`lr`, `*_lr`) positive; eps/weight_decay non-negative."""
+    """Floats finite; anything under a `counters` dict a non-negative int; step counts (`step`,
+    `steps`, `*_steps`) non-negative; learning rates (`lr`, `*_lr`) positive; eps and
+    weight_decay non-negative."""
     if value is None or isinstance(value, (bool, str)):
         return
     if not isinstance(value, (int, float)):
@@ -117,9 +118,10 @@ def _check_scalar(value: Any, path: str) -> None:
     key = path.rsplit(".", 1)[-1]
     if isinstance(value, float) and not math.isfinite(value):
         raise CheckpointError(f"{path} = {value}: must be finite")
-    if (".counters." in f"{path}." or key in ("step", "steps") or key.endswith("_steps")) and \
-            not (isinstance(value, int) and value >= 0):
+    if ".counters." in f"{path}." and not (isinstance(value, int) and value >= 0):
         raise CheckpointError(f"{path} = {value!r}: a counter must be an integer >= 0")
+    if (key in ("step", "steps") or key.endswith("_steps")) and value < 0:
+        raise CheckpointError(f"{path} = {value!r}: a step count must be >= 0")
     if (key == "lr" or key.endswith("_lr")) and not value > 0:
         raise CheckpointError(f"{path} = {value!r}: a learning rate must be > 0")
     if key in ("eps", "weight_decay") and value < 0:
