@@ -12,11 +12,19 @@ checkpoint that looks complete but is not, and never damages the previous one.
 Works for any object with state_dict()/load_state_dict() returning nested dicts/lists of tensors
 and JSON scalars (SACAgent and BCAgent: networks, targets, temperature, optimizer state, step
 counters and RNG states), so training resumes bit-for-bit.
+
+Integrity (format 2): the JSON carries the SHA-256 of its own canonical body ("json_sha256"),
+beside the tensor file's. On load every scalar is checked: floats finite, step counters and
+metadata counters non-negative integers, learning rates positive, nesting at most 64 deep; any
+problem, malformed structure included, is a CheckpointError naming the file and the field.
+A format-1 checkpoint (no JSON checksum) still loads, with a warning, after the same checks.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -28,8 +36,13 @@ from safetensors.torch import save as save_bytes
 
 from robot_rl import atomic_io
 
+log = logging.getLogger("robot_rl.checkpoint")
+
 FORMAT = "robot_rl.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2            # 2: the JSON is checksummed too; 1 loads with a warning
+READABLE_VERSIONS = (1, 2)
+MAX_DEPTH = 64                # deeper structures are refused (no RecursionError on hostile input)
+_DOC_KEYS = ("format", "format_version", "tensors_sha256", "metadata", "state")
 
 
 class CheckpointError(ValueError):
@@ -65,19 +78,72 @@ def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint")
 
 
-def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor], path: str = "state", depth: int = 0) -> Any:
+    """Rebuilds the state; every scalar is checked (see _check_scalar)."""
+    if depth > MAX_DEPTH:
+        raise CheckpointError(f"{path}: nested deeper than {MAX_DEPTH} levels")
     if isinstance(obj, dict):
-        if "__tensor__" in obj:
+        if set(obj) == {"__tensor__"}:
             key = obj["__tensor__"]
-            if key not in tensors:
-                raise CheckpointError(f"checkpoint refers to tensor {key!r}, which the tensor file lacks")
+            if not isinstance(key, str) or key not in tensors:
+                raise CheckpointError(f"{path}: refers to tensor {key!r}, which the tensor file lacks")
             return tensors[key]
-        if "__dict__" in obj:
-            return {k: _unflatten(v, tensors) for k, v in obj["__dict__"]}
-        if "__list__" in obj:
-            return [_unflatten(v, tensors) for v in obj["__list__"]]
-        raise CheckpointError(f"malformed checkpoint structure: {sorted(obj)}")
+        if set(obj) == {"__dict__"} and isinstance(obj["__dict__"], list):
+            out = {}
+            for item in obj["__dict__"]:
+                if (not isinstance(item, list) or len(item) != 2 or isinstance(item[0], bool)
+                        or not isinstance(item[0], (str, int))):
+                    raise CheckpointError(f"{path}: a dict entry must be a [str or int key, value] "
+                                          f"pair, got {str(item)[:80]}")
+                k, v = item
+                out[k] = _unflatten(v, tensors, f"{path}.{k}", depth + 1)
+            return out
+        if set(obj) == {"__list__"} and isinstance(obj["__list__"], list):
+            return [_unflatten(v, tensors, f"{path}.{i}", depth + 1) for i, v in enumerate(obj["__list__"])]
+        raise CheckpointError(f"{path}: malformed checkpoint structure (keys {sorted(obj)[:5]})")
+    if isinstance(obj, list):
+        raise CheckpointError(f"{path}: a bare list (lists are stored as {{'__list__': ...}})")
+    _check_scalar(obj, path)
     return obj
+
+
+def _check_scalar(value: Any, path: str) -> None:
+    """Floats finite; anything under a `counters` dict a non-negative int; step counts (`step`,
+    `steps`, `*_steps`) non-negative; learning rates (`lr`, `*_lr`) positive; eps and
+    weight_decay non-negative."""
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if not isinstance(value, (int, float)):
+        raise CheckpointError(f"{path}: unsupported value {value!r}")
+    key = path.rsplit(".", 1)[-1]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CheckpointError(f"{path} = {value}: must be finite")
+    if ".counters." in f"{path}." and not (isinstance(value, int) and value >= 0):
+        raise CheckpointError(f"{path} = {value!r}: a counter must be an integer >= 0")
+    if (key in ("step", "steps") or key.endswith("_steps")) and value < 0:
+        raise CheckpointError(f"{path} = {value!r}: a step count must be >= 0")
+    if (key == "lr" or key.endswith("_lr")) and not value > 0:
+        raise CheckpointError(f"{path} = {value!r}: a learning rate must be > 0")
+    if key in ("eps", "weight_decay") and value < 0:
+        raise CheckpointError(f"{path} = {value!r}: must be >= 0")
+
+
+def _check_metadata(metadata: Any, json_path: Path) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{json_path}: metadata must be a mapping, got {type(metadata).__name__}")
+    counters = metadata.get("counters", {})
+    if not isinstance(counters, dict):
+        raise CheckpointError(f"{json_path}: metadata.counters must be a mapping, got {counters!r}")
+    for name, value in counters.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CheckpointError(f"{json_path}: metadata.counters.{name} = {value!r}: a counter "
+                                  f"must be an integer >= 0")
+    return metadata
+
+
+def _json_sha256(doc: dict[str, Any]) -> str:
+    body = {k: doc.get(k) for k in _DOC_KEYS}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -116,6 +182,7 @@ def save_state(state: Any, path: str | Path, metadata: dict[str, Any] | None = N
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION,
                "tensors_sha256": hashlib.sha256(blob).hexdigest(),
                "metadata": metadata or {}, "state": skeleton}
+        doc["json_sha256"] = _json_sha256(doc)
         atomic_io.write_tmp(json_path, json.dumps(doc).encode(), fsync=True)
     except BaseException:
         tmp_tensors.unlink(missing_ok=True)
@@ -150,13 +217,29 @@ def load_state(path: str | Path) -> tuple[Any, dict[str, Any]]:
             raise CheckpointError(f"checkpoint file {str(p)!r} does not exist")
     try:
         doc = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{json_path}: not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{json_path}: not valid JSON ({str(e)[:200]})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{json_path}: not a {FORMAT} file")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{json_path}: format version {doc.get('format_version')!r}, "
-                              f"this code reads version {FORMAT_VERSION}")
+    version = doc.get("format_version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{json_path}: format version {version!r}, "
+                              f"this code reads versions {READABLE_VERSIONS}")
+    missing = [k for k in ("tensors_sha256", "state") if k not in doc]
+    if missing:
+        raise CheckpointError(f"{json_path}: lacks {missing}")
+    if version >= 2:
+        try:
+            expected = _json_sha256(doc)
+        except (ValueError, RecursionError):
+            expected = None
+        if doc.get("json_sha256") != expected:
+            raise CheckpointError(f"{json_path}: contents do not match its json_sha256 (corrupt or "
+                                  f"edited)")
+    else:
+        log.warning("%s: checkpoint format 1 has no checksum of its JSON; loading it after range "
+                    "checks (the next save writes format %d)", json_path, FORMAT_VERSION)
+    metadata = _check_metadata(doc.get("metadata", {}), json_path)
     if _sha256(tensor_path) != doc.get("tensors_sha256"):
         raise CheckpointError(f"{tensor_path}: contents do not match the checksum in {json_path.name} "
                               "(corrupt or from another checkpoint)")
@@ -164,7 +247,13 @@ def load_state(path: str | Path) -> tuple[Any, dict[str, Any]]:
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{tensor_path}: unreadable tensor file ({e})") from None
-    return _unflatten(doc["state"], tensors), doc.get("metadata", {})
+    try:
+        state = _unflatten(doc["state"], tensors)
+    except CheckpointError as e:
+        raise CheckpointError(f"{json_path}: {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"{json_path}: nested too deeply") from None
+    return state, metadata
 
 
 def save_agent(agent: Any, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
@@ -176,6 +265,6 @@ def load_agent(agent: Any, path: str | Path) -> dict[str, Any]:
     state, metadata = load_state(path)
     try:
         agent.load_state_dict(state)
-    except (KeyError, RuntimeError, TypeError) as e:
+    except (KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise CheckpointError(f"{path}: does not fit this agent ({type(e).__name__}: {e})") from None
     return metadata

@@ -13,7 +13,12 @@ has `register(subparsers)`, which adds its sub-command and keeps heavy imports i
 handler so `robot-rl --help` stays fast.
 
 Every run is described by one typed config (robot_rl.train.TrainConfig): defaults, then the
-YAML file, then the shortcut flags, then `--set` overrides, in that order.
+YAML file, then the shortcut flags, then `--set` overrides, in that order; every field is
+range-checked (robot_rl/config_ranges.py) before anything runs.
+
+Errors in what a user gave (arguments, config files and values, run directories, corrupt or
+mismatched files on disk) end with one line `robot-rl: error: ...` on stderr and exit code 2,
+never a traceback (USER_ERRORS; `-v` adds the traceback for a bug report).
 """
 from __future__ import annotations
 
@@ -25,8 +30,37 @@ import sys
 from pathlib import Path
 
 
+class CommandError(Exception):
+    """A command cannot run with what it was given; the message is the whole explanation."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or a bad file, not a bug: one error line, exit code 2."""
+    from robot_rl.buffers.storage import ReplayFormatError
+    from robot_rl.checkpoint import CheckpointError
+    from robot_rl.config import ConfigError
+    from robot_rl.datasets.store import DatasetFormatError
+    return (CommandError, ConfigError, CheckpointError, ReplayFormatError, DatasetFormatError,
+            FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError, ValueError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the one format every robot-rl error has."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        _fail(message)
+
+
+def _fail(message: str):
+    print(f"robot-rl: error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _train_config(args: argparse.Namespace):
     from robot_rl import config as config_lib
+    from robot_rl.config_ranges import validate_train_config
     from robot_rl.train import TrainConfig
 
     overrides = []
@@ -37,7 +71,7 @@ def _train_config(args: argparse.Namespace):
     overrides += args.set or []
     from robot_rl.configs import resolve
     path = resolve(args.config) if args.config else None   # a file, or a shipped config's name
-    return config_lib.load(TrainConfig, path, overrides)
+    return validate_train_config(config_lib.load(TrainConfig, path, overrides))
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -94,9 +128,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from robot_rl.train import TrainConfig, _device, checkpoint_exists, evaluate
 
     run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise CommandError(f"{run_dir}: no such run directory")
+    if not (run_dir / "config.yaml").is_file():
+        raise CommandError(f"{run_dir}: not a run directory (config.yaml is missing)")
+    if args.episodes < 0:
+        raise CommandError(f"--episodes {args.episodes}: must be >= 0")
     cfg = config_lib.load(TrainConfig, run_dir / "config.yaml")
     if not checkpoint_exists(run_dir / "checkpoint"):
-        raise SystemExit(f"no checkpoint in {run_dir} (checkpoint.safetensors)")
+        raise CommandError(f"no checkpoint in {run_dir} (checkpoint.safetensors)")
     handle = make_run_env(cfg)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                      device=_device(cfg.device), seed=cfg.seed)
@@ -115,6 +155,10 @@ def cmd_demos(args: argparse.Namespace) -> int:
     from robot_rl.run_env import make_env_and_expert
     from robot_rl.train import collect_demos
 
+    if args.episodes < 1:
+        raise CommandError(f"--episodes {args.episodes}: must be >= 1")
+    if not 0.0 <= args.noise <= 10.0:
+        raise CommandError(f"--noise {args.noise}: must be in [0, 10]")
     handle = make_env_and_expert(args.task, args.obs, seed=args.seed, expert_noise=args.noise)
     env = handle.env
     capacity = args.episodes * int(getattr(env.spec, "max_episode_steps", None) or 200) * 2
@@ -169,8 +213,8 @@ def _register_command_modules(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robot-rl", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="robot-rl", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -220,15 +264,31 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["up"]:  # bring-up parses its own options (argparse cannot pass "--x" through)
         return cmd_up(argparse.Namespace(rest=argv[1:]))
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return _exit_code(e)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    from robot_rl.config import ConfigError
     try:
         return args.func(args)
-    except ConfigError as e:
-        print(f"robot-rl: config error: {e}", file=sys.stderr)
+    except _user_errors() as e:
+        if args.verbose:
+            logging.getLogger("robot_rl.cli").exception("the error's traceback (-v)")
+        # The typed errors are about input; a plain ValueError (e.g. an unknown task, a task
+        # override the task refuses) usually is too, but may be a bug: say how to see more.
+        hint = "" if args.verbose or type(e) is not ValueError else " (-v shows the traceback)"
+        print(f"robot-rl: error: {' '.join(str(e).split())}{hint}", file=sys.stderr)
         return 2
+    except SystemExit as e:
+        if isinstance(e.code, str):      # a command that exits with a message
+            print(f"robot-rl: error: {' '.join(e.code.split())}", file=sys.stderr)
+            return 2
+        return _exit_code(e)
+
+
+def _exit_code(e: SystemExit) -> int:
+    return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 One config object describes one run. Nested dataclasses map to nested YAML mappings, and a
 CLI override names a field by its dotted path: `--set agent.discount=0.99`.
 Unknown keys are errors, never silently ignored, so a typo cannot change a run unnoticed.
+Values are range-checked against a table of `Range`s (check_ranges): a type that fits is not
+enough, a negative step count or a NaN learning rate is refused with the field named.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -19,6 +22,96 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the config's fields and types."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The allowed values of one numeric field: [low, high] (either end open, or None = no bound).
+    Floats must also be finite. `optional`: None is allowed too."""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+
+    def describe(self) -> str:
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+        lo = "-inf" if self.low is None else num(self.low)
+        hi = "inf" if self.high is None else num(self.high)
+        text = f"{'(' if self.low is None or self.low_open else '['}{lo}, {hi}{')' if self.high is None or self.high_open else ']'}"
+        return text + (" or null" if self.optional else "")
+
+    def contains(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return False
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """A string field: non-empty unless allow_empty; optionally one of `choices`."""
+    allow_empty: bool = False
+    choices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.choices:
+            return f"one of {list(self.choices)}"
+        return "any string" if self.allow_empty else "a non-empty string"
+
+    def contains(self, value: Any) -> bool:
+        if not isinstance(value, str) or (not value and not self.allow_empty):
+            return False
+        return not self.choices or value in self.choices
+
+
+def check_ranges(cfg: Any, table: dict[str, Any], prefix: str = "") -> None:
+    """Raises ConfigError naming the first field of `cfg` (a dataclass, nested ones walked)
+    whose value is outside its entry in `table` ({dotted path: Range | Text | callable}).
+    A sequence field is checked item by item; a callable entry returns an error text or None.
+    Floats without an entry must still be finite."""
+    for f in dataclasses.fields(cfg):
+        name = f"{prefix}{f.name}"
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, table, f"{name}.")
+            continue
+        rule = table.get(name)
+        if rule is None:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name} = {value!r}: must be a finite number")
+            continue
+        if callable(rule) and not isinstance(rule, (Range, Text)):
+            problem = rule(value, cfg)
+            if problem:
+                raise ConfigError(f"{name} = {value!r}: {problem}")
+            continue
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and not value:
+            raise ConfigError(f"{name} = {value!r}: must not be empty")
+        for item in items:
+            if not rule.contains(item):
+                raise ConfigError(f"{name} = {value!r}: must be "
+                                  f"{'in ' if isinstance(rule, Range) else ''}{rule.describe()}")
+
+
+def fields_of(cls: type, prefix: str = "") -> list[str]:
+    """Every leaf field of a (nested) config dataclass by dotted path: what a range table covers."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            out += fields_of(typ, f"{prefix}{f.name}.")
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -128,7 +221,10 @@ def apply_override(cfg: T, dotted: str, raw: str) -> T:
         if not dataclasses.is_dataclass(sub):
             raise ConfigError(f"{head!r} is not a section, so {dotted!r} cannot be set")
         return dataclasses.replace(cfg, **{head: apply_override(sub, rest, raw)})
-    value = yaml.safe_load(raw) if isinstance(raw, str) else raw
+    try:
+        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
+    except yaml.YAMLError:
+        raise ConfigError(f"{dotted}: the value {raw!r} is not valid YAML") from None
     if fields[head] is str and not isinstance(value, str):
         value = raw  # keep "007" or "1e3" as the user typed them for string fields
     return dataclasses.replace(cfg, **{head: _coerce(value, fields[head], dotted)})
@@ -138,9 +234,7 @@ def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | No
     """Defaults, then the YAML file at `path`, then `key=value` overrides, in that order."""
     cfg = cls()
     if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = read_yaml(path)
         cfg = _merge(cfg, data, str(path))
     for item in overrides or []:
         if "=" not in item:
@@ -148,6 +242,35 @@ def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | No
         key, raw = item.split("=", 1)
         cfg = apply_override(cfg, key.strip(), raw)
     return cfg
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from `path`; ConfigError naming the file for anything else (missing, a
+    directory, unreadable, binary, bad YAML, not a mapping)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8 YAML) file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at} ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config fields, got "
+                          f"{type(data).__name__}")
+    return data
 
 
 def _merge(base: T, data: dict[str, Any], where: str) -> T:
@@ -166,5 +289,26 @@ def _merge(base: T, data: dict[str, Any], where: str) -> T:
     return dataclasses.replace(base, **changes)
 
 
-def save(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+def save(cfg: Any, path: str | Path, history: list[dict[str, Any]] | None = None) -> None:
+    """Writes the config as YAML, atomically (a reader sees the old file or the new one).
+    `history` (resumes and the settings they changed) goes in a trailing `_history` comment
+    block, so the file still loads as the config alone."""
+    from robot_rl.atomic_io import write_bytes_atomic
+
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    if history:
+        lines = yaml.safe_dump({"history": history}, sort_keys=False).splitlines()
+        text += "# Resumes of this run and the settings each changed (robot_rl.config.read_history):\n"
+        text += "".join(f"#| {line}\n" for line in lines)
+    write_bytes_atomic(path, text.encode(), fsync=False)
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    """The resume history that save() appended to a config file ([] if none or unreadable)."""
+    try:
+        lines = [line[3:] for line in Path(path).read_text().splitlines() if line.startswith("#| ")]
+        data = yaml.safe_load("\n".join(lines)) if lines else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    history = data.get("history") if isinstance(data, dict) else None
+    return history if isinstance(history, list) else []

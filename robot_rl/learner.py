@@ -59,7 +59,6 @@ import numpy as np
 import torch
 
 from robot_rl import checkpoint as ckpt
-from robot_rl import config as config_lib
 from robot_rl import auth, transport
 from robot_rl.agents.sac import SACAgent
 from robot_rl.atomic_io import is_disk_full, write_json_atomic
@@ -100,6 +99,12 @@ class Learner:
         self.writer, self.clock = writer, clock
         self.session = uuid.uuid4().hex[:12]
         self.run_dir = Path(cfg.run_dir)
+        # A resume checks its settings against the run's config.yaml before anything is written;
+        # the file is rewritten (with the change history) once buffers and checkpoint opened.
+        from robot_rl import resume as resume_lib
+        from robot_rl.config_ranges import validate_train_config
+        validate_train_config(cfg)
+        resume_plan = resume_lib.plan_resume(cfg, self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.key_path = self.run_dir / auth.KEY_FILE
         if key is None:
@@ -145,8 +150,8 @@ class Learner:
             meta = ckpt.load_agent(self.agent, self.ckpt_path)
             self.counters["updates"] = int(meta.get("counters", {}).get("updates", 0))
             log.info("resumed agent from %s at %d updates", self.ckpt_path, self.counters["updates"])
-        else:
-            config_lib.save(cfg, self.run_dir / "config.yaml")
+        resume_lib.log_changes(resume_plan, self.run_dir)
+        resume_lib.save_config(cfg, self.run_dir, resume_plan)
         if not self.demos_done:
             if self.online.transitions_added:
                 raise RuntimeError(f"{self.online_dir} holds data but learner_state.json does not say the "

@@ -28,12 +28,13 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 
-from robot_rl import config as config_lib
+from robot_rl import resume as resume_lib
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.buffers import BufferConfig, ReplayBuffer
 from robot_rl.buffers.rlpd import RLPDSampler, to_torch
 from robot_rl import checkpoint as ckpt
 from robot_rl.atomic_io import is_disk_full, write_json_atomic
+from robot_rl.config_ranges import validate_train_config
 from robot_rl.buffers.disk_full import WaitWhenDiskFull, wait_when_disk_full
 from robot_rl.envs.gym_adapter import GymEnvConfig
 from robot_rl.run_env import EnvHandle, make_run_env
@@ -279,9 +280,14 @@ def save_checkpoint(agent: SACAgent, path: Path, counters: dict[str, int], wait:
         return False
 
 
-def open_run_buffers(cfg: TrainConfig, run_dir: Path, handle: EnvHandle, agent: SACAgent
+def open_run_buffers(cfg: TrainConfig, run_dir: Path, handle: EnvHandle, agent: SACAgent,
+                     save_config: Callable[[], None] = lambda: None
                      ) -> tuple[ReplayBuffer, ReplayBuffer, dict[str, int]]:
     """The run's online and demo buffers and its counters, resumed or new.
+
+    Nothing in run_dir changes until the resume has succeeded (buffers verified on open, the
+    checkpoint loaded) or a new run starts; `save_config` is called at that point, so a resume
+    that fails leaves config.yaml and everything else as it was.
 
     The buffers are the truth for how far the run got: every env step is committed to the
     online buffer as it happens, checkpoints are periodic. So after a kill at any moment,
@@ -296,11 +302,22 @@ def open_run_buffers(cfg: TrainConfig, run_dir: Path, handle: EnvHandle, agent: 
     demos_done = (run_dir / "demos.json").exists()
     counters = {"env_steps": 0, "episodes": 0, "updates": 0}
     if cfg.resume and demos_done and online_dir.exists() and demo_dir.exists():
-        online, demo = ReplayBuffer.open(online_dir), ReplayBuffer.open(demo_dir)
-        have_ckpt = ckpt.exists(ckpt_path)
-        if have_ckpt:
-            saved = ckpt.load_agent(agent, ckpt_path).get("counters", {})
-            counters["updates"] = int(saved.get("updates", 0))
+        online = demo = None
+        try:
+            online = ReplayBuffer.open(online_dir, fsync=cfg.buffer.fsync,
+                                       check_continuity=cfg.buffer.check_continuity)
+            demo = ReplayBuffer.open(demo_dir, fsync=cfg.buffer.fsync,
+                                     check_continuity=cfg.buffer.check_continuity)
+            have_ckpt = ckpt.exists(ckpt_path)
+            if have_ckpt:
+                saved = ckpt.load_agent(agent, ckpt_path).get("counters", {})
+                counters["updates"] = int(saved.get("updates", 0))
+        except BaseException:
+            for b in (online, demo):
+                if b is not None:
+                    b.close()
+            raise
+        save_config()
         counters["env_steps"], counters["episodes"] = online.transitions_added, online.episodes_started
         log.info("resumed at env step %d, episode %d, update %d (%s)", counters["env_steps"],
                  counters["episodes"], counters["updates"],
@@ -319,6 +336,7 @@ def open_run_buffers(cfg: TrainConfig, run_dir: Path, handle: EnvHandle, agent: 
         # The demos never finished (killed while collecting): nothing online yet, start over.
         log.warning("%s: left by a run killed before its demos were complete; starting it over", d)
         shutil.rmtree(d)
+    save_config()
     env = handle.env
     action_dim = env.action_space.shape[0]
     online = ReplayBuffer.create(online_dir, env.observation_space, action_dim,
@@ -346,9 +364,10 @@ def open_run_buffers(cfg: TrainConfig, run_dir: Path, handle: EnvHandle, agent: 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Runs (or resumes) one training run and returns the final evaluation."""
+    validate_train_config(cfg)
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_lib.save(cfg, run_dir / "config.yaml")
+    # A resume compares its settings with the run's before anything is written (resume.py).
+    plan = resume_lib.plan_resume(cfg, run_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -363,13 +382,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     "pixel runs", cfg.batch_size)
     action_dim = env.action_space.shape[0]
 
+    # Resume: both buffers reopened at their last commit, the agent from its last checkpoint;
+    # config.yaml (with the resume's changes in its history) is written once that worked.
+    ckpt_path = run_dir / "checkpoint"
+
+    def save_config() -> None:
+        resume_lib.log_changes(plan, run_dir)
+        resume_lib.save_config(cfg, run_dir, plan)
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)    # once the task and agent could be built
+        online, demo, counters = open_run_buffers(cfg, run_dir, handle, agent, save_config)
+    except BaseException:
+        handle.close()
+        raise
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(str(run_dir / "tb"))
     curve = _Curve(run_dir)
-
-    # Resume: both buffers reopened at their last commit, the agent from its last checkpoint.
-    ckpt_path = run_dir / "checkpoint"
-    online, demo, counters = open_run_buffers(cfg, run_dir, handle, agent)
     curve.trim(counters["env_steps"])
     disk_status: dict[str, Any] = {"disk_full": False, "error": ""}
     # A full disk: log, wait and retry the write; the step is not acknowledged until it is on disk.

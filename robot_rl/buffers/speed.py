@@ -3,7 +3,11 @@
     python -m robot_rl.buffers.speed [--transitions 20000] [--batch 256] [--batches 100] [--dir DIR]
 
 Buffers are memory-mapped files (in a temp dir unless --dir); sampling is timed after one pass
-over the data, i.e. with a warm page cache. Prints one JSON line.
+over the data, i.e. with a warm page cache. The row checksums (buffers/integrity.py) are timed
+on their own too, since the add+commit rate is too noisy on a shared machine to show a few
+percent: `checksum_us_per_transition` is verify()'s time per row, the same CRC work commit()
+does per acknowledged transition, and `verify_gb_per_s` is open()'s check rate (warm cache).
+Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -71,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                 fn()
             return args.batches * args.batch / (time.perf_counter() - started)
 
+        started = time.perf_counter()
+        frames = online.verify()
+        verify_s = time.perf_counter() - started
+        slot_bytes = online.bytes_per_transition(include_extras=True)
+
         result = {
             "transitions_per_buffer": len(online),
             "bytes_per_transition": online.bytes_per_transition(),
@@ -81,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             "rlpd_samples_per_s": round(rate(lambda: sampler.sample(rng)), 1),
             "rlpd_to_torch_cpu_samples_per_s": round(rate(lambda: to_torch(sampler.sample(rng), "cpu")), 1),
             "torch_threads": torch.get_num_threads(),
+            "checksum_us_per_transition": round(verify_s / frames * 1e6, 1),
+            "verify_gb_per_s": round(frames * slot_bytes / verify_s / 1e9, 2),
         }
         if torch.cuda.is_available():
             def to_gpu():

@@ -24,7 +24,8 @@ import numpy as np
 from robot_rl import atomic_io
 
 FORMAT_NAME = "robot_rl.replay"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                 # 2: per-row checksums (rows.crc32); 1 is read and upgraded
+READABLE_VERSIONS = (1, 2)
 HEADER_FILE = "header.json"
 LOCK_FILE = "lock"
 
@@ -76,7 +77,9 @@ def reserve(array: np.memmap, start_row: int, stop_row: int) -> None:
 
 
 def read_header(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Returns (spec, cursor) from DIR/header.json, or raises ReplayFormatError saying what is wrong."""
+    """Returns (spec, cursor) from DIR/header.json, or raises ReplayFormatError saying what is wrong.
+
+    A version-1 header has no "checksum" entry in its spec (ReplayBuffer.open upgrades it)."""
     path = directory / HEADER_FILE
     if not directory.is_dir():
         raise ReplayFormatError(f"{directory}: no such buffer directory")
@@ -88,9 +91,9 @@ def read_header(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ReplayFormatError(f"{path}: header is not valid JSON ({e}); the file is garbled") from e
     if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
         raise ReplayFormatError(f"{path}: not a {FORMAT_NAME} header")
-    if body.get("version") != FORMAT_VERSION:
+    if body.get("version") not in READABLE_VERSIONS or isinstance(body.get("version"), bool):
         raise ReplayFormatError(f"{path}: format version {body.get('version')!r}, this code reads "
-                                f"version {FORMAT_VERSION} only")
+                                f"versions {READABLE_VERSIONS}")
     missing = {"spec", "cursor", "checksum"} - body.keys()
     if missing:
         raise ReplayFormatError(f"{path}: header lacks {sorted(missing)}")
@@ -98,6 +101,11 @@ def read_header(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if body["checksum"] != expected:
         raise ReplayFormatError(f"{path}: header checksum mismatch (stored {body['checksum']!r}, "
                                 f"computed {expected!r}); the file is garbled")
+    if not isinstance(body["spec"], dict):
+        raise ReplayFormatError(f"{path}: the header's spec is not a mapping")
+    if ("checksum" in body["spec"]) != (body["version"] >= 2):
+        raise ReplayFormatError(f"{path}: a version {body['version']} header "
+                                f"{'with' if body['version'] < 2 else 'without'} row checksums")
     return body["spec"], body["cursor"]
 
 

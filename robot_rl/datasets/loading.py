@@ -39,6 +39,7 @@ def load_into_buffer(dataset_dir: str | os.PathLike | EpisodeDataset, replay_buf
     dataset = dataset_dir if isinstance(dataset_dir, EpisodeDataset) else EpisodeDataset.open(dataset_dir)
     where = str(dataset.directory)
     check_buffer_matches(dataset.spec, replay_buffer, where)
+    dataset.verify()        # every episode file against its checksum, before anything is added
     loaded, transitions, skipped = 0, 0, 0
     sources: dict[str, int] = {}
     for index, meta in enumerate(dataset.episodes):

@@ -13,6 +13,13 @@ and the header) is adopted; anything unreadable is moved aside as *.orphan, neve
 
 A write that fails (full disk, I/O error) raises DatasetWriteError naming the path and the bytes
 needed, and the episode stays in memory in `pending` until retry() writes it.
+
+Integrity (version 2): each header entry holds the CRC-32 of its episode file's bytes, checked on
+every read and by verify() (which load_into_buffer runs before it adds anything), so a flipped
+byte or an episode swapped in from another dataset is refused with the file named. An entry's
+`file` must be exactly episode_NNNNNN.npz for its index: no path can point outside episodes/.
+A version-1 dataset (no checksums) opens read-only with a warning; opening it writable checks
+that every episode decodes, checksums the files as they are and upgrades the header.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import errno
 import fcntl
 import io
 import json
+import logging
 import os
 import shutil
 import time
@@ -33,8 +41,11 @@ import numpy as np
 
 from robot_rl.datasets.episode import STEP_FIELDS, Episode, check_spec, spec_from_space
 
+log = logging.getLogger("robot_rl.datasets")
+
 FORMAT = "robot_rl.episodes"
-VERSION = 1
+VERSION = 2                # 2: every episode entry carries the CRC-32 of its file ("crc32")
+READABLE_VERSIONS = (1, 2)
 HEADER_FILE = "dataset.json"
 EPISODE_DIR = "episodes"
 LOCK_FILE = "lock"
@@ -168,15 +179,40 @@ class EpisodeDataset:
         directory = Path(path)
         header = _read_header(directory)
         if not writable:
+            if header["version"] < VERSION:
+                log.warning("%s: dataset format version %d has no episode checksums; corruption "
+                            "is found only where the episode files' own zip CRCs catch it (open "
+                            "it writable once to upgrade)", directory, header["version"])
             return cls(directory, header, None)
         lock_fd = _lock(directory)
         ds = cls(directory, _read_header(directory), lock_fd)  # re-read under the lock
         try:
+            if ds._header["version"] < VERSION:
+                ds._upgrade_from_version_1()
             ds._repair()
         except BaseException:
             ds.close()
             raise
         return ds
+
+    def _upgrade_from_version_1(self) -> None:
+        """Checksums a version-1 dataset's episode files as they are now (each must decode and
+        fit the spec first) and rewrites the header as version 2."""
+        episodes = []
+        for meta in self._header["episodes"]:
+            path = self.directory / EPISODE_DIR / meta["file"]
+            if not path.is_file():
+                raise DatasetFormatError(f"{path}: episode file listed in {HEADER_FILE} is missing")
+            data = path.read_bytes()
+            try:
+                decode_episode(path, data).validate(self._header["spec"])
+            except ValueError as e:
+                raise DatasetFormatError(f"{path}: {e}; not upgrading {self.directory}") from None
+            episodes.append({**meta, "crc32": f"{zlib.crc32(data):08x}"})
+        self._write_header({**self._header, "version": VERSION, "episodes": episodes})
+        log.warning("%s: dataset format version 1 had no episode checksums; its %d episode files "
+                    "were checked and checksummed now and the header upgraded to version %d",
+                    self.directory, len(episodes), VERSION)
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, observation_space: Any, action_dim: int,
@@ -218,7 +254,9 @@ class EpisodeDataset:
         path = self.directory / EPISODE_DIR / metas[index]["file"]
         if not path.exists():
             raise DatasetFormatError(f"{path}: episode file listed in {HEADER_FILE} is missing")
-        ep = decode_episode(path)
+        data = path.read_bytes()
+        self._check_crc(path, data, metas[index])
+        ep = decode_episode(path, data)
         try:
             ep.validate(self._header["spec"])
         except ValueError as e:
@@ -227,6 +265,28 @@ class EpisodeDataset:
             raise DatasetFormatError(f"{path}: holds episode {ep.metadata.get('index')}, the header "
                                      f"says {index}")
         return ep
+
+    def _check_crc(self, path: Path, data: bytes, meta: Mapping[str, Any]) -> None:
+        if "crc32" not in meta:
+            return          # a version-1 dataset: nothing to check against (warned on open)
+        actual = f"{zlib.crc32(data):08x}"
+        if actual != meta["crc32"]:
+            raise DatasetFormatError(f"{path}: contents do not match the CRC-32 in {HEADER_FILE} "
+                                     f"(file {actual}, header {meta['crc32']}): the file is corrupt "
+                                     f"or an episode of another dataset")
+
+    def verify(self) -> int:
+        """Checks every listed episode file against its CRC-32 (reads each once, no decoding);
+        returns how many were checked. DatasetFormatError names the first bad file."""
+        checked = 0
+        for meta in self._header["episodes"]:
+            path = self.directory / EPISODE_DIR / meta["file"]
+            if not path.is_file():
+                raise DatasetFormatError(f"{path}: episode file listed in {HEADER_FILE} is missing")
+            if "crc32" in meta:
+                self._check_crc(path, path.read_bytes(), meta)
+                checked += 1
+        return checked
 
     def __iter__(self) -> Iterator[Episode]:
         for i in range(len(self)):
@@ -268,6 +328,7 @@ class EpisodeDataset:
         settings = self._header["settings"]
         data = encode_episode(episode, meta, settings["compress"])
         meta["bytes"] = len(data)
+        meta["crc32"] = f"{zlib.crc32(data):08x}"
         header = {**self._header, "episodes": self._header["episodes"] + [meta]}
         needed = len(data) + len(json.dumps(header)) + HEADER_SLACK
         ep_dir = self.directory / EPISODE_DIR
@@ -336,7 +397,8 @@ class EpisodeDataset:
             except ValueError:
                 ok = False
             if ok:  # complete (it was renamed only after being written): count it
-                meta = {**ep.metadata, "bytes": path.stat().st_size}
+                data = path.read_bytes()
+                meta = {**ep.metadata, "bytes": len(data), "crc32": f"{zlib.crc32(data):08x}"}
                 self._write_header({**self._header, "episodes": self._header["episodes"] + [meta]})
                 self.repaired["adopted"].append(path.name)
             else:
@@ -404,9 +466,9 @@ def _read_header(directory: Path) -> dict[str, Any]:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise DatasetFormatError(f"{path}: format {header.get('format') if isinstance(header, dict) else None!r}, "
                                  f"expected {FORMAT!r}")
-    if header.get("version") != VERSION:
+    if header.get("version") not in READABLE_VERSIONS or isinstance(header.get("version"), bool):
         raise DatasetFormatError(f"{path}: format version {header.get('version')!r}; this robot_rl "
-                                 f"reads version {VERSION} only")
+                                 f"reads versions {READABLE_VERSIONS}")
     missing = [k for k in ("spec", "settings", "episodes", "checksum") if k not in header]
     if missing:
         raise DatasetFormatError(f"{path}: header lacks {missing}")
@@ -417,7 +479,18 @@ def _read_header(directory: Path) -> dict[str, Any]:
         check_spec(body["spec"], str(path))
     except ValueError as e:
         raise DatasetFormatError(str(e)) from None
+    if not isinstance(body["episodes"], list):
+        raise DatasetFormatError(f"{path}: 'episodes' must be a list")
     for i, m in enumerate(body["episodes"]):
         if not isinstance(m, dict) or m.get("index") != i or not isinstance(m.get("file"), str):
             raise DatasetFormatError(f"{path}: episode entry {i} is inconsistent: {m!r}")
+        if m["file"] != episode_file_name(i):
+            # Never follow a name from the header: it could point outside episodes/.
+            raise DatasetFormatError(f"{path}: episode entry {i} names file {m['file']!r}; it must "
+                                     f"be {episode_file_name(i)!r} inside {EPISODE_DIR}/")
+        crc = m.get("crc32")
+        if body["version"] >= 2 and not (isinstance(crc, str) and len(crc) == 8
+                                         and all(c in "0123456789abcdef" for c in crc)):
+            raise DatasetFormatError(f"{path}: episode entry {i} lacks a valid crc32 (8 hex digits), "
+                                     f"got {crc!r}")
     return body

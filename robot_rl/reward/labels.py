@@ -10,19 +10,38 @@ is the index rewritten the same way (temp + fsync + rename). A crash at any poin
 previous index, which names only complete chunks; an orphan chunk or temp file that the index
 does not name is ignored (and removed when the directory is opened for writing).
 Nothing is unpickled: npz files are read with allow_pickle=False.
+
+Integrity (version 2): each chunk entry holds the CRC-32 of its file ("crc32"), checked when the
+chunk is read, and its "file" must be exactly chunk_NNNNNN.npz for its position (no path out of
+DIR). A version-1 directory (no CRCs) still loads, with a warning; a LabelWriter that opens it
+checksums its chunks as they are and rewrites the index as version 2.
 """
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-LABELS_VERSION = 1
+log = logging.getLogger("robot_rl.reward.labels")
+
+LABELS_VERSION = 2                 # 2: chunk entries carry the CRC-32 of their file
+READABLE_VERSIONS = (1, 2)
 INDEX = "index.json"
+
+
+def chunk_file_name(position: int) -> str:
+    return f"chunk_{position:06d}.npz"
+
+
+def _crc(data: bytes) -> str:
+    return f"{zlib.crc32(data):08x}"
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -77,6 +96,13 @@ class LabelWriter:
                                  f"{index['image_size']} px, {index['num_classes']} classes; "
                                  f"asked for {self.cameras} at {self.image_size} px, {self.num_classes}")
             self.index = index
+            if index["version"] < LABELS_VERSION:
+                for chunk in index["chunks"]:
+                    chunk["crc32"] = _crc((self.root / chunk["file"]).read_bytes())
+                index["version"] = LABELS_VERSION
+                _atomic_write(self.root / INDEX, lambda f: f.write(json.dumps(index, indent=1).encode()))
+                log.warning("%s: label format version 1 had no chunk checksums; its %d chunks were "
+                            "checksummed as they are now", self.root, len(index["chunks"]))
         else:
             self.index = {"version": LABELS_VERSION, "task": task, "cameras": self.cameras,
                           "image_size": self.image_size, "num_classes": self.num_classes,
@@ -127,10 +153,13 @@ class LabelWriter:
         arrays = {cam: np.stack(self._pending[cam]) for cam in self.cameras}
         for key in ("label", "episode", "step"):
             arrays[key] = np.asarray(self._pending[key], dtype=np.int64)
-        name = f"chunk_{len(self.index['chunks']):06d}.npz"
-        _atomic_write(self.root / name, lambda f: np.savez(f, **arrays))
+        name = chunk_file_name(len(self.index["chunks"]))
+        blob = io.BytesIO()
+        np.savez(blob, **arrays)
+        data = blob.getvalue()
+        _atomic_write(self.root / name, lambda f: f.write(data))
         self.index["chunks"].append({
-            "file": name, "frames": n,
+            "file": name, "frames": n, "crc32": _crc(data),
             "per_class": np.bincount(arrays["label"], minlength=self.num_classes).tolist(),
             "episodes": sorted(set(arrays["episode"].tolist()))})
         _atomic_write(self.root / INDEX, lambda f: f.write(json.dumps(self.index, indent=1).encode()))
@@ -149,12 +178,24 @@ def read_index(root: str | Path) -> dict:
         index = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is corrupt: {e}") from None
-    if not isinstance(index, dict) or index.get("version") != LABELS_VERSION:
-        raise ValueError(f"{path}: unsupported label format version "
-                         f"{index.get('version') if isinstance(index, dict) else index!r}")
+    version = index.get("version") if isinstance(index, dict) else index
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: unsupported label format version {version!r} (reads "
+                         f"{READABLE_VERSIONS})")
     for key in ("cameras", "image_size", "num_classes", "chunks"):
         if key not in index:
             raise ValueError(f"{path} lacks {key!r}")
+    if not isinstance(index["chunks"], list):
+        raise ValueError(f"{path}: 'chunks' must be a list")
+    for i, chunk in enumerate(index["chunks"]):
+        if not isinstance(chunk, dict) or chunk.get("file") != chunk_file_name(i):
+            # Never follow a name from the index: it could point outside the directory.
+            raise ValueError(f"{path}: chunk entry {i} must name file {chunk_file_name(i)!r}, got "
+                             f"{chunk.get('file') if isinstance(chunk, dict) else chunk!r}")
+        crc = chunk.get("crc32")
+        if version >= 2 and not (isinstance(crc, str) and len(crc) == 8
+                                 and all(c in "0123456789abcdef" for c in crc)):
+            raise ValueError(f"{path}: chunk entry {i} lacks a valid crc32 (8 hex digits), got {crc!r}")
     return index
 
 
@@ -167,13 +208,20 @@ def load_labels(root: str | Path, cameras: Sequence[str] | None = None) -> Label
     if missing:
         raise ValueError(f"{root} has no frames of cameras {sorted(missing)}; it has {index['cameras']}")
     size, k = int(index["image_size"]), int(index["num_classes"])
+    if index["version"] < LABELS_VERSION:
+        log.warning("%s: label format version 1 has no chunk checksums; only the npz members' own "
+                    "CRCs protect it", root)
     parts: dict[str, list] = {key: [] for key in [*cameras, "label", "episode", "step"]}
     for chunk in index["chunks"]:
         path = root / chunk["file"]
         try:
-            with np.load(path, allow_pickle=False) as z:
+            raw = path.read_bytes()
+            if "crc32" in chunk and _crc(raw) != chunk["crc32"]:
+                raise ValueError(f"its CRC-32 {_crc(raw)} differs from the index's {chunk['crc32']} "
+                                 f"(corrupt, or a chunk of another label set)")
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 data = {key: z[key] for key in parts}
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, EOFError) as e:
             raise ValueError(f"label chunk {path} is missing or corrupt: {e}") from None
         n = int(chunk["frames"])
         for cam in cameras:

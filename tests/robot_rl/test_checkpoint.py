@@ -59,7 +59,7 @@ def test_generic_state_round_trip_keeps_structure_types_and_values(tmp_path):
     assert torch.equal(loaded["a"], state["a"]) and torch.equal(loaded["g"], state["g"])
     assert loaded["t"][0].dtype == torch.int64
     doc = json.loads((tmp_path / "s.json").read_text())
-    assert doc["format_version"] == 1 and doc["format"] == "robot_rl.checkpoint"
+    assert doc["format_version"] == 2 and doc["format"] == "robot_rl.checkpoint"
 
 
 # Plain 2-critic SAC without BC unless a case says otherwise: the batches carry no `intervention`.

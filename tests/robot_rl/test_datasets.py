@@ -111,9 +111,9 @@ def test_format_errors_name_file_and_problem(tmp_path):
     good = header.read_text()
 
     body = json.loads(good)
-    body["version"] = 2
+    body["version"] = 3
     header.write_text(json.dumps(body))
-    with pytest.raises(DatasetFormatError, match="version 2; .*version 1 only"):
+    with pytest.raises(DatasetFormatError, match=r"version 3; .*versions \(1, 2\)"):
         EpisodeDataset.open(tmp_path / "ds")
     header.write_text(good.replace('"task": "unit"', '"task": "edited"'))
     with pytest.raises(DatasetFormatError, match="checksum"):
