@@ -38,6 +38,12 @@ def _mapping(value: Any, cfg: Any) -> str | None:
     return None if isinstance(value, dict) else "must be a mapping"
 
 
+def _names(value: Any, cfg: Any) -> str | None:
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
+        return None
+    return "must be a list of non-empty names (empty: all that fit)"
+
+
 TRAIN_RANGES: dict[str, Any] = {
     "task": Text(),
     "obs": Text(choices=("state", "pixels")),
@@ -114,6 +120,16 @@ TRAIN_RANGES: dict[str, Any] = {
     "intervention.budget_steps": COUNT,
     "intervention.compare_gripper": None,
     "intervention.noise": NON_NEGATIVE,
+    # a gymnasium env instead of a built-in task (robot_rl.envs.gym_adapter.GymEnvConfig)
+    "env": Text(allow_empty=True),
+    "gym.kwargs": _mapping,
+    "gym.expert": Text(allow_empty=True),
+    "gym.state_keys": _names,
+    "gym.image_keys": _names,
+    "gym.image_layout": Text(choices=("hwc", "chw")),
+    "gym.success_key": Text(),
+    "gym.max_episode_steps": COUNT,
+    "gym.control_hz": Range(0.0, 1e4, low_open=True),
 }
 
 

@@ -19,14 +19,15 @@ def shipped() -> dict[str, Path]:
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """The config file a --config value means: an existing path, else a shipped name (with or
-    without .yaml); ConfigError naming the shipped ones otherwise."""
+    """The config file a --config value means: a bare shipped name (with or without .yaml) that
+    is not a file here means the shipped config; anything else is a path, which the loader
+    reads and names what is wrong with it (missing, a directory, not YAML)."""
     path = Path(name_or_path)
-    if path.is_file():
-        return path
     configs = shipped()
     name = path.name[:-5] if path.name.endswith(".yaml") else path.name
-    if str(path.parent) == "." and name in configs:
+    if not path.exists() and str(path.parent) == "." and name in configs:
         return configs[name]
-    raise ConfigError(f"config {str(name_or_path)!r}: no such file, and not a shipped config "
-                      f"(shipped: {', '.join(sorted(configs))})")
+    if not path.exists() and str(path.parent) == "." and not path.suffix:
+        raise ConfigError(f"config {str(name_or_path)!r}: no such file, and not a shipped config "
+                          f"(shipped: {', '.join(sorted(configs))})")
+    return path

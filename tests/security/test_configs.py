@@ -75,7 +75,8 @@ CLI_CASES = [
     (["train", "--set", "agent.actor_lr=nan"], "agent.actor_lr = nan"),
     (["train", "--set", "agent.discount=1.5"], "agent.discount = 1.5"),
     (["train", "--set", "agent.hidden_dims=[]"], "agent.hidden_dims = (): must not be empty"),
-    (["train", "--set", "agent.critic_subsample_size=5"], "critic_subsample_size"),
+    (["train", "--set", "agent.critic_ensemble_size=2", "--set", "agent.critic_subsample_size=5"],
+     "critic_subsample_size"),
     (["train", "--set", "agent.std_min=9"], "agent.std_min = 9.0: must be below"),
     (["train", "--set", "buffer.capacity=1"], "buffer.capacity = 1"),
     (["train", "--set", "buffer.demo_ratio=-0.1"], "buffer.demo_ratio = -0.1"),
@@ -193,7 +194,10 @@ def _tiny(run_dir: Path, **kw) -> TrainConfig:
     base = dict(task="point_reach", run_dir=str(run_dir), demos=2, steps=60, eval_every=0,
                 final_eval_episodes=1, progress=False, learning_starts=16, batch_size=16,
                 checkpoint_every=0, threads=1, **{"buffer.capacity": 400, "buffer.demo_capacity": 200,
-                                                  "agent.hidden_dims": "[16, 16]"})
+                                                  "agent.hidden_dims": "[16, 16]",
+                                                  # a small learner, stated: the defaults are make train's
+                                                  "agent.critic_ensemble_size": 2,
+                                                  "agent.critic_subsample_size": "null"})
     base.update(kw)
     return config_lib.load(TrainConfig, None, [f"{k}={v}" for k, v in base.items()])
 
