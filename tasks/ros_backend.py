@@ -66,6 +66,8 @@ from tasks.robot import RobotState
 class StaleDataError(RuntimeError):
     """Observation data is missing or older than allowed; nothing was acted on."""
 
+    aborts_episode = True   # robot_rl.actor: abort and mark the episode, the arm holds
+
 
 @dataclass
 class RosRobotConfig:
@@ -479,7 +481,8 @@ def make_ros_env(task: str, obs: str = "state", seed: int | None = None, namespa
     import tasks
 
     spec = tasks.make_spec(task, **overrides)
-    config = RosRobotConfig(namespace=namespace, image_size=spec.image_size, control_hz=spec.control_hz,
-                            cameras=spec.cameras if obs == "pixels" else (),
-                            task_state=task_state, **(robot_options or {}))
+    fields = dict(namespace=namespace, image_size=spec.image_size, control_hz=spec.control_hz,
+                  cameras=spec.cameras if obs == "pixels" else (), task_state=task_state)
+    fields.update(robot_options or {})
+    config = RosRobotConfig(**fields)
     return tasks.make_env(task, obs=obs, seed=seed, robot=RosRobot(config, context=context), **overrides)

@@ -1,0 +1,86 @@
+"""How an actor episode ends besides the env: operator keys (rising edges; ignored during a
+reset) and an aborting data fault (a stale camera), through the real Actor and Learner loops
+wired by direct calls (point_reach: no physics, fast)."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from robot_rl.actor import Actor, ActorConfig, OperatorKeys
+from robot_rl.agents.sac import SACAgent, SACConfig
+from robot_rl.buffers import BufferConfig
+from robot_rl.learner import Learner, LearnerConfig
+from robot_rl.run_env import EnvHandle, make_env_and_expert
+from robot_rl.train import TrainConfig
+
+
+class CameraWentStale(RuntimeError):
+    aborts_episode = True       # as tasks.ros_backend.StaleDataError
+
+
+class StaleAt(gym.Wrapper):
+    """Raises an aborting fault at step `at` of episode `episode` (counting resets from 0).
+    A stand-in for a camera that stops: the real one is tested over ROS in
+    tests/ros/test_real_arm_actor.py; here the learner's side of the abort is the subject."""
+
+    def __init__(self, env, episode: int, at: int):
+        super().__init__(env)
+        self.target, self.at, self.episode, self.steps = episode, at, -1, 0
+
+    def reset(self, **kw):
+        self.episode += 1
+        self.steps = 0
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        if self.episode == self.target and self.steps == self.at:
+            raise CameraWentStale("/cameras/front/image_raw is 0.9 s old (max 0.4)")
+        self.steps += 1
+        return self.env.step(action)
+
+
+def test_operator_keys_count_once_per_press_and_not_during_a_reset():
+    keys = OperatorKeys()
+    keys.on_keys({"success"})
+    keys.on_keys({"success"})          # still held: no second press
+    assert keys.take() == "success" and keys.take() is None
+    keys.on_keys(set())
+    keys.set_resetting(True)
+    keys.on_keys({"failure"})
+    keys.set_resetting(False)
+    assert keys.take() is None and [i["key"] for i in keys.ignored] == ["failure"]
+    with pytest.raises(ValueError, match="unknown operator keys"):
+        keys.on_keys({"explode"})
+
+
+def test_aborted_episode_is_closed_truncated_stored_once_and_acked(tmp_path):
+    cfg = TrainConfig(task="point_reach", steps=0, run_dir=str(tmp_path / "run"), demos=1, learning_starts=10_000,
+                      batch_size=32, progress=False, threads=1, device="cpu", agent=SACConfig(hidden_dims=(32, 32)),
+                      buffer=BufferConfig(capacity=2000, demo_capacity=2000))
+    actors: list[Actor] = []
+    learner = Learner(cfg, LearnerConfig(weights_every_s=0.0, heartbeat_every_s=0.0),
+                      publish_weights=lambda b: [a.receive_weights(b) for a in actors],
+                      publish_ack=lambda b: [a.receive_ack(b) for a in actors])
+    base = make_env_and_expert("point_reach", seed=0)
+    handle = EnvHandle(StaleAt(base.env, episode=1, at=4), None, base.control_hz)
+    agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space, seed=0)
+    actor = Actor(ActorConfig(resend_after_s=0.0), handle, agent, send=learner.receive)
+    actors.append(actor)
+
+    def settle():
+        for _ in range(5):
+            learner.step()
+            actor.pump()
+
+    results = []
+    for _ in range(3):
+        results.append(actor.run_episode(seed=len(results)))
+        settle()
+    assert [bool(r["aborted"]) for r in results] == [False, True, False]
+    assert results[1]["length"] == 4 and "image_raw" in results[1]["aborted"]
+    assert not actor.unacked and actor.acked == actor.next_seq - 1       # everything acknowledged
+    episodes = learner.online.episodes()
+    assert [e["transitions"] for e in episodes] == [r["length"] for r in results]
+    assert len(learner.online) == sum(r["length"] for r in results) == learner.counters["env_steps"]
+    learner.close()
