@@ -84,3 +84,33 @@ def test_aborted_episode_is_closed_truncated_stored_once_and_acked(tmp_path):
     assert [e["transitions"] for e in episodes] == [r["length"] for r in results]
     assert len(learner.online) == sum(r["length"] for r in results) == learner.counters["env_steps"]
     learner.close()
+
+
+def test_learner_sees_the_actors_success_and_draws_the_curves(tmp_path):
+    """The learner's own view of the actors' episodes (TensorBoard, learner_progress.json, PNGs)."""
+    cfg = TrainConfig(task="point_reach", steps=0, run_dir=str(tmp_path / "run"), demos=1, learning_starts=10_000,
+                      batch_size=32, progress=False, threads=1, device="cpu", agent=SACConfig(hidden_dims=(32, 32)),
+                      buffer=BufferConfig(capacity=2000, demo_capacity=2000))
+    actors: list[Actor] = []
+    learner = Learner(cfg, LearnerConfig(weights_every_s=0.0, heartbeat_every_s=0.0),
+                      publish_weights=lambda b: [a.receive_weights(b) for a in actors],
+                      publish_ack=lambda b: [a.receive_ack(b) for a in actors])
+    handle = make_env_and_expert("point_reach", seed=0)
+    agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space, seed=0)
+    actor = Actor(ActorConfig(resend_after_s=0.0), handle, agent, send=learner.receive)
+    actors.append(actor)
+    expert = handle.expert
+    actor.policy_action = lambda obs: expert.act(obs)     # succeeds: the learner must see it
+    results = [actor.run_episode(seed=i) for i in range(3)]
+    for _ in range(5):
+        learner.step()
+        actor.pump()
+    curve = learner.curve.data
+    assert curve["episode_success"] == [r["success"] for r in results] and any(curve["episode_success"])
+    assert curve["episode_length"] == [r["length"] for r in results]
+    assert curve["episode_cycle_time_s"] == [r["cycle_time_s"] for r in results]
+    learner.write_curves()
+    run = tmp_path / "run"
+    assert (run / "learning_curve.png").stat().st_size > 0 and (run / "episodes.png").stat().st_size > 0
+    assert (run / "learner_progress.json").exists()
+    learner.close()
