@@ -105,9 +105,6 @@ class ActorNode(Node):
                       if cfg.reward_classifier else None)
         if backend == "ros":
             from tasks.ros_backend import make_ros_env
-            if cfg.obs == "state" and spec.object_feature_dim and not task_state:
-                raise ValueError(f"obs=state for {cfg.task} needs the twin's ground truth (object poses), "
-                                 "which a real robot does not publish: use obs=pixels with backend=ros")
             # The robot's cameras: the policy's (pixels) and the classifier's.
             cameras = tuple(spec.cameras if cfg.obs == "pixels" else ())
             cameras += tuple(c for c in (classifier.cfg.cameras if classifier else ()) if c not in cameras)

@@ -481,6 +481,9 @@ def make_ros_env(task: str, obs: str = "state", seed: int | None = None, namespa
     import tasks
 
     spec = tasks.make_spec(task, **overrides)
+    if obs == "state" and spec.object_feature_dim and not task_state:
+        raise ValueError(f"obs=state for {task} needs the twin's ground truth (object poses), which a "
+                         "real robot does not publish: use obs=pixels over ROS")
     fields = dict(namespace=namespace, image_size=spec.image_size, control_hz=spec.control_hz,
                   cameras=spec.cameras if obs == "pixels" else (), task_state=task_state)
     fields.update(robot_options or {})
