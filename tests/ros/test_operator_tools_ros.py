@@ -1,6 +1,6 @@
-"""robot-rl record-demos --ros against the twin node standing in for the robot: a scripted
-operator publishes the teleop contract on /spacemouse/twist and /spacemouse/joy, and the
-episodes it marks successful land in an episode dataset, recorded with no ground truth."""
+"""The operator tools over ROS against the twin node standing in for the robot: a scripted
+operator publishes the teleop contract on /spacemouse/twist and /spacemouse/joy; record-demos
+--ros saves the episodes it marks successful, record-labels --input ros the frames it labels."""
 from __future__ import annotations
 
 import json
@@ -73,3 +73,38 @@ def test_state_obs_over_ros_is_refused_with_one_line(twin_graph, tmp_path, capsy
     err = capsys.readouterr().err
     assert rc == 2 and "obs=state for pick_cube needs the twin's ground truth" in err
     assert "Traceback" not in err
+
+
+def test_record_labels_from_the_live_graph(twin_graph, tmp_path, capsys):
+    """Success held 0.5 s of every 1.5 s, then the reset button ends the episode."""
+    from robot_rl.cli import main
+    from robot_rl.reward.labels import load_labels
+
+    twist = twin_graph.probe.create_publisher(TwistStamped, "/spacemouse/twist", 10)
+    joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
+    stop = threading.Event()
+
+    def operate():
+        t0 = time.monotonic()
+        while not stop.is_set():
+            t = (time.monotonic() - t0) % 1.5
+            twist.publish(TwistStamped())
+            held = {"success"} if 0.6 < t < 1.1 else {"reset"} if t > 1.3 else set()
+            joy.publish(Joy(axes=[0.0] * 6, buttons=joy_buttons(held)))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=operate, daemon=True)
+    thread.start()
+    try:
+        rc = main(["record-labels", "--ros", "--input", "ros", "--task", "pick_cube", "--out",
+                   str(tmp_path / "labels"), "--positives", "3", "--max-episodes", "3", "--cameras", "front"])
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    stats = json.loads(out.out.strip().splitlines()[-1])
+    assert stats["positives"] >= 3 and stats["negatives"] >= 3 and stats["episodes"] <= 3
+    # Each episode ended by the reset button (about 1.5 s at 10 Hz), not the 100-step limit.
+    assert stats["frames_this_session"] < 40 * stats["episodes"]
+    assert len(load_labels(tmp_path / "labels")) == stats["frames_this_session"]
