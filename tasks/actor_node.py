@@ -100,7 +100,8 @@ class ActorNode(Node):
         import tasks
         from tasks.classifier_reward import ClassifierReward, load_for_task
 
-        spec = tasks.make_spec(cfg.task, **cfg.task_overrides)
+        spec = (tasks.make_spec(cfg.task, **cfg.task_overrides)
+                if backend == "ros" or cfg.reward_classifier else None)   # point_reach has none
         classifier = (load_for_task(cfg.reward_classifier, spec, images_from_robot=backend == "ros")
                       if cfg.reward_classifier else None)
         if backend == "ros":
