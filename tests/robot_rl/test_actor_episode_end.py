@@ -114,3 +114,28 @@ def test_learner_sees_the_actors_success_and_draws_the_curves(tmp_path):
     assert (run / "learning_curve.png").stat().st_size > 0 and (run / "episodes.png").stat().st_size > 0
     assert (run / "learner_progress.json").exists()
     learner.close()
+
+
+def test_scene_reset_pause_ends_on_a_key_or_the_timeout(tmp_path):
+    import threading
+    import time
+
+    handle = make_env_and_expert("point_reach", seed=0)
+    cfg = SACConfig(hidden_dims=(32, 32))
+    agent = SACAgent(cfg, handle.env.observation_space, handle.env.action_space, seed=0)
+    sent: list[bytes] = []
+    actor = Actor(ActorConfig(scene_reset_timeout_s=10.0), handle, agent, send=sent.append)
+    # A key ends the pause (and is not taken as the new episode's mark).
+    timer = threading.Timer(0.3, lambda: actor.keys.on_keys({"failure"}))
+    timer.start()
+    t0 = time.monotonic()
+    r = actor.run_episode(seed=0)
+    waited = time.monotonic() - t0 - r["wall_s"]
+    assert 0.25 <= waited < 5.0 and r["operator_key"] is None
+    actor.keys.on_keys(set())
+    # No key: the timeout ends it.
+    actor.cfg.scene_reset_timeout_s = 0.3
+    t0 = time.monotonic()
+    r = actor.run_episode(seed=1)
+    waited = time.monotonic() - t0 - r["wall_s"]
+    assert 0.25 <= waited < 3.0 and r["operator_key"] is None
