@@ -58,6 +58,8 @@ class ActorNode(Node):
                              "controller) or service (the driver's reset service)")
         gains_node = declare(self, "gains_node", "", "backend=ros: node whose impedance gains switch "
                              "to the precision profile during resets ('' = keep)")
+        reset_tolerance = declare(self, "reset_tolerance_pos", 0.005, "backend=ros: a Cartesian reset "
+                                  "arrives within this distance of the reset pose (m)")
         takeover = TakeoverConfig(
             deadband=declare(self, "deadband", 0.05, "twist magnitude (per component) that counts as a human motion"),
             linear_scale=declare(self, "linear_scale", 1.0, "twist units mapping to action 1.0 (linear)"),
@@ -111,7 +113,8 @@ class ActorNode(Node):
             cameras += tuple(c for c in (classifier.cfg.cameras if classifier else ()) if c not in cameras)
             env = make_ros_env(cfg.task, cfg.obs, seed=cfg.seed, namespace=robot_ns, task_state=task_state,
                                robot_options={"cameras": cameras, "reset_mode": reset_mode,
-                                              "gains_node": gains_node},
+                                              "gains_node": gains_node,
+                                              "reset_tolerance_pos": reset_tolerance},
                                **cfg.task_overrides)
             if classifier is not None:
                 env = ClassifierReward(env, classifier)
