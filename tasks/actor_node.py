@@ -245,7 +245,8 @@ def main(args: list[str] | None = None) -> int:
     def body(node: ActorNode) -> int:
         node.run()
         return 0 if not node.actor.unacked else 3
-    return rl_graph.run_node("actor", ActorNode, lambda n: n.actor.stop_event, body, args)
+    make = rl_graph.start_or_exit("robot-rl-actor", ActorNode)   # bad input: one line, no traceback
+    return rl_graph.run_node("actor", make, lambda n: n.actor.stop_event, body, args)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ def main(args: list[str] | None = None) -> int:
         counters = node.learner.run()
         node.get_logger().info(f"learner stopped: {counters}")
         return 0
-    return rl_graph.run_node("learner", LearnerNode, lambda n: n.learner.stop_event, body, args)
+    make = rl_graph.start_or_exit("robot-rl-learner", LearnerNode)   # bad input: one line, no traceback
+    return rl_graph.run_node("learner", make, lambda n: n.learner.stop_event, body, args)
 
 
 if __name__ == "__main__":

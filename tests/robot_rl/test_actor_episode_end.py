@@ -91,10 +91,13 @@ def test_learner_sees_the_actors_success_and_draws_the_curves(tmp_path):
     cfg = TrainConfig(task="point_reach", steps=0, run_dir=str(tmp_path / "run"), demos=1, learning_starts=10_000,
                       batch_size=32, progress=False, threads=1, device="cpu", agent=SACConfig(hidden_dims=(32, 32)),
                       buffer=BufferConfig(capacity=2000, demo_capacity=2000))
+    from torch.utils.tensorboard import SummaryWriter
+
     actors: list[Actor] = []
+    writer = SummaryWriter(str(tmp_path / "tb"))
     learner = Learner(cfg, LearnerConfig(weights_every_s=0.0, heartbeat_every_s=0.0),
                       publish_weights=lambda b: [a.receive_weights(b) for a in actors],
-                      publish_ack=lambda b: [a.receive_ack(b) for a in actors])
+                      publish_ack=lambda b: [a.receive_ack(b) for a in actors], writer=writer)
     handle = make_env_and_expert("point_reach", seed=0)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space, seed=0)
     actor = Actor(ActorConfig(resend_after_s=0.0), handle, agent, send=learner.receive)
@@ -114,6 +117,15 @@ def test_learner_sees_the_actors_success_and_draws_the_curves(tmp_path):
     assert (run / "learning_curve.png").stat().st_size > 0 and (run / "episodes.png").stat().st_size > 0
     assert (run / "learner_progress.json").exists()
     learner.close()
+    writer.close()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tb = EventAccumulator(str(tmp_path / "tb"))
+    tb.Reload()
+    success = [e.value for e in tb.Scalars("learner/episode_success")]
+    assert success == [float(r["success"]) for r in results]
+    cycle = [e.value for e in tb.Scalars("learner/episode_cycle_time_s")]
+    assert cycle == pytest.approx([r["cycle_time_s"] for r in results if r["success"]])
+    assert len(tb.Scalars("learner/episode_intervention_rate")) == 3
 
 
 def test_scene_reset_pause_ends_on_a_key_or_the_timeout(tmp_path):

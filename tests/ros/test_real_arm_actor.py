@@ -168,3 +168,24 @@ def test_stale_camera_aborts_and_marks_the_episode(actor):
     last = actor.actor.unacked[next(reversed(actor.actor.unacked))]
     assert last["truncated"] and last["step"] == out["length"] - 1
     assert actor.actor.stats["resent"] - sent == out["length"]      # re-sent, closed, from its start
+
+
+def test_bad_input_stops_the_node_processes_with_one_line(tmp_path):
+    """The real entry points: the learner refusing scripted demos for a real robot, the actor a
+    missing classifier - one line each on stderr, no traceback, a failing exit code."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = write_config(tmp_path, tmp_path / "missing.safetensors")
+    for module, params, expected in (
+            ("tasks.learner_node", ["backend:=ros"], "robot-rl-learner: cannot start: robot_backend=ros with "
+                                                     "demos=20 scripted twin demos"),
+            ("tasks.actor_node", ["backend:=ros"], "robot-rl-actor: cannot start: reward classifier")):
+        args = [sys.executable, "-m", module, "--ros-args", "-p", f"config_file:={cfg}"]
+        for p in params:
+            args += ["-p", p]
+        done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
