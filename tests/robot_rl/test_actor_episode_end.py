@@ -65,7 +65,8 @@ def test_aborted_episode_is_closed_truncated_stored_once_and_acked(tmp_path):
     base = make_env_and_expert("point_reach", seed=0)
     handle = EnvHandle(StaleAt(base.env, episode=1, at=4), None, base.control_hz)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space, seed=0)
-    actor = Actor(ActorConfig(resend_after_s=0.0), handle, agent, send=learner.receive)
+    actor = Actor(ActorConfig(resend_after_s=0.0, spool_dir=str(tmp_path / "spool")), handle, agent,
+                  send=learner.receive)
     actors.append(actor)
 
     def settle():
@@ -76,6 +77,14 @@ def test_aborted_episode_is_closed_truncated_stored_once_and_acked(tmp_path):
     results = []
     for _ in range(3):
         results.append(actor.run_episode(seed=len(results)))
+        if results[-1]["aborted"]:
+            # The spool holds the closing record too: a later record of the same seq, truncated,
+            # which is what a restarted actor would re-send.
+            from robot_rl import transport
+            from robot_rl.spool import Spool
+            records = [r for s_ in Spool.recover(tmp_path / "spool") for r in s_.records if r.episode == 1]
+            before, last = (transport.decode_transitions(r.message, actor.schema) for r in records[-2:])
+            assert last.seq == before.seq and last.truncated[0] and not before.truncated[0]
         settle()
     assert [bool(r["aborted"]) for r in results] == [False, True, False]
     assert results[1]["length"] == 4 and "image_raw" in results[1]["aborted"]
