@@ -376,7 +376,7 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
         try:
             operator = make_operator(args.input, env, args.task, seed, args.noise,
                                      args.keyboard_device, args.spacemouse_device)
-        except DeviceNotFoundError as e:
+        except (DeviceNotFoundError, TimeoutError) as e:
             dataset.close()
             print(f"robot-rl record-demos: no {args.input} input: {e}", file=sys.stderr)
             return 2

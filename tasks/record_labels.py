@@ -363,7 +363,10 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
         elif args.input == "keyboard":
             source = KeyboardSource(args.keyboard_device)
         elif args.input == "ros":
-            source = RosTopicSource()
+            try:
+                source = RosTopicSource()
+            except TimeoutError as e:
+                raise SystemExit(f"robot-rl record-labels: {e}") from None
         else:
             source = SpaceMouseSource(args.spacemouse_path)
         writer = LabelWriter(args.out, spec.cameras, spec.image_size, task=args.task)

@@ -6,8 +6,10 @@ tools (record-demos --ros, record-labels --input ros).
 
 Whatever publishes the drivers/teleop.py contract drives it: the SpaceMouse node, the keyboard
 node, or a test's publisher. Input older than `timeout_s` reads as idle (zero twist, no
-button), so a teleop node that stops never leaves the arm moving or a button held. The node
-spins on its own executor thread in a private Context (or the caller's); close() stops it.
+button), so a teleop node that stops never leaves the arm moving or a button held. At start
+it waits up to `connect_timeout` s for the first teleop message (TimeoutError naming the
+topics otherwise), so a recording never starts before the operator's device is heard. The
+node spins on its own executor thread in a private Context (or the caller's); close() stops it.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from sensor_msgs.msg import Joy
 
 class RosTeleopSource:
     def __init__(self, context: Context | None = None, twist_topic: str = "/spacemouse/twist",
-                 joy_topic: str = "/spacemouse/joy", timeout_s: float = 0.5):
+                 joy_topic: str = "/spacemouse/joy", timeout_s: float = 0.5, connect_timeout: float = 10.0):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.ended: str | None = None            # a topic source never ends by itself (Ctrl-C does)
@@ -45,6 +47,13 @@ class RosTeleopSource:
         self._thread = threading.Thread(target=self._spin, name="ros-teleop", daemon=True)
         self._thread.start()
         self._closed = False
+        deadline = time.monotonic() + connect_timeout
+        while self._twist_t == -np.inf and self._joy_t == -np.inf:
+            if time.monotonic() > deadline:
+                self.close()
+                raise TimeoutError(f"no teleop input on {twist_topic} or {joy_topic} within {connect_timeout} s: "
+                                   "is the spacemouse or keyboard node running (same ROS_DOMAIN_ID)?")
+            time.sleep(0.02)
 
     def _spin(self) -> None:
         try:
