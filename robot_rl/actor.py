@@ -28,6 +28,18 @@ learner session it has an ack from and loads weights only from that session, onl
 versions than it has (`stats["stale_weights"]`, `stats["replayed"]`). An ack that would release
 transitions the actor never sent (`acked >= next_seq`) is refused (`stats["refused_acks"]`).
 
+Operator keys (`OperatorKeys`, fed by the node from /spacemouse/joy): success ends the episode
+as a success (reward 1.0, terminated), failure ends it as a failure (terminated), re-record
+ends it as truncated (the data is kept, the episode is marked); the human wins over the reward
+classifier in the same step. Keys pressed while the robot resets are ignored and logged. With
+`scene_reset_timeout_s` > 0 the actor pauses before each reset (the arm holds where the
+episode ended) until the operator presses a key or the timeout passes.
+
+An env error that carries `aborts_episode = True` (tasks.ros_backend.StaleDataError: a camera
+or a state topic went stale) aborts the episode: nothing is recorded for that step, the arm
+holds its last target (the controller's watchdog), the episode's last sent transition is
+closed as truncated (re-sent, and re-spooled), and the episode is logged with "aborted".
+
 No ROS here: the node (tasks/actor_node.py) passes received bytes to receive_ack /
 receive_weights / Takeover from its callbacks and gives a `send(bytes)` callable. Those entry
 points are thread-safe; everything else runs on the caller's thread.
@@ -80,6 +92,61 @@ class ActorConfig:
     spool_fsync: str = "episode"         # never | episode | step (see robot_rl/spool.py)
     recover_timeout_s: float = 60.0      # wait this long for the learner to ack a killed session's spool
     takeover: TakeoverConfig = field(default_factory=TakeoverConfig)
+    scene_reset_timeout_s: float = 0.0   # >0: before each reset, wait this long (or for a key)
+                                         # while the operator puts the scene back
+    stale_reset_timeout_s: float = 30.0  # retry a reset that meets stale data this long, then fail
+
+
+OPERATOR_KEYS = ("success", "failure", "rerecord")
+
+
+class OperatorKeys:
+    """The operator's episode keys (OPERATOR_KEYS), from any thread. A key counts once per
+    press (its rising edge). While `resetting`, presses are ignored and logged (`ignored`)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._held: set[str] = set()
+        self._pending: list[str] = []
+        self._resetting = False
+        self.ignored: list[dict[str, Any]] = []     # {"key", "t"} of presses during resets
+
+    def on_keys(self, held: set[str]) -> None:
+        """The keys held now (a subset of OPERATOR_KEYS)."""
+        unknown = set(held) - set(OPERATOR_KEYS)
+        if unknown:
+            raise ValueError(f"unknown operator keys {sorted(unknown)}; known: {OPERATOR_KEYS}")
+        with self._cond:
+            rising, self._held = set(held) - self._held, set(held)
+            for key in (k for k in OPERATOR_KEYS if k in rising):
+                if self._resetting:
+                    self.ignored.append({"key": key, "t": self._clock()})
+                    log.warning("operator key %r during a reset: ignored", key)
+                else:
+                    self._pending.append(key)
+            self._cond.notify_all()
+
+    def take(self) -> str | None:
+        """The first key pressed since the last call (later ones in the same step are dropped)."""
+        with self._cond:
+            pending, self._pending = self._pending, []
+        return pending[0] if pending else None
+
+    def wait(self, timeout_s: float, stop: threading.Event) -> str | None:
+        """The next key within timeout_s, or None."""
+        deadline = self._clock() + timeout_s
+        with self._cond:
+            self._pending.clear()
+            while not self._pending and not stop.is_set() and self._clock() < deadline:
+                self._cond.wait(0.05)
+            pending, self._pending = self._pending, []
+        return pending[0] if pending else None
+
+    def set_resetting(self, on: bool) -> None:
+        with self._cond:
+            self._resetting = on
+            self._pending.clear()
 
 
 def quat_to_rot(q: np.ndarray) -> np.ndarray:
@@ -157,12 +224,14 @@ class Actor:
     def __init__(self, cfg: ActorConfig, handle: Any, agent: Any, send: Callable[[bytes], None],
                  takeover: Takeover | None = None, session: str | None = None, writer: Any = None,
                  seed: int = 0, clock: Callable[[], float] = time.monotonic,
-                 rotation: Callable[[], np.ndarray | None] | None = None, *, key: bytes):
+                 rotation: Callable[[], np.ndarray | None] | None = None,
+                 keys: OperatorKeys | None = None, *, key: bytes):
         """key: the run's auth key (robot_rl.auth.load_key(RUN_DIR/auth.key))."""
         self.auth = MessageAuth(key)
         self.cfg, self.handle, self.env, self.agent = cfg, handle, handle.env, agent
         self.send = send
         self.takeover = takeover or Takeover(cfg.takeover, clock)
+        self.keys = keys or OperatorKeys(clock)
         self.session = session or uuid.uuid4().hex[:12]
         self.key = transport.session_key(cfg.actor_id, self.session)
         self.writer = writer
@@ -399,14 +468,38 @@ class Actor:
             return self.rng.uniform(-1.0, 1.0, size=self.env.action_space.shape).astype(np.float32)
         return self.agent.act(obs, deterministic=False)
 
+    def _reset(self, seed: int | None) -> tuple[Any, dict]:
+        """The scene pause (optional), then env.reset with operator keys ignored; a reset that
+        meets stale data is retried for stale_reset_timeout_s (the arm holds meanwhile)."""
+        if self.cfg.scene_reset_timeout_s > 0:
+            log.info("reset the scene, then press a key (or wait %.0f s)", self.cfg.scene_reset_timeout_s)
+            key = self.keys.wait(self.cfg.scene_reset_timeout_s, self.stop_event)
+            log.info("scene reset %s", f"ended by the {key!r} key" if key else "timed out")
+        deadline = self.clock() + self.cfg.stale_reset_timeout_s
+        self.keys.set_resetting(True)
+        try:
+            while True:
+                try:
+                    return self.env.reset(seed=seed)
+                except Exception as e:  # noqa: BLE001 - only data faults are retried
+                    if not getattr(e, "aborts_episode", False) or self.clock() > deadline:
+                        raise
+                    log.error("reset met stale data, retrying: %s", e)
+                    time.sleep(0.5)
+        finally:
+            self.keys.set_resetting(False)
+
     def run_episode(self, seed: int | None = None) -> dict[str, Any]:
         """One episode: weights first (never mid-episode), then act / take over / send each step."""
         self._wait_for_room()
         self.apply_weights()
         self._wait_for_policy()
-        obs, info = self.env.reset(seed=seed)
+        obs, info = self._reset(seed)
         episode, started = self.episode, self.clock()
+        first_seq = self.next_seq
         ret, length, interventions, success = 0.0, 0, 0, False
+        source = key = aborted = None
+        classifier_success, classifier_prob, truth = False, None, None
         tick = self.clock()
         while True:
             if self.cfg.pace_hz > 0:
@@ -414,27 +507,77 @@ class Actor:
                 time.sleep(max(0.0, tick - self.clock()))
             human = self.takeover.action(self.rotation())
             action = human if human is not None else self.policy_action(obs)
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            try:
+                next_obs, reward, terminated, truncated, info = self.env.step(action)
+            except Exception as e:  # noqa: BLE001 - only data faults abort; the rest propagate
+                if not getattr(e, "aborts_episode", False):
+                    raise
+                aborted = str(e)
+                log.error("episode %d aborted after %d steps (the arm holds): %s", episode, length, e)
+                self._close_aborted(first_seq)
+                break
+            step_success = bool(info.get("success", False))
+            if "classifier_prob" in info:       # tasks.classifier_reward said
+                classifier_prob = max(classifier_prob or 0.0, float(info["classifier_prob"]))
+                classifier_success = classifier_success or step_success
+            if "ground_truth_success" in info:  # the twin's truth beside the classifier
+                truth = bool(truth) or bool(info["ground_truth_success"])
+            pressed = self.keys.take()
+            if pressed is not None:              # the operator wins over the classifier
+                key = pressed
+                if key == "success":
+                    reward, terminated, step_success = 1.0, True, True
+                elif key == "failure":
+                    reward, terminated, step_success = 0.0, True, False
+                else:                            # re-record: keep the data, end and mark it
+                    truncated, step_success = True, False
+            if step_success and source is None:
+                source = "operator" if key == "success" else "classifier" if "classifier_prob" in info else "env"
             self._record(episode, length, obs, action, reward, next_obs, terminated, truncated,
-                         info.get("grasp_penalty", 0.0), human is not None,
-                         success=bool(info.get("success", False)))
+                         info.get("grasp_penalty", 0.0), human is not None, success=step_success)
             ret += float(reward)
             length += 1
             interventions += int(human is not None)
-            success = success or bool(info.get("success", False))
+            success = success or step_success
             obs = next_obs
             self.pump()
             if terminated or truncated or self.stop_event.is_set():
                 break
         self.episode += 1
         result = {"session": self.session, "episode": episode, "return": ret, "length": length,
-                  "success": success,
+                  "success": success, "success_source": source,
                   "interventions": interventions, "intervention_rate": interventions / max(length, 1),
                   "cycle_time_s": length / self.handle.control_hz if success else None,
                   "wall_s": self.clock() - started, "weights_version": self.weights_version,
-                  "env_steps": self.env_steps}
+                  "env_steps": self.env_steps, "operator_key": key,
+                  "classifier_success": classifier_success, "classifier_prob_max": classifier_prob,
+                  "aborted": aborted}
+        if truth is not None:
+            result["ground_truth_success"] = truth
         self._log(result)
         return result
+
+    def _close_aborted(self, first_seq: int) -> None:
+        """Closes an aborted episode's last sent transition as truncated (it bootstraps): in
+        memory, in the spool (a later record of the same seq wins on recovery), and at the
+        learner (the episode is re-sent from its start, which the learner takes again)."""
+        if self.next_seq == first_seq:
+            return                               # nothing of this episode was sent
+        seq = self.next_seq - 1
+        t = self.unacked.get(seq)
+        if t is None:
+            return
+        t["truncated"] = True
+        data = self._encode_run([(seq, t)], self.session, next(iter(self.unacked)))
+        if self.spool is not None:
+            try:
+                self.spool.append(t["episode"], seq, data, False, episode_ends=True)
+            except OSError as e:
+                self.stats["spool_errors"] += 1
+                log.error("spool write failed (%s); the aborted episode's end is in memory only", e)
+        run = [(s_, x) for s_, x in self.unacked.items() if s_ >= first_seq]
+        for i in range(0, len(run), self.cfg.resend_chunk):
+            self._send_run(run[i:i + self.cfg.resend_chunk], self.clock())
 
     def _record(self, episode: int, step: int, obs, action, reward, next_obs, terminated, truncated,
                 grasp_penalty, intervention: bool, success: bool = False) -> None:
@@ -550,6 +693,14 @@ class Actor:
         if r["cycle_time_s"] is not None:
             w.add_scalar("actor/cycle_time_s", r["cycle_time_s"], step)
         w.add_scalar("actor/weights_version", r["weights_version"], step)
+        w.add_scalar("actor/classifier_success", float(r.get("classifier_success", False)), step)
+        if r.get("classifier_prob_max") is not None:
+            w.add_scalar("actor/classifier_prob_max", r["classifier_prob_max"], step)
+        for key in OPERATOR_KEYS:
+            w.add_scalar(f"actor/operator_{key}", float(r.get("operator_key") == key), step)
+        w.add_scalar("actor/aborted", float(bool(r.get("aborted"))), step)
+        if "ground_truth_success" in r:
+            w.add_scalar("actor/ground_truth_success", float(r["ground_truth_success"]), step)
         w.add_scalar("actor/unacked", len(self.unacked), step)
 
     def run(self, steps: int, seed: int = 0, flush_timeout_s: float = 60.0,

@@ -39,6 +39,18 @@ kept in learner_state.json) and acks a per-session `ack_seq`, so an actor recogn
 replayed or older learner's message. A replayed transition is a duplicate (dropped by seq; a
 replay of an episode start the learner has staged matches what is staged and changes nothing).
 
+Demos: the demo buffer is filled once, at the first start: from a recorded episode dataset
+(TrainConfig.demo_dataset, e.g. `robot-rl record-demos --ros` on the robot; its successful
+episodes, checked against the env's observations and actions) or else with cfg.demos scripted
+demos in the twin. A run whose actors drive a real robot (`robot_backend="ros"`) refuses
+scripted twin demos: its demo buffer would fill with simulated data.
+
+Monitoring: every committed episode's return, length, intervention rate, success and cycle
+time go to TensorBoard (learner/episode_*) and to RUN_DIR/learner_progress.json (saved with
+each checkpoint); the node draws learning_curve.png and episodes.png from it at close. Success is read from what the actors send: an
+episode whose last transition is terminal with reward >= 1 (the sparse success reward of the
+tasks, the classifier's final stage and the operator's success key).
+
 No ROS here: the node (tasks/learner_node.py) feeds receive() from its subscription callback
 (any thread) and gives publish_weights / publish_ack callables.
 """
@@ -82,6 +94,8 @@ class LearnerConfig:
     disk_retry_s: float = 1.0          # a full disk: retry writing the held-back episodes this often
     stop_after_steps: int = 0          # >0: run() returns once this many transitions are in and
                                        # the update cap for them is reached
+    robot_backend: str = "twin"        # the actors' robot: twin | ros (a real robot, or the twin
+                                       # node standing in for one: no scripted twin demos)
 
 
 class Learner:
@@ -92,8 +106,14 @@ class Learner:
                  clock: Callable[[], float] = time.monotonic, key: bytes | None = None):
         """key: the run's auth key; None: RUN_DIR/auth.key, created if the run has none."""
         from robot_rl.run_env import make_run_env
-        from robot_rl.train import _device, checkpoint_exists, collect_demos
+        from robot_rl.train import _Curve, _device, checkpoint_exists, collect_demos
 
+        if opts.robot_backend not in ("twin", "ros"):
+            raise ValueError(f"robot_backend must be 'twin' or 'ros', got {opts.robot_backend!r}")
+        if opts.robot_backend == "ros" and not cfg.demo_dataset and cfg.demos > 0:
+            raise ValueError(f"robot_backend=ros with demos={cfg.demos} scripted twin demos: a real robot's "
+                             "demo buffer would fill with simulated data; record demos on the robot "
+                             "(robot-rl record-demos --ros) and set demo_dataset=DIR, or set demos=0")
         self.cfg, self.opts = cfg, opts
         self.publish_weights, self.publish_ack = publish_weights, publish_ack
         self.writer, self.clock = writer, clock
@@ -162,7 +182,14 @@ class Learner:
                 self.demo.close()
                 shutil.rmtree(self.demo_dir)
                 self.demo = open_or_create(self.demo_dir, cfg.buffer.demo_capacity)
-            if cfg.demos > 0:
+            if cfg.demo_dataset:
+                from robot_rl.datasets import load_into_buffer  # only runs with recorded demos need it
+                stats = {"demo_dataset": cfg.demo_dataset,
+                         "loaded": load_into_buffer(cfg.demo_dataset, self.demo, successful_only=True),
+                         "demo_transitions": len(self.demo)}
+                write_json_atomic(self.run_dir / "demos.json", stats, indent=2)
+                log.info("demos: %s", stats)
+            elif cfg.demos > 0:
                 stats = collect_demos(self.handle, WaitWhenDiskFull(self.demo), cfg.demos,
                                       seed=10_000_000 + cfg.seed * 1000)
                 write_json_atomic(self.run_dir / "demos.json", stats, indent=2)
@@ -188,6 +215,7 @@ class Learner:
         self._last_disk_retry = -np.inf
         self._last = {"weights": -np.inf, "heartbeat": -np.inf, "checkpoint": clock(), "weights_updates": -1}
         self._metrics: dict[str, float] = {}
+        self.curve = _Curve(self.run_dir, "learner_progress.json")   # the actors' episodes, for the PNGs
 
     # ------------------------------------------------------------------ inbound (any thread)
 
@@ -323,12 +351,34 @@ class Learner:
         self.counters["interventions"] += interventions
         self._save_state()
         self._publish_acks()
-        if self.writer is not None:
-            step = self.counters["env_steps"]
-            self.writer.add_scalar("learner/episode_return", sum(t["reward"] for t in episode), step)
-            self.writer.add_scalar("learner/episode_length", n, step)
-            self.writer.add_scalar("learner/episode_intervention_rate", interventions / n, step)
+        self._episode_stats(episode, interventions)
         return True
+
+    def _episode_stats(self, episode: list[dict[str, Any]], interventions: int) -> None:
+        """An actor's episode as the learner sees it, in TensorBoard and the learning curve."""
+        n, step, last = len(episode), self.counters["env_steps"], episode[-1]
+        success = bool(last["terminated"]) and last["reward"] >= 1.0 - 1e-6
+        result = {"return": float(sum(t["reward"] for t in episode)), "length": n, "success": success,
+                  "interventions": int(interventions), "intervention_rate": interventions / n,
+                  "cycle_time_s": n / self.handle.control_hz if success else None}
+        self.curve.add_episode(step, result)
+        if self.writer is not None:
+            self.writer.add_scalar("learner/episode_return", result["return"], step)
+            self.writer.add_scalar("learner/episode_length", n, step)
+            self.writer.add_scalar("learner/episode_intervention_rate", result["intervention_rate"], step)
+            self.writer.add_scalar("learner/episode_success", float(success), step)
+            if success:
+                self.writer.add_scalar("learner/episode_cycle_time_s", result["cycle_time_s"], step)
+
+    def write_curves(self) -> None:
+        """learner_progress.json, learning_curve.png and episodes.png from the episodes so far."""
+        title = f"{self.cfg.task} ({self.cfg.obs}), seed {self.cfg.seed}, actors over ROS"
+        self.curve.save()
+        try:
+            self.curve.plot(self.run_dir / "learning_curve.png", title)
+            self.curve.plot_episodes(self.run_dir / "episodes.png", title + ": training episodes")
+        except OSError as e:
+            log.error("learning curves not drawn: %s", e)
 
     def _retry_blocked(self) -> None:
         """Writes the episodes a full disk held back, oldest first, while there is room."""
@@ -385,6 +435,7 @@ class Learner:
         try:
             ckpt.save_agent(self.agent, self.ckpt_path, {"counters": {"updates": self.counters["updates"],
                                                                       "env_steps": self.counters["env_steps"]}})
+            self.curve.save()
             return True
         except OSError as e:
             if not is_disk_full(e):
@@ -463,6 +514,7 @@ class Learner:
         return dict(self.counters)
 
     def close(self) -> None:
+        self.curve.save()
         self.online.close()
         self.demo.close()
         self.handle.close()

@@ -160,8 +160,8 @@ def collect_demos(env_handle: EnvHandle, buffer: ReplayBuffer, episodes: int, se
 class _Curve:
     """The learning curve, kept as numbers (progress.json) and drawn as a PNG."""
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "progress.json"
+    def __init__(self, run_dir: Path, name: str = "progress.json"):
+        self.path = run_dir / name
         self.data: dict[str, list] = {"eval_step": [], "eval_success": [],
                                       "episode_step": [], "episode_success": [], "episode_return": [],
                                       # per episode too; cycle time is None for a failed episode

@@ -9,7 +9,13 @@ thread and only hands messages over (thread-safe), so a takeover command is used
 control step right after it arrives.
 
 backend: "twin" runs the env in this process (tasks.make_env); "ros" drives the robot over
-the topic contract (tasks.ros_backend.make_ros_env, namespace `robot_namespace`).
+the topic contract (tasks.ros_backend.make_ros_env, namespace `robot_namespace`) with only
+what hardware has: no ground-truth task/state (`task_state` false), a Cartesian reset
+(`reset_mode`, precision gains on `gains_node`). Reward and success come from the reward
+classifier (TrainConfig.reward_classifier, run here where the cameras are; checked against the
+task's cameras at start) and from the operator's keys on /spacemouse/joy (drivers/teleop.py:
+success, failure, reset = re-record); `scene_reset_timeout_s` pauses before each reset for the
+operator. See docs/real_session.md.
 At the end (steps reached, or SIGINT/SIGTERM) it waits for the last acks and writes
 RUN_DIR/actor_<id>.json (its episodes and counters).
 Every message is signed / verified with the run's key, `key_file` (default RUN_DIR/auth.key,
@@ -28,7 +34,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 from std_msgs.msg import UInt8MultiArray
 
-from drivers.teleop import GRIPPER_CLOSE, GRIPPER_OPEN, TAKEOVER  # the /spacemouse/joy contract
+from drivers.teleop import (FAILURE, GRIPPER_CLOSE, GRIPPER_OPEN, RESET, SUCCESS,  # the /spacemouse/joy
+                            TAKEOVER)                                            # contract
 from robot_rl.atomic_io import write_json_atomic
 from robot_rl.auth import KEY_FILE, AuthError, load_key
 from robot_rl.transport import TransportError
@@ -52,6 +59,14 @@ class ActorNode(Node):
         self.steps = declare(self, "steps", cfg.steps, "env steps to run, then flush and exit")
         backend = declare(self, "backend", "twin", "twin: env in this process; ros: over the topic contract")
         robot_ns = declare(self, "robot_namespace", "/franka", "robot namespace for backend=ros")
+        task_state = declare(self, "task_state", False, "backend=ros: read the twin's ground truth "
+                             "(tests and benchmarks only; no real robot has it)")
+        reset_mode = declare(self, "reset_mode", "cartesian", "backend=ros: cartesian (through the "
+                             "controller) or service (the driver's reset service)")
+        gains_node = declare(self, "gains_node", "", "backend=ros: node whose impedance gains switch "
+                             "to the precision profile during resets ('' = keep)")
+        reset_tolerance = declare(self, "reset_tolerance_pos", 0.005, "backend=ros: a Cartesian reset "
+                                  "arrives within this distance of the reset pose (m)")
         takeover = TakeoverConfig(
             deadband=declare(self, "deadband", 0.05, "twist magnitude (per component) that counts as a human motion"),
             linear_scale=declare(self, "linear_scale", 1.0, "twist units mapping to action 1.0 (linear)"),
@@ -72,7 +87,10 @@ class ActorNode(Node):
             spool_fsync=declare(self, "spool_fsync", "episode", "spool fsync policy: never | episode | step"),
             recover_timeout_s=declare(self, "recover_timeout_s", 60.0,
                                       "wait this long for acks of a killed session's spool (s)"),
-            takeover=takeover)
+            takeover=takeover,
+            scene_reset_timeout_s=declare(self, "scene_reset_timeout_s", 0.0,
+                                          "pause before each reset for the operator to reset the "
+                                          "scene, ended by a key or this timeout (s; 0: no pause)"))
         if acfg.spool_dir == "":
             acfg.spool_dir = str(Path(cfg.run_dir) / "spool" / f"actor_{acfg.actor_id}")
         elif acfg.spool_dir == "none":
@@ -86,15 +104,32 @@ class ActorNode(Node):
                                         ("weights", rl_graph.WEIGHTS_TOPIC), ("acks", rl_graph.ACKS_TOPIC),
                                         ("twist", "/spacemouse/twist"), ("joy", "/spacemouse/joy"))}
 
+        if backend not in ("twin", "ros"):
+            raise ValueError(f"backend must be 'twin' or 'ros', got {backend!r}")
+        import tasks
+        from tasks.classifier_reward import ClassifierReward, load_for_task
+
+        spec = (tasks.make_spec(cfg.task, **cfg.task_overrides)
+                if backend == "ros" or cfg.reward_classifier else None)   # point_reach has none
+        classifier = (load_for_task(cfg.reward_classifier, spec, images_from_robot=backend == "ros")
+                      if cfg.reward_classifier else None)
         if backend == "ros":
             from tasks.ros_backend import make_ros_env
-            env = make_ros_env(cfg.task, cfg.obs, seed=cfg.seed, namespace=robot_ns,
+            # The robot's cameras: the policy's (pixels) and the classifier's.
+            cameras = tuple(spec.cameras if cfg.obs == "pixels" else ())
+            cameras += tuple(c for c in (classifier.cfg.cameras if classifier else ()) if c not in cameras)
+            env = make_ros_env(cfg.task, cfg.obs, seed=cfg.seed, namespace=robot_ns, task_state=task_state,
+                               robot_options={"cameras": cameras, "reset_mode": reset_mode,
+                                              "gains_node": gains_node,
+                                              "reset_tolerance_pos": reset_tolerance},
                                **cfg.task_overrides)
-            handle = EnvHandle(env, None, float(env.task.control_hz))
-        elif backend == "twin":
-            handle = make_run_env(cfg)
+            if classifier is not None:
+                env = ClassifierReward(env, classifier)
+            handle = EnvHandle(env, None, float(env.unwrapped.task.control_hz))
         else:
-            raise ValueError(f"backend must be 'twin' or 'ros', got {backend!r}")
+            handle = make_run_env(cfg)
+            if classifier is not None:
+                handle.env = ClassifierReward(handle.env, classifier)
         self.env_handle = handle
         agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                          device=_device(cfg.device), seed=cfg.seed)
@@ -127,6 +162,8 @@ class ActorNode(Node):
         pressed = lambda i: len(b) > i and bool(b[i])  # noqa: E731
         gripper = 1.0 if pressed(GRIPPER_CLOSE) else 0.0 if pressed(GRIPPER_OPEN) else None
         self.actor.takeover.on_joy(gripper, pressed(TAKEOVER))
+        self.actor.keys.on_keys({name for i, name in ((SUCCESS, "success"), (FAILURE, "failure"),
+                                                       (RESET, "rerecord")) if pressed(i)})
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
         self._guarded("weights", self.actor.receive_weights, msg)
@@ -165,10 +202,11 @@ class ActorNode(Node):
                 self.get_logger().info(f"recovered episode {r['episode']} of killed session {r['session']}: "
                                        f"length {r['length']} success {r['success']}")
                 return
+            marks = "".join(f" {k} {r[k]}" for k in ("success_source", "operator_key", "aborted") if r.get(k))
             self.get_logger().info(
                 f"episode {r['episode']}: return {r['return']:.2f} success {r['success']} "
                 f"length {r['length']} interventions {r['interventions']} weights v{r['weights_version']} "
-                f"unacked {len(self.actor.unacked)}")
+                f"unacked {len(self.actor.unacked)}{marks}")
         if self.actor.spooled:                   # a killed session's transitions first
             for r in self.actor.recover_spooled():
                 on_episode(r)
@@ -186,6 +224,7 @@ class ActorNode(Node):
                 "next_seq": a.next_seq, "acked": a.acked, "unacked": len(a.unacked),
                 "weights_version": a.weights_version, "stats": dict(a.stats), "rejected": self.rejected,
                 "success_rate": float(np.mean([e["success"] for e in self.episodes])) if self.episodes else 0.0,
+                "ignored_keys": list(a.keys.ignored),
                 "episodes": self.episodes}
 
     def close(self) -> None:
@@ -215,7 +254,8 @@ def main(args: list[str] | None = None) -> int:
     def body(node: ActorNode) -> int:
         node.run()
         return 0 if not node.actor.unacked else 3
-    return rl_graph.run_node("actor", ActorNode, lambda n: n.actor.stop_event, body, args)
+    make = rl_graph.start_or_exit("robot-rl-actor", ActorNode)   # bad input: one line, no traceback
+    return rl_graph.run_node("actor", make, lambda n: n.actor.stop_event, body, args)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,23 @@ def parse_state_check(text: str) -> Callable[[RobotState], bool]:
     return lambda state: all(op(get(state), v) for get, op, v in conditions)
 
 
+def load_for_task(path: str | Path, spec: Any, images_from_robot: bool = False):
+    """The classifier at `path`, checked against the task (a TaskSpec): ValueError naming the
+    file and the mismatch. images_from_robot: the frames come from the robot's cameras (the ROS
+    backend), so they must be the task's image size too (the twin renders any size)."""
+    from robot_rl.reward.classifier import RewardClassifier
+
+    clf = RewardClassifier.load(path)
+    missing = [c for c in clf.cfg.cameras if c not in spec.cameras]
+    if missing:
+        raise ValueError(f"reward classifier {str(path)!r} needs camera(s) {missing}, which task "
+                         f"{spec.name} does not have (its cameras: {list(spec.cameras)})")
+    if images_from_robot and clf.cfg.image_size != spec.image_size:
+        raise ValueError(f"reward classifier {str(path)!r} takes {clf.cfg.image_size} px images; task "
+                         f"{spec.name}'s cameras give {spec.image_size} px (set image_size or retrain)")
+    return clf
+
+
 class ClassifierReward(gym.Wrapper):
     def __init__(self, env: gym.Env, classifier, threshold: float | None = None,
                  state_check: Callable[[RobotState], bool] | str | None = None,

@@ -150,6 +150,8 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
         curve.data["eval_success"].append(v)
     curve.save()
     curve.plot(run_dir / "learning_curve.png", f"{cfg.task} ({cfg.obs}), seed {cfg.seed}, distributed")
+    curve.plot_episodes(run_dir / "episodes.png", f"{cfg.task} ({cfg.obs}), seed {cfg.seed}, distributed: "
+                        "training episodes")
     final.update({
         "task": cfg.task, "obs": cfg.obs, "seed": cfg.seed, "distributed": True,
         "env_steps": int(counters.get("env_steps", 0)), "updates": int(counters.get("updates", 0)),

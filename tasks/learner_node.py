@@ -5,7 +5,9 @@
 Subscribes /robot_rl/transitions, publishes /robot_rl/weights (TRANSIENT_LOCAL, depth 1) and
 /robot_rl/acks (tasks/rl_graph.py). The training loop runs on the main thread; rclpy spins on
 a background thread. A malformed or mismatched message is logged as an error and dropped; the
-node keeps running. SIGINT / SIGTERM: checkpoint, write learner_stats.json, exit 0.
+node keeps running. SIGINT / SIGTERM: checkpoint, write learner_stats.json, progress.json,
+learning_curve.png and episodes.png, exit 0. Demos: TrainConfig.demo_dataset (recorded) or
+scripted twin demos; with `backend:=ros` (actors on a real robot) only the recorded ones.
 Messages are signed / verified with the run's key, `key_file` (default RUN_DIR/auth.key, created
 if the run has none; docs/security.md).
 """
@@ -38,7 +40,9 @@ class LearnerNode(Node):
             free_running=declare(self, "free_running", False, "update without the updates-per-step cap"),
             disk_retry_s=declare(self, "disk_retry_s", 1.0, "disk full: retry writing held-back episodes this often (s)"),
             stop_after_steps=declare(self, "stop_after_steps", 0,
-                                     "exit once this many transitions are in and trained on (0: never)"))
+                                     "exit once this many transitions are in and trained on (0: never)"),
+            robot_backend=declare(self, "backend", "twin", "the actors' robot: twin, or ros (a real "
+                                  "robot: demos come from demo_dataset, scripted twin demos are refused)"))
         topics = {name: declare(self, f"{name}_topic", default, f"{name} topic")
                   for name, default in (("transitions", rl_graph.TRANSITIONS_TOPIC),
                                         ("weights", rl_graph.WEIGHTS_TOPIC), ("acks", rl_graph.ACKS_TOPIC))}
@@ -84,6 +88,7 @@ class LearnerNode(Node):
             write_json_atomic(Path(self.train_cfg.run_dir) / "learner_stats.json", self.stats(), indent=2)
         except OSError as e:
             self.get_logger().error(f"learner_stats.json not written: {e}")
+        self.learner.write_curves()
         self.learner.close()
         self.writer.close()
 
@@ -93,7 +98,8 @@ def main(args: list[str] | None = None) -> int:
         counters = node.learner.run()
         node.get_logger().info(f"learner stopped: {counters}")
         return 0
-    return rl_graph.run_node("learner", LearnerNode, lambda n: n.learner.stop_event, body, args)
+    make = rl_graph.start_or_exit("robot-rl-learner", LearnerNode)   # bad input: one line, no traceback
+    return rl_graph.run_node("learner", make, lambda n: n.learner.stop_event, body, args)
 
 
 if __name__ == "__main__":

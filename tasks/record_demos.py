@@ -3,6 +3,14 @@ episode dataset (robot_rl.datasets, docs/datasets.md).
 
     robot-rl record-demos --task pick_cube --episodes 20 --out demos/pick [--input spacemouse|keyboard|expert]
                           [--obs state|pixels] [--keyboard-device PATH] [--hz HZ] [--max-steps N]
+    robot-rl record-demos --ros --task pick_cube --obs pixels --episodes 20 --out demos/pick
+                          [--namespace /franka] [--reset-mode cartesian|service] [--gains-node NODE]
+
+--ros records from the live graph (a real arm brought up with `robot-rl up franka`, or the twin
+node): the robot over the topic contract (tasks.ros_backend, no ground-truth topic, a Cartesian
+reset to the task's reset pose) and the operator from the teleop topics /spacemouse/twist and
+/spacemouse/joy (tasks.ros_teleop: the SpaceMouse or keyboard node), with the same marks from
+the Joy buttons (success, failure, reset = re-record). Ctrl-C stops.
 
 Every input drives the env through the same `Operator` interface: an action per control step and
 marks (success, failure, re-record, stop). Human inputs go through the actor's own takeover path
@@ -313,6 +321,9 @@ def make_operator(kind: str, env: Any, task: str, seed: int, noise: float, keybo
         return ExpertOperator(make_expert(task, env, noise=noise, seed=seed))
     if kind == "keyboard":
         return TeleopOperator("keyboard", [KeyboardSource(keyboard_device)], env)
+    if kind == "ros":
+        from tasks.ros_teleop import RosTeleopSource
+        return TeleopOperator("ros_teleop", [RosTeleopSource()], env)
     if kind == "spacemouse":
         devices: list[Any] = [SpaceMouseSource(spacemouse_device)]
         # Marks come from the keyboard of the terminal next to it, when there is one.
@@ -335,7 +346,22 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
         print("robot-rl record-demos: --episodes must be >= 1", file=sys.stderr)
         return 2
     overrides = {"max_steps": args.max_steps} if args.max_steps else {}
-    env = tasks.make_env(args.task, obs=args.obs, **overrides)
+    if args.ros:
+        if args.input == "expert":
+            print("robot-rl record-demos: --input expert needs the in-process twin, not --ros", file=sys.stderr)
+            return 2
+        from tasks.ros_backend import make_ros_env
+        try:
+            env = make_ros_env(args.task, obs=args.obs, seed=args.seed, namespace=args.namespace,
+                               task_state=False, robot_options={"reset_mode": args.reset_mode,
+                                                                "gains_node": args.gains_node},
+                               **overrides)
+        except (ValueError, TimeoutError) as e:
+            print(f"robot-rl record-demos: {e}", file=sys.stderr)
+            return 2
+        args.input = "ros"
+    else:
+        env = tasks.make_env(args.task, obs=args.obs, **overrides)
     try:
         try:
             dataset = EpisodeDataset.open_or_create(args.out, env.observation_space,
@@ -350,7 +376,7 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
         try:
             operator = make_operator(args.input, env, args.task, seed, args.noise,
                                      args.keyboard_device, args.spacemouse_device)
-        except DeviceNotFoundError as e:
+        except (DeviceNotFoundError, TimeoutError) as e:
             dataset.close()
             print(f"robot-rl record-demos: no {args.input} input: {e}", file=sys.stderr)
             return 2
@@ -362,7 +388,10 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
 
         control_hz = float(env.unwrapped.task.control_hz)
         hz = args.hz if args.hz is not None else (control_hz if operator.realtime else 0.0)
-        if operator.realtime:
+        if args.input == "ros":
+            say("operator: /spacemouse/twist moves, /spacemouse/joy buttons mark success | failure | "
+                "reset (re-record); Ctrl-C stops")
+        elif operator.realtime:
             say("keys: s success | f failure | r re-record | Ctrl-C stop | i/k j/l u/o q/e move | "
                 "c close x open | space takeover")
         if len(dataset):
@@ -403,6 +432,13 @@ def register(subparsers) -> None:
     p.add_argument("--keyboard-device", default="",
                    help="keyboard input: '' = this terminal, a tty/pty path, or /dev/input/eventN")
     p.add_argument("--spacemouse-device", default="", help="hidraw path ('' = the first found)")
+    p.add_argument("--ros", action="store_true", help="record from the live ROS 2 graph: the robot over "
+                   "its topics, the operator from /spacemouse/twist and /spacemouse/joy")
+    p.add_argument("--namespace", default="/franka", help="--ros: the robot's namespace")
+    p.add_argument("--reset-mode", choices=["cartesian", "service"], default="cartesian",
+                   help="--ros: reset through the controller to the task's reset pose, or the driver's reset service")
+    p.add_argument("--gains-node", default="", help="--ros: node whose impedance gains go to the precision "
+                   "profile during resets, e.g. /franka/franka ('' = keep)")
     p.set_defaults(func=cmd_record_demos)
 
 

@@ -16,6 +16,9 @@ Inputs (the operator drives the robot and labels at the same time):
   sees real presses and releases.
 - spacemouse: the 6-axis puck moves; the RIGHT button toggles the gripper; HOLD the LEFT
   button = success. End an episode by letting it time out (max_steps) or with Ctrl-C to stop.
+- ros (with --ros): the teleop topics of the live graph, /spacemouse/twist moves and
+  /spacemouse/joy's buttons (drivers/teleop.py) label: HOLD success = success, reset ends the
+  episode, the gripper buttons close/open (tasks.ros_teleop.RosTeleopSource, as record-demos --ros).
 - expert (the twin only): the scripted expert drives and the twin's ground truth labels the
   frames (spec.success), through the same recording path. After the first success it keeps
   holding (and wandering) for `--hold-steps` steps: more, and more varied, positives.
@@ -236,6 +239,39 @@ class SpaceMouseSource:
         self.reader.stop()
 
 
+class RosTopicSource:
+    """The graph's teleop topics (tasks.ros_teleop): the SpaceMouse or keyboard node drives and labels."""
+
+    def __init__(self, teleop: Any = None):
+        from tasks.ros_teleop import RosTeleopSource
+        self.teleop = teleop or RosTeleopSource()
+        self.gripper = 0.0
+        self._reset_held = False
+
+    def start_episode(self, env, episode: int) -> None:
+        self.gripper = env.unwrapped.gripper_command
+        print(f"episode {episode}: move with the SpaceMouse; HOLD the success button for success; "
+              "the reset button ends the episode; Ctrl-C stops", flush=True)
+
+    def label_now(self, env) -> bool:
+        from drivers.teleop import SUCCESS
+        _, buttons = self.teleop.snapshot()
+        return len(buttons) > SUCCESS and bool(buttons[SUCCESS])
+
+    def step(self, env, obs) -> StepInput:
+        from drivers.teleop import RESET, gripper_from_buttons
+        twist, buttons = self.teleop.snapshot()
+        g = gripper_from_buttons(buttons)
+        if g is not None:
+            self.gripper = g
+        reset = len(buttons) > RESET and bool(buttons[RESET])
+        end, self._reset_held = reset and not self._reset_held, reset     # once per press
+        return StepInput(action=_twist_to_action(env, twist, self.gripper), end_episode=end)
+
+    def close(self) -> None:
+        self.teleop.close()
+
+
 def _frames(env, obs, cameras) -> dict[str, np.ndarray]:
     return {cam: obs[cam] for cam in cameras}
 
@@ -308,6 +344,8 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
         overrides["cameras"] = _parse_cameras(args.cameras)
     if args.image_size:
         overrides["image_size"] = args.image_size
+    if args.input == "ros" and not args.ros:
+        raise SystemExit("--input ros reads the graph's teleop topics; add --ros")
     if args.ros:
         if args.input == "expert":
             raise SystemExit("--input expert labels with the twin's ground truth; it needs the "
@@ -324,6 +362,11 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
                                   hold_steps=args.hold_steps, seed=args.seed)
         elif args.input == "keyboard":
             source = KeyboardSource(args.keyboard_device)
+        elif args.input == "ros":
+            try:
+                source = RosTopicSource()
+            except TimeoutError as e:
+                raise SystemExit(f"robot-rl record-labels: {e}") from None
         else:
             source = SpaceMouseSource(args.spacemouse_path)
         writer = LabelWriter(args.out, spec.cameras, spec.image_size, task=args.task)
@@ -339,7 +382,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("record-labels", help="record success-labelled camera frames for the reward classifier")
     p.add_argument("--task", required=True)
     p.add_argument("--out", required=True, help="label directory (created, or appended to)")
-    p.add_argument("--input", choices=["keyboard", "spacemouse", "expert"], default="keyboard")
+    p.add_argument("--input", choices=["keyboard", "spacemouse", "expert", "ros"], default="keyboard",
+                   help="ros (with --ros): the graph's /spacemouse/twist and /spacemouse/joy")
     p.add_argument("--positives", type=int, default=200, help="stop after this many success frames")
     p.add_argument("--max-episodes", type=int, default=1000)
     p.add_argument("--cameras", default="", help="comma-separated (default: the task's cameras)")

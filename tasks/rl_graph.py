@@ -119,3 +119,18 @@ def run_node(label: str, make_node: Callable[[], Node], stop_event: Callable[[No
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+# Bad input found while a node starts (a missing or mismatched classifier or demo dataset, a
+# refused option, no robot behind the namespace): one line naming it, no traceback.
+STARTUP_ERRORS = (ValueError, TimeoutError, FileNotFoundError)
+
+
+def start_or_exit(program: str, make_node: Callable[[], Node]) -> Callable[[], Node]:
+    """make_node, with a startup error turned into SystemExit("PROGRAM: cannot start: ...")."""
+    def make() -> Node:
+        try:
+            return make_node()
+        except STARTUP_ERRORS as e:
+            raise SystemExit(f"{program}: cannot start: {e}") from None
+    return make

@@ -1,0 +1,110 @@
+"""The operator tools over ROS against the twin node standing in for the robot: a scripted
+operator publishes the teleop contract on /spacemouse/twist and /spacemouse/joy; record-demos
+--ros saves the episodes it marks successful, record-labels --input ros the frames it labels."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+from geometry_msgs.msg import TwistStamped
+from sensor_msgs.msg import Joy
+
+from drivers.teleop import joy_buttons
+from robot_rl.datasets import EpisodeDataset
+
+
+class ScriptedOperator:
+    """Pushes the TCP down and presses success every `period` s (held 0.2 s), at 50 Hz."""
+
+    def __init__(self, graph, period: float = 1.2):
+        self.twist = graph.probe.create_publisher(TwistStamped, "/spacemouse/twist", 10)
+        self.joy = graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
+        self.period, self.stop = period, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        while not self.stop.is_set():
+            t = (time.monotonic() - t0) % self.period
+            msg = TwistStamped()
+            msg.twist.linear.z = -0.5
+            self.twist.publish(msg)
+            held = {"success"} if t > self.period - 0.2 else set()
+            self.joy.publish(Joy(axes=[0.0, 0.0, -0.5, 0.0, 0.0, 0.0], buttons=joy_buttons(held)))
+            time.sleep(0.02)
+
+
+def test_record_demos_from_the_live_graph(twin_graph, tmp_path, capsys):
+    from robot_rl.cli import main
+
+    op = ScriptedOperator(twin_graph)
+    op.thread.start()
+    try:
+        rc = main(["record-demos", "--ros", "--task", "pick_cube", "--obs", "pixels", "--episodes", "2",
+                   "--out", str(tmp_path / "demos"), "--max-steps", "40", "--seed", "0"])
+    finally:
+        op.stop.set()
+        op.thread.join(timeout=2.0)
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    summary = json.loads(out.out.strip().splitlines()[-1])
+    assert summary["recorded"] == 2 and summary["input"] == "ros_teleop"
+    ds = EpisodeDataset.open(tmp_path / "demos")
+    assert len(ds) == 2
+    for i, meta in enumerate(ds.episodes):
+        assert meta["success"] and meta["success_source"] == "operator" and meta["source"] == "ros_teleop"
+        ep = ds.read_episode(i)
+        assert 2 <= len(ep) < 40
+        # No ground truth: the operator's mark is the sparse success reward.
+        assert ep.rewards[-1] == 1.0 and ep.terminated[-1] and ep.rewards[:-1].sum() == 0.0
+        assert set(ep.observations) == {"state", "wrist", "front"}
+        # The executed actions are the operator's: down in the base frame (the EE z points down).
+        assert np.mean(ep.actions[:, 2]) > 0.2
+    ds.close()
+
+
+def test_state_obs_over_ros_is_refused_with_one_line(twin_graph, tmp_path, capsys):
+    from robot_rl.cli import main
+
+    rc = main(["record-demos", "--ros", "--task", "pick_cube", "--obs", "state", "--episodes", "1",
+               "--out", str(tmp_path / "demos")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "obs=state for pick_cube needs the twin's ground truth" in err
+    assert "Traceback" not in err
+
+
+def test_record_labels_from_the_live_graph(twin_graph, tmp_path, capsys):
+    """Success held 0.5 s of every 1.5 s, then the reset button ends the episode."""
+    from robot_rl.cli import main
+    from robot_rl.reward.labels import load_labels
+
+    twist = twin_graph.probe.create_publisher(TwistStamped, "/spacemouse/twist", 10)
+    joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
+    stop = threading.Event()
+
+    def operate():
+        t0 = time.monotonic()
+        while not stop.is_set():
+            t = (time.monotonic() - t0) % 1.5
+            twist.publish(TwistStamped())
+            held = {"success"} if 0.6 < t < 1.1 else {"reset"} if t > 1.3 else set()
+            joy.publish(Joy(axes=[0.0] * 6, buttons=joy_buttons(held)))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=operate, daemon=True)
+    thread.start()
+    try:
+        rc = main(["record-labels", "--ros", "--input", "ros", "--task", "pick_cube", "--out",
+                   str(tmp_path / "labels"), "--positives", "3", "--max-episodes", "3", "--cameras", "front"])
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    stats = json.loads(out.out.strip().splitlines()[-1])
+    assert stats["positives"] >= 3 and stats["negatives"] >= 3 and stats["episodes"] <= 3
+    # Each episode ended by the reset button (about 1.5 s at 10 Hz), not the 100-step limit.
+    assert stats["frames_this_session"] < 40 * stats["episodes"]
+    assert len(load_labels(tmp_path / "labels")) == stats["frames_this_session"]
