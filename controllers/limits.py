@@ -137,5 +137,20 @@ def loosenings(start: SafetyBox | ImpedanceConfig, new: SafetyBox | ImpedanceCon
     return found
 
 
+def envelope(start: ImpedanceConfig, also: ImpedanceConfig) -> ImpedanceConfig:
+    """The loosest of two gain sets, field by field (fixed fields keep `start`'s): what a node
+    accepts at run time when its launch file declares a second profile beside its start-up
+    gains, e.g. the precision gains of Cartesian resets. Changes stay bounded by it."""
+    values = {}
+    for f in fields(start):
+        a, b = getattr(start, f.name), getattr(also, f.name)
+        if f.name in _FIXED:
+            values[f.name] = a
+            continue
+        pick = min if f.name in _TIGHTER_WHEN_HIGHER else max
+        values[f.name] = tuple(pick(x, y) for x, y in zip(a, b)) if isinstance(a, tuple) else pick(a, b)
+    return ImpedanceConfig(**values)
+
+
 def _show(value) -> str:
     return str([round(v, 6) for v in value]) if isinstance(value, tuple) else f"{value:g}"

@@ -58,7 +58,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from controllers.impedance import ImpedanceConfig
-from controllers.limits import UNIT_QUAT_TOLERANCE, SafetyBox, loosenings
+from controllers.limits import UNIT_QUAT_TOLERANCE, SafetyBox, envelope, loosenings
 from controllers.rotations import quat_to_matrix
 
 # Reliable, keep-last: commands and states that must not silently vanish.
@@ -156,6 +156,30 @@ def declare_impedance_parameters(node: Node, cfg: ImpedanceConfig) -> ImpedanceC
             node, f.name, default, f"impedance law: {f.name} (controllers.impedance.ImpedanceConfig); "
             "tighten-only at run time unless allow_loosening")
     return ImpedanceConfig(**values)
+
+
+RESET_PROFILES = ("", "precision")
+
+
+def declare_reset_envelope(node: Node, start: ImpedanceConfig) -> ImpedanceConfig:
+    """The gains a run-time change may reach: the start-up gains, widened to the reset profile
+    the launch file names (start-up only). `reset_profile: precision` lets a Cartesian reset
+    switch to ImpedanceConfig.precision() plus an integral term of up to
+    `reset_translational_ki` and back (tasks/ros_backend.py, gains_node); '' allows nothing
+    beyond the start-up gains. Either way nothing past the profile is accepted."""
+    profile = declare_checked(node, "reset_profile", "",
+                              "start-up only: a gain profile run-time changes may switch to for "
+                              "resets ('' none, 'precision': wide clips, stiffer rotation)", read_only=True)
+    ki = declare_checked(node, "reset_translational_ki", 1000.0,
+                         "start-up only: the largest translational_ki the reset profile allows",
+                         read_only=True)
+    if profile not in RESET_PROFILES:
+        raise ValueError(f"reset_profile must be one of {list(RESET_PROFILES)}, got {profile!r}")
+    if not profile:
+        return start
+    reset = ImpedanceConfig.precision().replace(translational_ki=float(ki))
+    reset.validate()
+    return envelope(start, reset)
 
 
 def declare_allow_loosening(node: Node) -> bool:
@@ -284,7 +308,8 @@ class ControllerNode(Node):
                          "e.g. /franka/franka", True)
         self._apply_limits(SafetyBox.checked(**box))
         self.impedance = declare_impedance_parameters(self, ImpedanceConfig())
-        self.start_limits, self.start_impedance = self.limits, self.impedance
+        self.start_limits = self.limits
+        self.start_impedance = declare_reset_envelope(self, self.impedance)
         return driver
 
     def _apply_limits(self, limits: SafetyBox) -> None:

@@ -26,7 +26,7 @@ from std_srvs.srv import Trigger
 
 from controllers.impedance import ImpedanceConfig
 from controllers.limits import loosenings
-from controllers.node import declare_allow_loosening
+from controllers.node import declare_allow_loosening, declare_reset_envelope
 from drivers.franka import FrankaArm, LoopSettings, validate_target
 from drivers.franka_hand import FrankaHand, HandSettings
 from drivers.franka_loop import (DEFAULT_FORCE_THRESHOLDS, DEFAULT_TORQUE_THRESHOLDS, FRANKA_HOME_Q)
@@ -82,7 +82,8 @@ class FrankaNode(Node):
 
         self.allow_loosening = declare_allow_loosening(self)
         settings = self._settings_from_params(LoopSettings(robot_ip=ip, realtime=(rt == "enforce")), {})
-        self._start_settings = settings      # the launch file's limits: run-time changes only tighten
+        # The launch file's limits (widened to its reset profile): run-time changes only tighten.
+        self._start_settings = replace(settings, impedance=declare_reset_envelope(self, settings.impedance))
         self.arm = FrankaArm(settings)
         self.hand: FrankaHand | None = None
         try:

@@ -57,7 +57,8 @@ from std_srvs.srv import Trigger
 from controllers.impedance import ImpedanceConfig
 from controllers.limits import loosenings
 from controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_allow_loosening,
-                              declare_impedance_parameters, impedance_from_parameters, pose_msg,
+                              declare_impedance_parameters, declare_reset_envelope,
+                              impedance_from_parameters, pose_msg,
                               log_descriptor_refusals, refuse_change, spin_main)
 from sim.scene import ARM_JOINTS
 
@@ -94,7 +95,8 @@ class TwinNode(Node):
         # The same rules as the controller node's: checked at start-up, tighten-only at run time
         # (relative to these start-up values) unless started with allow_loosening.
         try:
-            self.impedance = self.start_impedance = declare_impedance_parameters(self, ImpedanceConfig())
+            self.impedance = declare_impedance_parameters(self, ImpedanceConfig())
+            self.start_impedance = declare_reset_envelope(self, self.impedance)
             self.allow_loosening = declare_allow_loosening(self)
         except ValueError as err:  # one line naming the parameter; the twin never starts
             raise ValueError(f"twin {self.get_fully_qualified_name()}: {err}") from None

@@ -3,11 +3,14 @@ reset) and an aborting data fault (a stale camera), through the real Actor and L
 wired by direct calls (point_reach: no physics, fast)."""
 from __future__ import annotations
 
+import secrets
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 from robot_rl.actor import Actor, ActorConfig, OperatorKeys
+from robot_rl.auth import load_key
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.buffers import BufferConfig
 from robot_rl.learner import Learner, LearnerConfig
@@ -56,7 +59,7 @@ def test_operator_keys_count_once_per_press_and_not_during_a_reset():
 
 def test_aborted_episode_is_closed_truncated_stored_once_and_acked(tmp_path):
     cfg = TrainConfig(task="point_reach", steps=0, run_dir=str(tmp_path / "run"), demos=1, learning_starts=10_000,
-                      batch_size=32, progress=False, threads=1, device="cpu", agent=SACConfig(hidden_dims=(32, 32)),
+                      batch_size=32, progress=False, threads=1, device="cpu", agent=SACConfig(hidden_dims=(32, 32), critic_ensemble_size=2, critic_subsample_size=None),
                       buffer=BufferConfig(capacity=2000, demo_capacity=2000))
     actors: list[Actor] = []
     learner = Learner(cfg, LearnerConfig(weights_every_s=0.0, heartbeat_every_s=0.0),
@@ -66,7 +69,7 @@ def test_aborted_episode_is_closed_truncated_stored_once_and_acked(tmp_path):
     handle = EnvHandle(StaleAt(base.env, episode=1, at=4), None, base.control_hz)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space, seed=0)
     actor = Actor(ActorConfig(resend_after_s=0.0, spool_dir=str(tmp_path / "spool")), handle, agent,
-                  send=learner.receive)
+                  send=learner.receive, key=load_key(learner.key_path))
     actors.append(actor)
 
     def settle():
@@ -98,7 +101,7 @@ def test_aborted_episode_is_closed_truncated_stored_once_and_acked(tmp_path):
 def test_learner_sees_the_actors_success_and_draws_the_curves(tmp_path):
     """The learner's own view of the actors' episodes (TensorBoard, learner_progress.json, PNGs)."""
     cfg = TrainConfig(task="point_reach", steps=0, run_dir=str(tmp_path / "run"), demos=1, learning_starts=10_000,
-                      batch_size=32, progress=False, threads=1, device="cpu", agent=SACConfig(hidden_dims=(32, 32)),
+                      batch_size=32, progress=False, threads=1, device="cpu", agent=SACConfig(hidden_dims=(32, 32), critic_ensemble_size=2, critic_subsample_size=None),
                       buffer=BufferConfig(capacity=2000, demo_capacity=2000))
     from torch.utils.tensorboard import SummaryWriter
 
@@ -109,7 +112,8 @@ def test_learner_sees_the_actors_success_and_draws_the_curves(tmp_path):
                       publish_ack=lambda b: [a.receive_ack(b) for a in actors], writer=writer)
     handle = make_env_and_expert("point_reach", seed=0)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space, seed=0)
-    actor = Actor(ActorConfig(resend_after_s=0.0), handle, agent, send=learner.receive)
+    actor = Actor(ActorConfig(resend_after_s=0.0), handle, agent, send=learner.receive,
+                  key=load_key(learner.key_path))
     actors.append(actor)
     expert = handle.expert
     actor.policy_action = lambda obs: expert.act(obs)     # succeeds: the learner must see it
@@ -145,7 +149,8 @@ def test_scene_reset_pause_ends_on_a_key_or_the_timeout(tmp_path):
     cfg = SACConfig(hidden_dims=(32, 32))
     agent = SACAgent(cfg, handle.env.observation_space, handle.env.action_space, seed=0)
     sent: list[bytes] = []
-    actor = Actor(ActorConfig(scene_reset_timeout_s=10.0), handle, agent, send=sent.append)
+    actor = Actor(ActorConfig(scene_reset_timeout_s=10.0), handle, agent, send=sent.append,
+                  key=secrets.token_bytes(32))          # no learner here: any key signs
     # A key ends the pause (and is not taken as the new episode's mark).
     timer = threading.Timer(1.0, lambda: actor.keys.on_keys({"failure"}))   # once the pause waits
     timer.start()

@@ -130,7 +130,8 @@ def twin_graph():
 
     g = Graph()
     try:
-        twin = g.add(TwinNode(**g.kwargs()))
+        # As the shipped twin rig: its launch allows the precision reset profile (Cartesian resets).
+        twin = g.add(TwinNode(**g.kwargs(reset_profile="precision")))
         g.twin = twin
         yield g
     finally:

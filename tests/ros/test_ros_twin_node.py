@@ -178,8 +178,9 @@ def test_parameters_change_the_gains_live(twin_graph):
         assert all(r.successful for r in results)
         cfg = twin.twin.controller.cfg
         assert cfg.translational_stiffness == 900.0 and cfg.translational_clip_pos == (0.005, 0.005, 0.008)
-        # Wider than at start-up (0.01) is a loosening: refused (tests/security/test_params.py probes more).
-        (looser,) = set_params(translational_clip_pos=[0.02, 0.02, 0.03])
+        # Stiffer than at start-up (2000 N/m, which the rig's reset profile keeps) is a loosening:
+        # refused (tests/security/test_params.py probes more, the reset profile's envelope too).
+        (looser,) = set_params(translational_stiffness=3000.0)
         assert not looser.successful and "looser than the start-up" in looser.reason
         # Gains move through the law's filter (0.005 per tick): within ~1 s they are there.
         _wait(lambda: abs(twin.twin.controller.filtered_gains["translational_stiffness"] - 900.0) < 5.0,

@@ -44,7 +44,9 @@ from tasks.rig import load_rig  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 # The shipped limits of the real Franka graph, without the driver (none here).
 LAUNCH = next(n.parameters for n in load_rig(ROOT / "launch/franka.yaml").nodes if n.fqn == "/franka/controller")
-START = {k: v for k, v in LAUNCH.items() if k != "driver_node"}
+# The strict controller: the launch values without their reset profile (its envelope is tested
+# on its own below), so every loosening past the start-up values must be refused.
+START = {k: v for k, v in LAUNCH.items() if k not in ("driver_node", "reset_profile")}
 LIMIT_NAMES = ("box_low", "box_high", "rpy_low", "rpy_high", "nominal_quat", "command_timeout",
                *asdict(ImpedanceConfig()).keys(), "allow_loosening", "base_frame", "driver_node")
 NAN, INF = math.nan, math.inf
@@ -285,6 +287,31 @@ def test_allow_loosening_at_start_up_permits_loosening_within_the_bounds(graph):
     # And the switch itself stays as launched.
     (result,) = set_params(client, [Parameter("allow_loosening", value=False)])
     assert not result.successful and node.allow_loosening
+
+
+def test_a_reset_profile_widens_the_envelope_to_the_precision_gains_and_no_further(graph):
+    """reset_profile: precision (as the shipped rigs declare it) lets a Cartesian reset switch to
+    ImpedanceConfig.precision() with an integral term and back; anything past it is refused."""
+    assert LAUNCH["reset_profile"] == "precision"
+    node = graph.add(ControllerNode(**graph.kwargs("/reset", **{**START, "reset_profile": "precision"})))
+    client = graph.client("/reset/controller")
+    precise = ImpedanceConfig.precision().replace(translational_ki=1000.0)
+    names = ("rotational_stiffness", "rotational_damping", "translational_clip_pos", "translational_clip_neg",
+             "rotational_clip_pos", "rotational_clip_neg", "translational_ki")
+    to_param = lambda n, v: Parameter(n, value=list(v) if isinstance(v, tuple) else float(v))  # noqa: E731
+    results = set_params(client, [to_param(n, getattr(precise, n)) for n in names])
+    assert all(r.successful for r in results), [r.reason for r in results]
+    for name, value in [("rotational_clip_pos", [0.6, 0.5, 0.5]), ("rotational_stiffness", 300.0),
+                        ("translational_ki", 2000.0), ("translational_stiffness", 3000.0)]:
+        (result,) = set_params(client, [Parameter(name, value=value)])
+        assert not result.successful and "looser than the start-up" in result.reason, (name, result.reason)
+    back = ImpedanceConfig()      # and back to the training gains
+    results = set_params(client, [to_param(n, getattr(back, n)) for n in names])
+    assert all(r.successful for r in results), [r.reason for r in results]
+    (result,) = set_params(client, [Parameter("reset_profile", value="")])
+    assert not result.successful                      # start-up only
+    with pytest.raises(ValueError, match="reset_profile must be one of"):
+        ControllerNode(**graph.kwargs("/bad", **{**START, "reset_profile": "yolo"}))
 
 
 TWIN_HOSTILE = [("translational_stiffness", 3000.0), ("translational_clip_pos", [10.0, 10.0, 10.0]),
