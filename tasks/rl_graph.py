@@ -17,6 +17,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import signal
+import sys
 import threading
 from typing import Any, Callable
 
@@ -127,10 +128,12 @@ STARTUP_ERRORS = (ValueError, TimeoutError, FileNotFoundError)
 
 
 def start_or_exit(program: str, make_node: Callable[[], Node]) -> Callable[[], Node]:
-    """make_node, with a startup error turned into SystemExit("PROGRAM: cannot start: ...")."""
+    """make_node, with a startup error turned into one line on stderr, "PROGRAM: cannot start:
+    ...", and exit status 2 (bad input, as the CLI's errors)."""
     def make() -> Node:
         try:
             return make_node()
         except STARTUP_ERRORS as e:
-            raise SystemExit(f"{program}: cannot start: {e}") from None
+            print(f"{program}: cannot start: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
     return make

@@ -19,6 +19,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Joy
 
 from drivers.teleop import joy_buttons
+from robot_rl.auth import ensure_key
 from robot_rl.reward.classifier import ClassifierConfig, RewardClassifier
 
 
@@ -33,9 +34,11 @@ def save_classifier(path, p_success: float, cameras=("front",), image_size=128):
 
 def write_config(tmp_path, classifier, **changes):
     cfg = {"task": "pick_cube", "obs": "pixels", "run_dir": str(tmp_path / "run"), "progress": False,
-           "threads": 1, "device": "cpu", "agent": {"hidden_dims": [32, 32]}, "reward_classifier": str(classifier),
+           "threads": 1, "device": "cpu", "reward_classifier": str(classifier),
+           "agent": {"hidden_dims": [32, 32], "critic_ensemble_size": 2, "critic_subsample_size": None},
            "task_overrides": {"max_steps": 40, "cameras": ["front"]}, "random_steps": 1000}
     cfg.update(changes)
+    ensure_key(cfg["run_dir"])             # the run's auth key, as the learner creates it
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
