@@ -12,7 +12,9 @@ adversary who can also rewrite the checksum file.
 Why a row's transition fields are checksummed only when `has_transition` is 1: the last frame
 of a committed buffer is rewritten by the next add() of its episode (action, reward, flags),
 and that add may never be committed (a crash). Reopening clears the row's has_transition,
-so its checksummed content is exactly what was committed.
+so its checksummed content is exactly what was committed; if the crash came inside the next
+commit(), after its checksum update and before its header, that frame's CRCs already describe
+the transition, and reopening reseals them (`reseal_last_frame`) once its frame data checks.
 """
 from __future__ import annotations
 
@@ -70,6 +72,18 @@ class RowChecksums:
         for g in range(start, stop):
             s = g % self.capacity
             self._crcs[s] = self._row(s)
+
+    def reseal_last_frame(self, g: int) -> None:
+        """After a reopen cleared frame g's has_transition (the committed buffer's last frame):
+        its CRCs may already hold the transition an uncommitted add() wrote there (a kill between
+        commit()'s checksum update and its header replacement). Its frame data and episode id
+        are committed data: when they match their CRCs, the row's CRCs are set to what the frame
+        holds now (no transition); when they do not, nothing changes and verify() reports it."""
+        s = g % self.capacity
+        row, stored = self._row(s), self._crcs[s]
+        data = [i for i, name in self._always if name != "has_transition"]
+        if np.array_equal(row[data], stored[data]):
+            self._crcs[s] = row
 
     def verify(self, start: int, stop: int, directory: Path, files: dict[str, str]) -> None:
         """Raises ReplayFormatError naming each field file whose rows in [start, stop) do not

@@ -276,6 +276,8 @@ class ReplayBuffer:
         if self._high > self._low:
             last = (self._high - 1) % self.capacity
             self._arrays["has_transition"][last] = 0
+            if self._checksums is not None:
+                self._checksums.reseal_last_frame(self._high - 1)
         self._open_episode = None
         self._n = self._count_transitions(self._low, self._high)
 

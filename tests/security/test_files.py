@@ -146,6 +146,29 @@ def test_a_step_added_after_the_last_commit_does_not_fail_the_checksums(buffer_d
         assert len(buf) == EPISODES * STEPS + 1
 
 
+def test_a_kill_inside_commit_between_checksums_and_header_reopens_at_the_last_commit(buffer_dir):
+    """commit() checksums the rows (the last committed frame again, now with its transition)
+    and then replaces the header: killed between the two, the reopened buffer is the previous
+    commit, and that frame's CRCs are resealed to it (found by test_buffer_kill's wraparound
+    test as a refused open). A corrupt frame in that row is still refused."""
+    rng = np.random.default_rng(3)
+    with ReplayBuffer.open(buffer_dir) as buf:
+        obs, nxt = _obs(rng), _obs(rng)
+        buf.add(obs, np.zeros(ACTION_DIM, np.float32), 0.0, nxt, False, False)
+        buf.commit()
+        buf.add(nxt, np.ones(ACTION_DIM, np.float32), 9.0, _obs(rng), False, False)
+        buf._checksums.update(buf._committed["high"] - 1, buf._high)    # commit()'s first half
+        last = buf._committed["high"] - 1
+        # killed here: no header
+    with ReplayBuffer.open(buffer_dir) as buf:
+        assert len(buf) == EPISODES * STEPS + 1
+    with ReplayBuffer.open(buffer_dir) as buf:                          # and it stays so
+        assert len(buf) == EPISODES * STEPS + 1
+    _poke(_field_file(buffer_dir, "state"), last % 64, byte_in_row=1)
+    with pytest.raises(ReplayFormatError, match="checksum"):
+        ReplayBuffer.open(buffer_dir)
+
+
 def test_verify_false_skips_the_open_checks_but_a_batch_still_refuses_bad_values(buffer_dir):
     _poke(_field_file(buffer_dir, "terminated"), 4, 0xFF)
     with ReplayBuffer.open(buffer_dir, verify=False) as buf:
