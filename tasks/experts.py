@@ -167,8 +167,11 @@ def make_expert(name: str, env, noise: float = 0.0, seed: int | None = None) -> 
     pick_cube gets pick_cube's expert). None for a task with no script (a `scene` task file):
     its demos come from a recorded dataset, or it starts without demos."""
     if name not in EXPERTS:
-        from tasks.task_file import read_task_file, task_path
-        name = read_task_file(task_path(name))[0]
+        from tasks.task_file import TaskFileError, read_task_file, task_path
+        try:
+            name = read_task_file(task_path(name))[0]
+        except TaskFileError as e:
+            raise ValueError(f"no expert for task {name!r}: {e}") from None
         if name not in EXPERTS:
             return None
     return EXPERTS[name](env, noise=noise, seed=seed)

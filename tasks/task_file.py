@@ -100,18 +100,20 @@ def build_spec(path: str | Path, **overrides: Any) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(overrides) - known
     if unknown:
-        raise TaskFileError(f"{path}: task_overrides {sorted(unknown)} are not fields of base {base}; "
-                            f"fields: {sorted(known)}")
+        raise TaskFileError(f"{path}: unknown spec fields {sorted(unknown)} in task_overrides for base "
+                            f"{base}; fields: {sorted(known)}")
     fields.update({k: _plain(v) for k, v in overrides.items()})
     try:
         spec = cls(**fields)
     except (TypeError, ValueError) as e:
         raise TaskFileError(f"{path}: {e}") from None
-    _check_ranges(spec, path)
+    # A run's overrides may move the box alone (a driver that resets to its joint home does
+    # not use tcp_start); the file itself must hold a reset pose inside its box.
+    _check_ranges(spec, path, reset_in_box=not overrides)
     return spec
 
 
-def _check_ranges(spec: Any, path: Path) -> None:
+def _check_ranges(spec: Any, path: Path, reset_in_box: bool = True) -> None:
     def bad(field: str, value: Any, allowed: str) -> TaskFileError:
         return TaskFileError(f"{path}: {field} = {value!r}: allowed {allowed}")
 
@@ -128,7 +130,7 @@ def _check_ranges(spec: Any, path: Path) -> None:
     if len(q) != 4 or abs(math.sqrt(sum(v * v for v in q)) - 1.0) > 1e-3:
         raise bad("nominal_quat", q, "a unit quaternion (x, y, z, w)")
     r = spec.tcp_start_xy_range
-    for axis in range(3):
+    for axis in range(3 if reset_in_box else 0):
         lo, hi = spec.tcp_start[axis] - (r if axis < 2 else 0.0), spec.tcp_start[axis] + (r if axis < 2 else 0.0)
         if lo < spec.box_low[axis] or hi > spec.box_high[axis]:
             raise bad("tcp_start", spec.tcp_start, f"inside the box {spec.box_low}..{spec.box_high} "

@@ -72,7 +72,7 @@ def test_unreadable_or_unknown_tasks_are_one_clear_error(tmp_path):
         tasks.make_spec(str(_write(tmp_path, "base: [scene", "broken.yaml")))
     with pytest.raises(TaskFileError, match="unknown task 'pick_banana'.*built-in tasks are"):
         tasks.make_spec("pick_banana")
-    with pytest.raises(TaskFileError, match="task_overrides \\['max_step'\\]"):
+    with pytest.raises(TaskFileError, match="unknown spec fields \\['max_step'\\] in task_overrides"):
         tasks.make_spec("pick_cube", max_step=3)
 
 
