@@ -80,6 +80,8 @@ class RosRobotConfig:
     control_hz: float = 10.0
     base_frame: str = "fr3_link0"
     task_state: bool = True                 # read the twin's task/state (absent on hardware)
+    wrench_topic: str = "wrench"            # the wrench observed: the arm's estimate, or an external
+                                            # F/T sensor's ("ft/wrench", rig kind ft); the task says
     state_max_age: float = 0.25             # s; ~25 periods of a 100 Hz driver (loaded machines)
     image_max_age: float = 0.4              # s; ~6 periods of a 15 Hz camera
     sync_tolerance: float = 0.05            # s between a state topic and ee_pose
@@ -129,7 +131,8 @@ class RosRobot:
             self._history["task/state"] = deque(maxlen=_HISTORY)
         self._images: dict[str, Image] = {}
         for topic, msg_type in _STATE_TOPICS.items():
-            self.node.create_subscription(msg_type, topic, self._keeper(topic), 10)
+            name = cfg.wrench_topic if topic == "wrench" else topic     # kept under its role's key
+            self.node.create_subscription(msg_type, name, self._keeper(topic), 10)
         if cfg.task_state:
             self.node.create_subscription(JointState, "task/state", self._keeper("task/state"), 10)
         for cam in cfg.cameras:
@@ -491,7 +494,8 @@ def make_ros_env(task: str, obs: str = "state", seed: int | None = None, namespa
         raise ValueError(f"obs=state for {task} needs the twin's ground truth (object poses), which a "
                          "real robot does not publish: use obs=pixels over ROS")
     fields = dict(namespace=namespace, image_size=spec.image_size, control_hz=spec.control_hz,
-                  cameras=spec.cameras if obs == "pixels" else (), task_state=task_state)
+                  cameras=spec.cameras if obs == "pixels" else (), task_state=task_state,
+                  wrench_topic=spec.wrench_topic)
     fields.update(robot_options or {})
     config = RosRobotConfig(**fields)
     return tasks.make_env(task, obs=obs, seed=seed, robot=RosRobot(config, context=context), **overrides)

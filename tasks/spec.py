@@ -39,6 +39,9 @@ class TaskSpec:
     proprio_keys: tuple[str, ...] = tuple(k for k, _ in PROPRIO_KEYS)
     cameras: tuple[str, ...] = ("wrist", "front")
     image_size: int = 128
+    # The wrench in obs["state"], under the robot's namespace: "wrench" (the arm's own estimate)
+    # or "ft/wrench" (an external F/T sensor, rig node kind ft). Over ROS only; the twin has one.
+    wrench_topic: str = "wrench"
     max_steps: int = 100                  # truncation at 10 Hz
     control_hz: float = 10.0
     # Action scaling: a = +-1 moves this much per step (m, rad), in the end-effector frame.
@@ -73,6 +76,9 @@ class TaskSpec:
             raise ValueError(f"{self.name}: box_low {self.box_low} must be < box_high {self.box_high}")
         if np.any(np.array(self.rpy_low) > np.array(self.rpy_high)):
             raise ValueError(f"{self.name}: rpy_low must be <= rpy_high")
+        if self.wrench_topic not in ("wrench", "ft/wrench"):
+            raise ValueError(f"{self.name}: wrench_topic must be 'wrench' (the arm's estimate) or "
+                             f"'ft/wrench' (an external F/T sensor), got {self.wrench_topic!r}")
         if self.max_steps <= 0 or self.action_scale_pos <= 0 or self.action_scale_rot < 0:
             raise ValueError(f"{self.name}: max_steps and action scales must be positive")
 

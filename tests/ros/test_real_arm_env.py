@@ -53,3 +53,43 @@ def test_cartesian_reset_lands_on_the_task_reset_pose(twin_graph):
 def test_bad_reset_settings_are_refused(twin_graph):
     with pytest.raises(ValueError, match="reset_mode must be"):
         make_ros_env("pick_cube", robot_options={"reset_mode": "teleport"})
+
+
+def test_a_task_observes_the_external_f_t_sensor_when_it_says_so(twin_graph):
+    """wrench_topic: ft/wrench reads the rig's F/T sensor node (/franka/ft/wrench) instead of the
+    arm's estimate (/franka/wrench), which the twin publishes as ~0 in free space."""
+    import threading
+    import time
+
+    from geometry_msgs.msg import WrenchStamped
+
+    pub = twin_graph.probe.create_publisher(WrenchStamped, "/franka/ft/wrench", 10)
+    stop = threading.Event()
+
+    def stream():          # a 100 Hz sensor pressing 5 N, stamped now like a driver
+        while not stop.is_set():
+            msg = WrenchStamped()
+            msg.header.stamp = twin_graph.probe.get_clock().now().to_msg()
+            msg.header.frame_id = "fr3_link0"
+            msg.wrench.force.z = 5.0
+            pub.publish(msg)
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=stream, daemon=True)
+    thread.start()
+    try:
+        for topic, expect in (("ft/wrench", 5.0), ("wrench", 0.0)):
+            env = make_ros_env("pick_cube", obs="pixels", seed=0, task_state=False, wrench_topic=topic)
+            try:
+                obs, _ = env.reset()
+                assert env.robot.config.wrench_topic == topic
+                force = obs["state"][13:16]             # tcp_force, reset frame (norm is frame-free)
+                assert abs(np.linalg.norm(force) - expect) < 1.0, (topic, force)
+            finally:
+                env.close()
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+        twin_graph.probe.destroy_publisher(pub)
+    with pytest.raises(ValueError, match="wrench_topic must be"):
+        make_ros_env("pick_cube", obs="pixels", task_state=False, wrench_topic="/elsewhere")
