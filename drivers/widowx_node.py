@@ -33,6 +33,7 @@ from controllers.ik import IKConfig
 from controllers.widowx_model import WIDOWX_250S
 from drivers.dynamixel_bus import MODE_NAMES, BusConfig
 from drivers.errors import DeviceNotFoundError
+from controllers.node import declare_allow_loosening
 from drivers.ros_common import declare, run_node
 from drivers.widowx import WidowXArm, WidowXConfig, WidowXState
 
@@ -41,6 +42,9 @@ LIVE_PARAMS = {"max_joint_velocity": "max_joint_velocity", "watchdog_timeout": "
                "reset_joint_speed": "reset_joint_speed", "home_joint_positions": "home", "gripper_gain": "gripper_gain"}
 LIVE_IK_PARAMS = {"ik_damping": "damping", "ik_position_weight": "position_weight",
                   "ik_orientation_weight": "orientation_weight", "ik_iterations": "iterations"}
+# Safety limits among them: at run time they may only fall below their start-up values (a
+# slower arm, a quicker watchdog, a weaker grip) unless the rig sets allow_loosening.
+TIGHTEN_ONLY = ("max_joint_velocity", "watchdog_timeout", "reset_joint_speed", "gripper_gain")
 
 
 class WidowXNode(Node):
@@ -127,6 +131,8 @@ class WidowXNode(Node):
         services = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, "reset", self._on_reset, callback_group=services)
         self.create_service(Trigger, "recover", self._on_recover, callback_group=services)
+        self.allow_loosening = declare_allow_loosening(self)
+        self._start_limits = {name: float(self.get_parameter(name).value) for name in TIGHTEN_ONLY}
         self.add_on_set_parameters_callback(self._on_parameters)
         self.report("started", port=port, baud=bus.baud,
                     servos={str(i): {"model": s.model, "mode": MODE_NAMES.get(s.mode, s.mode)}
@@ -139,6 +145,13 @@ class WidowXNode(Node):
         if fixed:
             return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: needs a restart "
                                        f"(live: {', '.join([*LIVE_PARAMS, *LIVE_IK_PARAMS])})")
+        looser = [f"{p.name} {p.value:g} is looser than the start-up {self._start_limits[p.name]:g}"
+                  for p in params if p.name in TIGHTEN_ONLY and not self.allow_loosening
+                  and isinstance(p.value, (int, float)) and p.value > self._start_limits[p.name]]
+        if looser:
+            reason = "; ".join(looser) + " (only tightening at run time; allow_loosening is false)"
+            self.get_logger().error(f"refused a parameter change: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
         config = self.arm.config
         changes = {LIVE_PARAMS[p.name]: (tuple(p.value) if p.name == "home_joint_positions" else p.value)
                    for p in params if p.name in LIVE_PARAMS}

@@ -276,6 +276,10 @@ def test_control_parameters_change_live_and_are_validated(ros, peer):
     assert all(r.successful for r in ok), [r.reason for r in ok]
     assert node.arm.config.max_joint_velocity == 0.7 and node.arm.ik.cfg.damping == 0.05
     assert node.arm.config.home == tuple(READY.tolist())
+    # Safety limits only tighten at run time: faster than at start-up is refused, nothing changes.
+    faster = node.set_parameters([Parameter("max_joint_velocity", value=50.0)])[0]
+    assert not faster.successful and "looser than the start-up" in faster.reason
+    assert node.get_parameter("max_joint_velocity").value == 0.7
     bad = node.set_parameters([Parameter("max_joint_velocity", value=-1.0)])[0]
     assert not bad.successful and "max_joint_velocity" in bad.reason
     assert node.arm.config.max_joint_velocity == 0.7
