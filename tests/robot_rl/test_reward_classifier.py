@@ -236,5 +236,7 @@ def test_cli_train_classifier(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(out) >= {"accuracy", "precision", "recall", "threshold"}
     assert json.loads((tmp_path / "out" / "report.json").read_text())["target_precision"] == 0.9
-    with pytest.raises(ValueError, match="not a label directory"):
-        main(["train-classifier", "--labels", str(tmp_path), "--out", str(tmp_path / "o2")])
+    # Not a label directory: one error line and exit code 2 (the CLI's contract), no traceback.
+    assert main(["train-classifier", "--labels", str(tmp_path), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("robot-rl: error:") and "not a label directory" in err[-1]
