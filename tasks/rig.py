@@ -155,11 +155,5 @@ def parse_rig(data: Any, path: str | Path = "<rig>") -> Rig:
 
 
 def load_rig(path: str | Path) -> Rig:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise RigError(f"{path}: cannot read the rig file: {e.strerror or e}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RigError(f"{path}: not a YAML file: {str(e).splitlines()[0]}") from None
-    return parse_rig(data, path)
+    from tasks.yaml_file import read_yaml
+    return parse_rig(read_yaml(path, RigError, "rig file"), path)

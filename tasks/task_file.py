@@ -19,7 +19,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "task_files"
 
@@ -66,13 +65,9 @@ def _plain(value: Any) -> Any:
 
 def read_task_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     """(base, fields) of a task file, with the keys checked against the base's fields."""
+    from tasks.yaml_file import read_yaml
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise TaskFileError(f"{path}: cannot read the task file: {e.strerror or e}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise TaskFileError(f"{path}: not a YAML file: {str(e).splitlines()[0]}") from None
+    data = read_yaml(path, TaskFileError, "task file")
     if not isinstance(data, dict):
         raise TaskFileError(f"{path}: a task file is a mapping of fields, got {type(data).__name__}")
     data = dict(data)

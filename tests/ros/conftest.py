@@ -67,10 +67,10 @@ class Graph:
     (Jazzy's MultiThreadedExecutor busy-loops holding the GIL, ros2/rclpy#1452, and starved
     the in-process twin's physics thread: the 100 Hz twin was received at 3-15 Hz here)."""
 
-    def __init__(self):
+    def __init__(self, probe_name: str = "test_probe"):
         self.context = Context()
         rclpy.init(context=self.context)
-        self.probe = rclpy.create_node("test_probe", context=self.context)
+        self.probe = rclpy.create_node(probe_name, context=self.context)
         self.nodes: list[Node] = []
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.probe)

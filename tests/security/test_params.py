@@ -19,7 +19,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,15 +30,13 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import rclpy  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
 from controllers.impedance import ImpedanceConfig  # noqa: E402
 from controllers.node import ControllerNode  # noqa: E402
 from tasks.rig import load_rig  # noqa: E402
+from tests.ros.conftest import Graph as RosGraph  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # The shipped limits of the real Franka graph, without the driver (none here).
@@ -52,50 +49,16 @@ LIMIT_NAMES = ("box_low", "box_high", "rpy_low", "rpy_high", "nominal_quat", "co
 NAN, INF = math.nan, math.inf
 
 
-class Graph:
-    """A private Context, a probe node (the 'attacker') and the nodes under test, spun on one
-    SingleThreadedExecutor thread with a stop path."""
+class Graph(RosGraph):
+    """tests/ros's graph with the probe as the 'attacker' and a parameter client for it."""
 
     def __init__(self):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.probe = rclpy.create_node("security_probe", context=self.context)
-        self.nodes = []
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.probe)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    def add(self, node):
-        self.nodes.append(node)
-        self.executor.add_node(node)
-        return node
-
-    def kwargs(self, namespace: str, **params) -> dict:
-        return {"context": self.context, "namespace": namespace,
-                "parameter_overrides": [Parameter(k, value=v) for k, v in params.items()]}
+        super().__init__(probe_name="security_probe")
 
     def client(self, node_name: str) -> AsyncParameterClient:
         client = AsyncParameterClient(self.probe, node_name)
         assert client.wait_for_services(timeout_sec=10.0), f"no parameter services on {node_name}"
         return client
-
-    def shutdown(self) -> None:
-        try:
-            self.executor.shutdown(timeout_sec=2.0)
-            self._thread.join(timeout=5.0)
-        finally:
-            for n in self.nodes:
-                n.destroy_node()
-            self.probe.destroy_node()
-            if self.context.ok():
-                rclpy.shutdown(context=self.context)
 
 
 def _call(future, timeout: float = 10.0):
@@ -301,6 +264,7 @@ def test_a_reset_profile_widens_the_envelope_to_the_precision_gains_and_no_furth
     to_param = lambda n, v: Parameter(n, value=list(v) if isinstance(v, tuple) else float(v))  # noqa: E731
     results = set_params(client, [to_param(n, getattr(precise, n)) for n in names])
     assert all(r.successful for r in results), [r.reason for r in results]
+    assert node.impedance.rotational_stiffness == 250.0 and node.impedance.translational_ki == 1000.0
     for name, value in [("rotational_clip_pos", [0.6, 0.5, 0.5]), ("rotational_stiffness", 300.0),
                         ("translational_ki", 2000.0), ("translational_stiffness", 3000.0)]:
         (result,) = set_params(client, [Parameter(name, value=value)])
