@@ -38,7 +38,8 @@ with ki 2000 1 mm in 1.9 s. A move that does not arrive within
 and is tried once more; a second miss raises TimeoutError naming the distance left.
 `recover` calls the `recover` service.
 
-Threads: the node spins on its own executor thread in a private Context; `close()` stops it.
+Threads: the node spins on its own executor thread (tasks/node_thread.py), in a private Context
+unless one is given; `close()` stops it.
 """
 from __future__ import annotations
 
@@ -52,17 +53,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
 from controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg, stamp_seconds
+from tasks.node_thread import NodeThread
 from tasks.robot import RobotState
 
 
@@ -119,12 +118,9 @@ class RosRobot:
             if not getattr(cfg, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
         self.control_hz = float(cfg.control_hz)
-        self._own_context = context is None
-        self.context = context or Context()
-        if self._own_context:
-            rclpy.init(context=self.context)
         ns = cfg.namespace.rstrip("/") or "/"
-        self.node = Node("robot_env", namespace=ns, context=self.context)
+        self._spinner = NodeThread("robot_env", ns, context, start=False)   # spun once wired
+        self.context, self.node = self._spinner.context, self._spinner.node
         self._cond = threading.Condition()
         self._history: dict[str, deque] = {t: deque(maxlen=_HISTORY) for t in _STATE_TOPICS}
         if cfg.task_state:
@@ -143,13 +139,9 @@ class RosRobot:
         self._options_pub = self.node.create_publisher(String, "reset/options", LATCHED_QOS)
         self._reset_client = self.node.create_client(Trigger, "reset")
         self._recover_client = self.node.create_client(Trigger, "recover")
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name="ros-backend", daemon=True)
-        self._thread.start()
+        self._spinner.start()
         self._next_tick: float | None = None
         self._latest_task: dict[str, np.ndarray] = {}
-        self._closed = False
         try:
             self._wait_for_services()
         except BaseException:
@@ -157,12 +149,6 @@ class RosRobot:
             raise
 
     # ---------------------------------------------------------------- plumbing
-    def _spin(self) -> None:
-        try:
-            self._executor.spin()
-        except ExternalShutdownException:
-            pass
-
     def _keeper(self, topic: str):
         def keep(msg) -> None:
             with self._cond:
@@ -443,14 +429,7 @@ class RosRobot:
         return {k: v.copy() for k, v in self._latest_task.items()}
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._executor.shutdown(timeout_sec=1.0)
-        self._thread.join(timeout=2.0)
-        self.node.destroy_node()
-        if self._own_context and self.context.ok():
-            rclpy.shutdown(context=self.context)
+        self._spinner.close()
 
 
 def _log_so3(r: np.ndarray) -> np.ndarray:

@@ -17,12 +17,11 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import TwistStamped
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
 from sensor_msgs.msg import Joy
+
+from tasks.node_thread import NodeThread
 
 
 class RosTeleopSource:
@@ -35,18 +34,11 @@ class RosTeleopSource:
         self._lock = threading.Lock()
         self._twist, self._twist_t = np.zeros(6), -np.inf
         self._buttons, self._joy_t = [], -np.inf
-        self._own_context = context is None
-        self.context = context or Context()
-        if self._own_context:
-            rclpy.init(context=self.context)
-        self.node = Node("operator_teleop", context=self.context)
+        self._spinner = NodeThread("operator_teleop", context=context, start=False)
+        self.context, self.node = self._spinner.context, self._spinner.node
         self.node.create_subscription(TwistStamped, twist_topic, self._on_twist, 10)
         self.node.create_subscription(Joy, joy_topic, self._on_joy, 10)
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name="ros-teleop", daemon=True)
-        self._thread.start()
-        self._closed = False
+        self._spinner.start()
         deadline = time.monotonic() + connect_timeout
         while self._twist_t == -np.inf and self._joy_t == -np.inf:
             if time.monotonic() > deadline:
@@ -54,12 +46,6 @@ class RosTeleopSource:
                 raise TimeoutError(f"no teleop input on {twist_topic} or {joy_topic} within {connect_timeout} s: "
                                    "is the spacemouse or keyboard node running (same ROS_DOMAIN_ID)?")
             time.sleep(0.02)
-
-    def _spin(self) -> None:
-        try:
-            self._executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def _on_twist(self, msg: TwistStamped) -> None:
         t = msg.twist
@@ -84,11 +70,4 @@ class RosTeleopSource:
         return twist, buttons
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._executor.shutdown(timeout_sec=1.0)
-        self._thread.join(timeout=2.0)
-        self.node.destroy_node()
-        if self._own_context and self.context.ok():
-            rclpy.shutdown(context=self.context)
+        self._spinner.close()

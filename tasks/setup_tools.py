@@ -60,28 +60,12 @@ class TopicMeter:
 
 
 class LiveGraph:
-    """One node in a private Context, spun on a thread with a stop path (`close`)."""
+    """A set-up tool's node on the graph (tasks/node_thread.py), with topic meters."""
 
     def __init__(self, name: str, namespace: str = "/"):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
-
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node(name, namespace=namespace, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
+        from tasks.node_thread import NodeThread
+        self._spinner = NodeThread(name, namespace)
+        self.context, self.node = self._spinner.context, self._spinner.node
 
     def meter(self, msg_type: Any, topic: str, sensor_qos: bool = False) -> TopicMeter:
         from rclpy.qos import qos_profile_sensor_data
@@ -105,14 +89,7 @@ class LiveGraph:
         time.sleep(seconds)
 
     def close(self) -> None:
-        import rclpy
-        try:
-            self.executor.shutdown(timeout_sec=2.0)
-            self._thread.join(timeout=5.0)
-        finally:
-            self.node.destroy_node()
-            if self.context.ok():
-                rclpy.shutdown(context=self.context)
+        self._spinner.close()
 
     def __enter__(self) -> "LiveGraph":
         return self
