@@ -33,7 +33,7 @@ import numpy as np
 from controllers.ik import DLSIK, IKConfig
 from controllers.widowx_model import EE_TO_TCP, WIDOWX_250S, WIDOWX_FINGER_RANGE
 from sim import mujoco_import
-from sim.scene import CAMERAS, SceneConfig, _add_cube, look_at_quat
+from sim.scene import CAMERAS, Primitive, SceneConfig, _add_cube, _add_primitive, look_at_quat
 from sim.twin import Renderers, _has_body, wxyz_to_xyzw, xyzw_to_wxyz
 from tasks.robot import RobotState
 
@@ -105,6 +105,7 @@ class WidowXSceneConfig:
     cube_half_size: float = 0.02
     cube_mass: float = 0.05
     table_height: float = 0.0
+    primitives: tuple[Primitive, ...] = ()  # a task file's objects (tasks/scene_task.py), as on the FR3
     servo: ServoConfig = field(default_factory=ServoConfig)
 
 
@@ -197,6 +198,8 @@ def build_spec(cfg: WidowXSceneConfig) -> "mujoco.MjSpec":
         spec.body("cube").pos = [0.3, 0.0, cfg.table_height + cfg.cube_half_size]
     elif cfg.objects != "none":
         raise ValueError(f"the WidowX twin has no {cfg.objects!r} objects (it has: none, cube)")
+    for p in cfg.primitives:
+        _add_primitive(spec, p, cfg.table_height)
 
     unknown = set(cfg.cameras) - set(CAMERAS)
     if unknown:
@@ -341,6 +344,13 @@ class WidowXTwin:
                 d.qpos[adr:adr + 3] = np.asarray(opts["cube_pos"], dtype=float)
             if opts.get("cube_quat") is not None:
                 d.qpos[adr + 3:adr + 7] = xyzw_to_wxyz(np.asarray(opts["cube_quat"], dtype=float))
+        for p in self.config.scene.primitives:      # a task file's free objects, where the task put them
+            if p.free:
+                adr = m.jnt_qposadr[m.body(p.name).jntadr[0]]
+                if opts.get(f"{p.name}_pos") is not None:
+                    d.qpos[adr:adr + 3] = np.asarray(opts[f"{p.name}_pos"], dtype=float)
+                if opts.get(f"{p.name}_quat") is not None:
+                    d.qpos[adr + 3:adr + 7] = xyzw_to_wxyz(np.asarray(opts[f"{p.name}_quat"], dtype=float))
         self.controller.set_target(tcp_pos, tcp_quat)
         mujoco.mj_forward(m, d)
         # Start the servos' integrators where a settled servo holds them: at the gravity torque
@@ -371,10 +381,13 @@ class WidowXTwin:
 
     def task_state(self) -> dict[str, np.ndarray]:
         m, d = self.model, self.data
-        if not _has_body(m, "cube"):
-            return {}
-        b = m.body("cube").id
-        return {"cube_pos": d.xpos[b].copy(), "cube_quat": wxyz_to_xyzw(d.xquat[b])}
+        names = (["cube"] if _has_body(m, "cube") else []) + [p.name for p in self.config.scene.primitives]
+        out: dict[str, np.ndarray] = {}
+        for name in names:
+            b = m.body(name).id
+            out[f"{name}_pos"] = d.xpos[b].copy()
+            out[f"{name}_quat"] = wxyz_to_xyzw(d.xquat[b])
+        return out
 
     def render(self, camera: str = "front", size: int | None = None) -> np.ndarray:
         return self._renderers.render(self.data, camera, size or self.config.scene.image_size)

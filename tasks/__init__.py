@@ -44,24 +44,33 @@ def task_name_for(name: str, robot_model: str | None) -> str:
 
 
 def make_twin(spec: TaskSpec, obs: str = "state", pretty: bool = False, impedance=None):
-    """The MuJoCo twin for a task: its objects, and its cameras when obs == 'pixels'."""
+    """The MuJoCo twin for a task: its objects, and its cameras when obs == 'pixels' (cropped
+    ones rendered at their frame size and cropped as over ROS: tasks.camera_view)."""
+    twin = _make_bare_twin(spec, obs, pretty, impedance)
+    if obs == "pixels" and spec.camera_crops:
+        from tasks.camera_view import CroppedTwinCameras
+        return CroppedTwinCameras(twin, spec)
+    return twin
+
+
+def _make_bare_twin(spec: TaskSpec, obs: str, pretty: bool, impedance):
     primitives = getattr(spec, "primitives", ())
-    if getattr(spec, "robot", "franka") == "widowx":
+    # Cropped cameras are rendered by CroppedTwinCameras, at their own frame size.
+    cameras = tuple(c for c in spec.cameras if c not in spec.camera_crops) if obs == "pixels" else ()
+    if spec.robot == "widowx":
         from sim.widowx import WidowXSceneConfig, WidowXTwin, WidowXTwinConfig
 
-        if primitives:
-            raise ValueError(f"{spec.name}: task-file scenes run on the FR3 twin; the WidowX twin has only its cube")
         if impedance is not None:
             raise ValueError("the WidowX twin is position-controlled through IK: no impedance config")
-        scene = WidowXSceneConfig(objects=spec.objects, cameras=spec.cameras if obs == "pixels" else (),
-                                  image_size=spec.image_size, pretty=pretty,
+        scene = WidowXSceneConfig(objects=spec.objects, cameras=cameras,
+                                  image_size=spec.image_size, pretty=pretty, primitives=primitives,
                                   cube_half_size=getattr(spec, "cube_half_size", 0.02))
         return WidowXTwin(WidowXTwinConfig(scene=scene, control_hz=spec.control_hz))
     from controllers.impedance import ImpedanceConfig
     from sim.scene import SceneConfig
     from sim.twin import TwinConfig, TwinRobot
 
-    scene = SceneConfig(objects=spec.objects, cameras=spec.cameras if obs == "pixels" else (),
+    scene = SceneConfig(objects=spec.objects, cameras=cameras,
                         image_size=spec.image_size, pretty=pretty, primitives=primitives,
                         **{k: getattr(spec, k) for k in _SCENE_FIELDS if hasattr(spec, k)})
     return TwinRobot(TwinConfig(scene=scene, control_hz=spec.control_hz,

@@ -161,7 +161,7 @@ def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
     from rclpy.context import Context
     from rclpy.signals import SignalHandlerOptions
 
-    from tasks.ros_backend import RosRobot, RosRobotConfig
+    from tasks.ros_backend import RosRobot, RosRobotConfig, camera_options
 
     namespace, base_frame = profile_robot(cfg.profile)
     namespace = (cfg.namespace or namespace).rstrip("/") or "/"
@@ -174,7 +174,7 @@ def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
     stack.callback(lambda: context.ok() and rclpy.shutdown(context=context))
     wait_for_graph(context, required_graph(namespace, cameras, ground_truth), cfg.connect_timeout,
                    cfg.profile)
-    robot = RosRobot(RosRobotConfig(namespace=namespace, cameras=cameras, image_size=spec.image_size,
+    robot = RosRobot(RosRobotConfig(namespace=namespace, cameras=cameras, **camera_options(spec),
                                     control_hz=spec.control_hz, base_frame=base_frame,
                                     task_state=ground_truth, connect_timeout=cfg.connect_timeout),
                      context=context)

@@ -3,6 +3,11 @@
     robot = RosRobot(RosRobotConfig(namespace="/franka", cameras=("wrist", "front")))
     env = tasks.make_env("pick_cube", obs="pixels", robot=robot)
 
+Cameras: each camera's Image topic (`camera_topics`, default /cameras/<name>/image_raw); a
+camera with a crop (`camera_crops`, x0 y0 x1 y1) must publish frames of its `camera_frames`
+size (width, height), which are cropped and resized to image_size (tasks/camera_view.py); one
+without a crop must publish image_size square frames.
+
 Observation: the latest `ee_pose` is the reference; `ee_twist`, `wrench`, `joint_states`,
 `gripper/state` (and `task/state` where it exists) are taken from the few newest messages as
 the one whose stamp is closest to it, so the twin's values of one physics tick go together.
@@ -30,8 +35,8 @@ pose moves there in a straight line at `reset_speed`, then holds until the TCP i
 `reset_tolerance_pos` / `reset_tolerance_rot` of it and nearly still. With `gains_node` set
 (e.g. "/franka/controller", or "/franka/twin"), that node's impedance parameters are switched
 to the precision profile (controllers.impedance.ImpedanceConfig.precision: wide clips, stiffer
-rotation) plus an integral term (`reset_translational_ki`) for the move, and set back
-afterwards. Measured in the twin (8 resets after random motions, 2 loaded cores): without the
+rotation) plus an integral term (`reset_translational_ki`), then the task's `reset_gains`, for
+the move, and set back afterwards. Measured in the twin (8 resets after random motions, 2 loaded cores): without the
 integral term the TCP settles ~4 mm off; with ki 1000 it reaches 2 mm in 1.6 s on average,
 with ki 2000 1 mm in 1.9 s. A move that does not arrive within
 `reset_timeout` falls back to the `reset` service (the driver's joint home, the recovery path)
@@ -49,7 +54,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -74,8 +79,11 @@ class StaleDataError(RuntimeError):
 @dataclass
 class RosRobotConfig:
     namespace: str = "/franka"
-    cameras: tuple[str, ...] = ()           # image topics to read: /cameras/<name>/image_raw
+    cameras: tuple[str, ...] = ()           # the cameras to read (names, as the task's)
     image_size: int = 128
+    camera_topics: dict = field(default_factory=dict)   # name -> Image topic ('' / absent: /cameras/<name>/image_raw)
+    camera_crops: dict = field(default_factory=dict)    # name -> (x0, y0, x1, y1) in its frame's pixels
+    camera_frames: dict = field(default_factory=dict)   # name -> (width, height) it publishes
     control_hz: float = 10.0
     base_frame: str = "fr3_link0"
     task_state: bool = True                 # read the twin's task/state (absent on hardware)
@@ -98,6 +106,7 @@ class RosRobotConfig:
     reset_translational_ki: float = 1000.0  # N/(m s) integral gain with the reset gains: removes
                                             # the spring's steady offset (~4 mm in the twin without;
                                             # the integral force is clamped by integral_limit, 10 N)
+    reset_gains: dict = field(default_factory=dict)  # more ImpedanceConfig fields for the reset (the task's)
 
 
 _STATE_TOPICS = {"ee_pose": PoseStamped, "ee_twist": TwistStamped, "wrench": WrenchStamped,
@@ -132,7 +141,7 @@ class RosRobot:
         if cfg.task_state:
             self.node.create_subscription(JointState, "task/state", self._keeper("task/state"), 10)
         for cam in cfg.cameras:
-            self.node.create_subscription(Image, f"/cameras/{cam}/image_raw", self._image_keeper(cam),
+            self.node.create_subscription(Image, self._camera_topic(cam), self._image_keeper(cam),
                                           qos_profile_sensor_data)
         self._pose_pub = self.node.create_publisher(PoseStamped, "equilibrium_pose", COMMAND_QOS)
         self._gripper_pub = self.node.create_publisher(Float64, "gripper/command", COMMAND_QOS)
@@ -162,6 +171,9 @@ class RosRobot:
                 self._images[cam] = msg
                 self._cond.notify_all()
         return keep
+
+    def _camera_topic(self, cam: str) -> str:
+        return self.config.camera_topics.get(cam) or f"/cameras/{cam}/image_raw"
 
     def _now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -222,11 +234,11 @@ class RosRobot:
             for cam in cfg.cameras:
                 msg = self._images.get(cam)
                 if msg is None:
-                    reasons.append(f"/cameras/{cam}/image_raw: no message yet")
+                    reasons.append(f"{self._camera_topic(cam)}: no message yet")
                     continue
                 age = now - stamp_seconds(msg.header.stamp)
                 if age > cfg.image_max_age or (after is not None and stamp_seconds(msg.header.stamp) <= after):
-                    reasons.append(f"/cameras/{cam}/image_raw is {age:.3f} s old (max {cfg.image_max_age})")
+                    reasons.append(f"{self._camera_topic(cam)} is {age:.3f} s old (max {cfg.image_max_age})")
                 images[cam] = msg
         self._stale = reasons
         if reasons:
@@ -258,10 +270,16 @@ class RosRobot:
 
     def _decode(self, cam: str, msg: Image) -> np.ndarray:
         size = self.config.image_size
-        if msg.encoding != "rgb8" or msg.height != size or msg.width != size or msg.step != 3 * size:
-            raise ValueError(f"/cameras/{cam}/image_raw: expected rgb8 {size}x{size}, got "
+        crop = self.config.camera_crops.get(cam)
+        width, height = tuple(self.config.camera_frames[cam]) if crop is not None else (size, size)
+        if msg.encoding != "rgb8" or msg.height != height or msg.width != width or msg.step != 3 * width:
+            raise ValueError(f"{self._camera_topic(cam)}: expected rgb8 {width}x{height}, got "
                              f"{msg.encoding} {msg.width}x{msg.height} (step {msg.step})")
-        return np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(size, size, 3).copy()
+        frame = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(height, width, 3)
+        if crop is None:
+            return frame.copy()
+        from tasks.camera_view import crop_and_resize
+        return crop_and_resize(frame, tuple(crop), size)
 
     def observe(self, after: float | None = None, timeout: float | None = None) -> RobotState:
         """The newest synchronized state, waiting up to `timeout` (data_timeout) for fresh data."""
@@ -375,7 +393,9 @@ class RosRobot:
             if not client.wait_for_services(timeout_sec=self.config.connect_timeout):
                 raise TimeoutError(f"gains_node {self.config.gains_node}: no parameter services "
                                    f"within {self.config.connect_timeout} s")
-            precise = ImpedanceConfig.precision().replace(translational_ki=self.config.reset_translational_ki)
+            task_gains = {k: tuple(v) if isinstance(v, list) else v for k, v in self.config.reset_gains.items()}
+            precise = ImpedanceConfig.precision().replace(
+                **{"translational_ki": self.config.reset_translational_ki, **task_gains})
             names = [f.name for f in fields(ImpedanceConfig) if f.name != "dt"]
             reply = self._wait(client.get_parameters(names), f"{self.config.gains_node} get_parameters")
             current = [Parameter.from_parameter_msg(_named(n, v)) for n, v in zip(names, reply.values)]
@@ -459,11 +479,18 @@ def _decode_task_state(msg: JointState) -> dict[str, np.ndarray]:
     return {k: np.array([v for _, v in sorted(items)]) for k, items in grouped.items()}
 
 
-def make_ros_env(task: str, obs: str = "state", seed: int | None = None, namespace: str = "/franka",
+def camera_options(spec: Any) -> dict[str, Any]:
+    """The RosRobotConfig fields that carry a task's cameras: topics, crops, frame sizes, image size."""
+    return dict(image_size=spec.image_size, camera_topics=dict(spec.camera_topics),
+                camera_crops=dict(spec.camera_crops), camera_frames=dict(spec.camera_frames))
+
+
+def make_ros_env(task: str, obs: str = "state", seed: int | None = None, namespace: str | None = None,
                  context: Context | None = None, task_state: bool = True,
                  robot_options: dict[str, Any] | None = None, **overrides: Any):
     """tasks.make_env over ROS: a RobotEnv whose robot is a RosRobot matching the task (its
-    cameras in pixels mode, image size, control rate). task_state: read the twin's ground truth
+    namespace unless `namespace` is given, its cameras in pixels mode with their topics and
+    crops, image size, control rate, reset gains). task_state: read the twin's ground truth
     (the twin tasks' reward and obs="state" need it); False on hardware. robot_options: more
     RosRobotConfig fields (e.g. reset_mode="cartesian", gains_node=...)."""
     import tasks
@@ -472,9 +499,10 @@ def make_ros_env(task: str, obs: str = "state", seed: int | None = None, namespa
     if obs == "state" and spec.object_feature_dim and not task_state:
         raise ValueError(f"obs=state for {task} needs the twin's ground truth (object poses), which a "
                          "real robot does not publish: use obs=pixels over ROS")
-    fields = dict(namespace=namespace, image_size=spec.image_size, control_hz=spec.control_hz,
+    fields = dict(namespace=namespace or spec.namespace, control_hz=spec.control_hz,
                   cameras=spec.cameras if obs == "pixels" else (), task_state=task_state,
-                  wrench_topic=spec.wrench_topic)
+                  wrench_topic=spec.wrench_topic, reset_gains=dict(spec.reset_gains),
+                  **camera_options(spec))
     fields.update(robot_options or {})
     config = RosRobotConfig(**fields)
     return tasks.make_env(task, obs=obs, seed=seed, robot=RosRobot(config, context=context), **overrides)

@@ -161,6 +161,8 @@ def cmd_pose(args: argparse.Namespace) -> int:
     got = read_pose(args.namespace, args.track, args.margin, timeout=args.timeout)
     print(f"# live TCP of {args.namespace} in {got['frame']!r}; paste into a task file")
     print(f"tcp_start: {_fmt(got['tcp_pos'])}")
+    print(f"# or, as the task file's reset section: reset: {{pose: {_fmt(got['tcp_pos'])}, "
+          f"rpy: {_fmt(got['rpy_from_nominal'])}}}")
     print(f"# TCP orientation: quat (x, y, z, w) {_fmt(got['tcp_quat'])}; "
           f"roll/pitch/yaw from the nominal (TCP down) {_fmt(got['rpy_from_nominal'])} rad")
     if got["joints"] is not None:
@@ -263,26 +265,29 @@ class Check:
     required: bool = True
 
 
-def check_task(task: str, namespace: str = "/franka", obs: str = "state", seconds: float = 3.0,
+def check_task(task: str, namespace: str | None = None, obs: str = "state", seconds: float = 3.0,
                task_overrides: dict[str, Any] | None = None, discovery_s: float = 5.0) -> list[Check]:
     """Every topic and service a run of `task` needs: present, at rate, of the right size.
 
     State topics must come at >= 2x the control rate (the env matches their stamps to
     ee_pose's), cameras at >= the control rate and the task's image size, rgb8; reset and
     recover must answer, and something must listen on equilibrium_pose (the controller or the
-    driver). Teleop topics are reported, not required (a session can run without a human)."""
+    driver). Teleop topics are reported, not required (a session can run without a human).
+    namespace None: the task's (robot.namespace in its file). A camera with a crop must publish
+    its declared frame size (the crop is taken from it); one without, the task's image size."""
     from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
     from sensor_msgs.msg import Image, JointState, Joy
     from std_srvs.srv import Trigger
 
     import tasks
     spec = tasks.make_spec(task, **(task_overrides or {}))
+    namespace = namespace or spec.namespace
     types = {"joint_states": JointState, "ee_pose": PoseStamped, "ee_twist": TwistStamped,
              "wrench": WrenchStamped, "gripper/state": JointState}
     results: list[Check] = []
     with LiveGraph("robot_rl_check") as graph:
         meters = {t: graph.meter(types[t], _topic(namespace, t)) for t in STATE_TOPICS}
-        cams = ({c: graph.meter(Image, f"/cameras/{c}/image_raw", sensor_qos=True) for c in spec.cameras}
+        cams = ({c: graph.meter(Image, spec.camera_topic(c), sensor_qos=True) for c in spec.cameras}
                 if obs == "pixels" else {})
         teleop = {"/spacemouse/twist": graph.meter(TwistStamped, "/spacemouse/twist"),
                   "/spacemouse/joy": graph.meter(Joy, "/spacemouse/joy")}
@@ -297,14 +302,16 @@ def check_task(task: str, namespace: str = "/franka", obs: str = "state", second
         results.append(Check(_topic(namespace, topic), rate >= need_state,
                              f"{rate:.1f} Hz (need >= {need_state:g})" if m.count() else "nothing received"))
     for cam, m in cams.items():
-        rate, msg = m.rate(), m.last
+        rate, msg, topic = m.rate(), m.last, spec.camera_topic(cam)
         if msg is None:
-            results.append(Check(f"/cameras/{cam}/image_raw", False, "nothing received"))
+            results.append(Check(topic, False, "nothing received"))
             continue
-        size_ok = msg.encoding == "rgb8" and msg.width == msg.height == spec.image_size
-        results.append(Check(f"/cameras/{cam}/image_raw", rate >= spec.control_hz and size_ok,
+        w, h = spec.camera_frames[cam] if cam in spec.camera_crops else (spec.image_size, spec.image_size)
+        size_ok = msg.encoding == "rgb8" and (msg.width, msg.height) == (w, h)
+        crop = f", crop {list(spec.camera_crops[cam])} -> {spec.image_size} px" if cam in spec.camera_crops else ""
+        results.append(Check(topic, rate >= spec.control_hz and size_ok,
                              f"{rate:.1f} Hz (need >= {spec.control_hz:g}), {msg.width}x{msg.height} "
-                             f"{msg.encoding} (need {spec.image_size}x{spec.image_size} rgb8)"))
+                             f"{msg.encoding} (need {w}x{h} rgb8{crop})"))
     for name, ok in services.items():
         results.append(Check(f"{_topic(namespace, name)} service", ok, "answers" if ok else "not offered"))
     results.append(Check(f"{_topic(namespace, 'equilibrium_pose')} listener", listeners > 0,
@@ -316,28 +323,35 @@ def check_task(task: str, namespace: str = "/franka", obs: str = "state", second
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from tasks import TaskFileError, make_spec
+    try:
+        namespace = args.namespace or make_spec(args.task).namespace
+    except TaskFileError as e:
+        raise SetupError(str(e)) from None
     if args.rig:                 # the rig file first: a camera it cannot publish fails before any wait
-        from tasks import make_spec
         from tasks.bringup import resolve_rig
         from tasks.rig import RigError
-        from tasks.task_file import TaskFileError, check_cameras
+        from tasks.task_file import check_cameras, check_operator_keys
         try:
             spec, rig = make_spec(args.task), resolve_rig(args.rig)
             if args.obs == "pixels":
                 check_cameras(spec, rig)
+            keyboard = check_operator_keys(spec, rig)
         except (RigError, TaskFileError) as e:
             raise SetupError(str(e)) from None
         print(f"ok    {args.task}'s cameras {list(spec.cameras)} are in the rig {rig.path}")
-    results = check_task(args.task, args.namespace, args.obs, args.seconds, discovery_s=args.discovery)
+        if keyboard:
+            print(f"ok    the rig's keyboard binds the task's operator keys {spec.operator_keys}")
+    results = check_task(args.task, namespace, args.obs, args.seconds, discovery_s=args.discovery)
     width = max(len(r.what) for r in results)
     for r in results:
         mark = "ok  " if r.ok else ("FAIL" if r.required else "warn")
         print(f"{mark}  {r.what:<{width}}  {r.detail}")
     failed = [r.what for r in results if r.required and not r.ok]
     if failed:
-        raise SetupError(f"{args.task} cannot run on {args.namespace}: {len(failed)} check(s) failed: "
+        raise SetupError(f"{args.task} cannot run on {namespace}: {len(failed)} check(s) failed: "
                          + ", ".join(failed))
-    print(f"{args.task} ({args.obs}) can run on {args.namespace}")
+    print(f"{args.task} ({args.obs}) can run on {namespace}")
     return 0
 
 
@@ -479,7 +493,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("check", help="every topic a task needs: present, at rate and size")
     p.add_argument("task")
-    p.add_argument("--namespace", default="/franka")
+    p.add_argument("--namespace", default=None, help="the robot's namespace (default: the task's)")
     p.add_argument("--obs", choices=["state", "pixels"], default="pixels")
     p.add_argument("--seconds", type=float, default=3.0, help="measure rates over this long")
     p.add_argument("--discovery", type=float, default=5.0, help="wait this long for topics to appear")

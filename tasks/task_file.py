@@ -3,9 +3,20 @@
     base: pick_cube          # the task logic this file configures: pick_cube, peg_insert,
                              # widowx_pick_cube, or scene (objects and success from this file)
     name: my_pick            # default: the file's name
+    robot: {model: franka, namespace: /franka}
     max_steps: 120           # then any TaskSpec field of the base (tasks/spec.py and the base's
     box_low: [0.35, -0.2, 0.015]   # module list them with their units)
+    cameras:                 # a list of names, or per camera its topic, frame, crop (and size)
+      wrist: {topic: /cameras/wrist/image_raw, frame: [640, 480], crop: [80, 0, 560, 480]}
+    gripper: binary          # none | binary | grasp_critic, or {mode: none, hold: 0.7}
+    reset: {pose: [0.5, 0.0, 0.2], rpy: [0, 0, 0], random: {xy: 0.02, z: 0.0, yaw: 0.0},
+            gains: {translational_stiffness: 3000.0}}
+    reward: {classifier: clf/classifier.safetensors, threshold: 0.7,
+             keys: {success: s, failure: f, reset: r}, state_check: "gripper>=0.5"}
     ...
+
+The sections (robot, cameras as a mapping, gripper, reset, reward) are the file's words for
+TaskSpec fields (SECTIONS below); a field may be given flat or in its section, not both.
 
 A built-in name (`pick_cube`) means its shipped file, tasks/task_files/pick_cube.yaml; anything
 ending in .yaml is a user's file. Errors name the file, the field and what is allowed: an
@@ -63,6 +74,98 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# section -> {key in the file: TaskSpec field}
+SECTIONS: dict[str, dict[str, str]] = {
+    "robot": {"model": "robot", "namespace": "robot_namespace"},
+    "gripper": {"mode": "gripper_mode", "hold": "gripper_fixed", "penalty": "gripper_penalty"},
+    "reset": {"pose": "tcp_start", "rpy": "tcp_start_rpy", "gains": "reset_gains"},
+    "reset.random": {"xy": "tcp_start_xy_range", "z": "tcp_start_z_range", "yaw": "tcp_start_yaw_range"},
+    "reward": {"classifier": "reward_classifier", "threshold": "reward_threshold",
+               "keys": "operator_keys", "state_check": "success_state_check"},
+}
+CAMERA_KEYS = ("topic", "frame", "crop", "size")
+
+
+def _section(path: Path, name: str, value: Any, out: dict[str, Any]) -> None:
+    """Moves one section's keys to their TaskSpec fields in `out`."""
+    if not isinstance(value, dict):
+        raise TaskFileError(f"{path}: {name} must be a mapping with keys {sorted(SECTIONS[name])}"
+                            + (" and random" if name == "reset" else "") + f", got {value!r}")
+    for key, v in value.items():
+        if name == "reset" and key == "random":
+            _section(path, "reset.random", v, out)
+            continue
+        target = SECTIONS[name].get(key)
+        if target is None:
+            allowed = sorted(SECTIONS[name]) + (["random"] if name == "reset" else [])
+            raise TaskFileError(f"{path}: {name}.{key}: unknown key; allowed: {allowed}")
+        if target in out:
+            raise TaskFileError(f"{path}: {name}.{key} and {target} both given: keep one")
+        out[target] = v
+
+
+def _cameras(path: Path, value: Any, out: dict[str, Any]) -> None:
+    """cameras: [wrist, front], or {wrist: {topic, frame, crop, size}, front: {}}."""
+    if not isinstance(value, dict):
+        out["cameras"] = value
+        return
+    out["cameras"] = tuple(value)
+    topics, frames, crops, sizes = {}, {}, {}, {}
+    for cam, cfg in value.items():
+        cfg = cfg or {}
+        if not isinstance(cfg, dict):
+            raise TaskFileError(f"{path}: cameras.{cam} must be a mapping with keys {list(CAMERA_KEYS)}, got {cfg!r}")
+        unknown = set(cfg) - set(CAMERA_KEYS)
+        if unknown:
+            raise TaskFileError(f"{path}: cameras.{cam}: unknown keys {sorted(unknown)}; allowed: {list(CAMERA_KEYS)}")
+        for key, store in (("topic", topics), ("frame", frames), ("crop", crops), ("size", sizes)):
+            if key in cfg:
+                store[cam] = _plain(cfg[key])
+    if sizes:
+        # The image encoder takes every camera at one size (it batches them): one image_size.
+        if len(set(sizes.values())) > 1:
+            raise TaskFileError(f"{path}: cameras.*.size = {sizes}: allowed one size for every camera "
+                                "(the image encoder batches the cameras)")
+        size = next(iter(sizes.values()))
+        if out.get("image_size", size) != size:
+            raise TaskFileError(f"{path}: cameras.*.size {size} and image_size {out['image_size']} differ: keep one")
+        out["image_size"] = size
+    for field, store in (("camera_topics", topics), ("camera_frames", frames), ("camera_crops", crops)):
+        if store:
+            if field in out:
+                raise TaskFileError(f"{path}: {field} and the cameras section both given: keep one")
+            out[field] = store
+
+
+def _unfold_sections(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The file's sections as flat TaskSpec fields (errors name section.key)."""
+    out = {k: v for k, v in data.items() if k not in SECTIONS and k != "cameras"}
+    if isinstance(data.get("robot"), str):              # robot: widowx
+        data = {**data, "robot": {"model": data["robot"]}}
+    if isinstance(data.get("gripper"), str):            # gripper: binary
+        data = {**data, "gripper": {"mode": data["gripper"]}}
+    for name in ("robot", "gripper", "reset", "reward"):
+        if name in data:
+            _section(path, name, data[name], out)
+    if "cameras" in data:
+        _cameras(path, data["cameras"], out)
+    return out
+
+
+def _resolve_relative(path: Path, fields: dict[str, Any]) -> None:
+    """A classifier path in the file is relative to the file's folder; it must exist."""
+    clf = fields.get("reward_classifier")
+    if not clf:
+        return
+    resolved = Path(clf).expanduser()
+    if not resolved.is_absolute():
+        resolved = (path.parent / resolved)
+    if not resolved.exists():
+        raise TaskFileError(f"{path}: reward.classifier = {clf!r}: allowed an existing classifier file "
+                            f"(robot-rl train-classifier writes one); {resolved} does not exist")
+    fields["reward_classifier"] = str(resolved.resolve())
+
+
 def read_task_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     """(base, fields) of a task file, with the keys checked against the base's fields."""
     from tasks.yaml_file import read_yaml
@@ -79,11 +182,18 @@ def read_task_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     fields = {f.name for f in dataclasses.fields(cls)}
     if "success" in data:               # the file's word for the scene base's success_check
         data["success_check"] = data.pop("success")
+    data = _unfold_sections(path, data)
     unknown = set(data) - fields
     if unknown:
         raise TaskFileError(f"{path}: unknown fields {sorted(unknown)} for base {base}; "
                             f"fields: {sorted(fields)}")
     data.setdefault("name", path.stem)
+    robot = data.get("robot", cls.robot)
+    from tasks.spec import ROBOT_MODELS
+    if base != "scene" and robot in ROBOT_MODELS and robot != cls.robot:
+        raise TaskFileError(f"{path}: robot.model = {robot!r}: base {base} runs on {cls.robot}; allowed "
+                            f"{cls.robot!r}, or base scene (any robot) or a base of that robot")
+    _resolve_relative(path, data)
     return base, {k: _plain(v) for k, v in data.items()}
 
 
@@ -132,6 +242,13 @@ def _check_ranges(spec: Any, path: Path, reset_in_box: bool = True) -> None:
                       f"with its random range +-{r} m in x and y")
     if len(set(spec.cameras)) != len(spec.cameras) or not all(str(c).isidentifier() for c in spec.cameras):
         raise bad("cameras", spec.cameras, "unique names of letters, digits and _")
+    from drivers.keyboard import KeyBindings
+    try:                                # the keyboard's other keys (its defaults) stay free
+        KeyBindings(**spec.operator_keys)
+    except ValueError:
+        d = KeyBindings()
+        taken = [repr(d.takeover), d.gripper_close, d.gripper_open, *"".join(d.axes)]
+        raise bad("reward.keys", spec.operator_keys, f"distinct keys other than the keyboard's {taken}") from None
 
 
 def rig_cameras(rig: Any) -> set[str]:
@@ -147,10 +264,42 @@ def rig_cameras(rig: Any) -> set[str]:
 
 
 def check_cameras(spec: Any, rig: Any) -> None:
-    missing = [c for c in spec.cameras if c not in rig_cameras(rig)]
+    """Every camera of the task is one the rig publishes (its topic under /cameras/<name>/)."""
+    published = rig_cameras(rig)
+    missing = []
+    for cam in spec.cameras:
+        topic = spec.camera_topic(cam)
+        parts = topic.strip("/").split("/")
+        name = parts[1] if len(parts) == 3 and parts[0] == "cameras" else None
+        if name not in published:
+            missing.append(cam if topic == f"/cameras/{cam}/image_raw" else f"{cam} ({topic})")
     if missing:
-        raise TaskFileError(f"task {spec.name}: cameras {missing} are not in the rig {rig.path} "
-                            f"(it publishes {sorted(rig_cameras(rig))})")
+        raise TaskFileError(f"task {spec.name}: cameras {missing} are not in the rig {rig.path}: allowed "
+                            f"its cameras {sorted(published)} (/cameras/<name>/image_raw)")
+
+
+def check_operator_keys(spec: Any, rig: Any) -> bool:
+    """The rig's keyboard node (if any) binds the task's operator keys (reward.keys), and they
+    do not collide with its other keys. True when the rig has a keyboard node."""
+    from drivers.keyboard import KeyBindings
+
+    keyboards = [n for n in rig.nodes if n.module == "drivers.keyboard_node"]
+    defaults = KeyBindings()
+    for node in keyboards:
+        for role, key in spec.operator_keys.items():
+            bound = node.parameters.get(f"key_{role}", getattr(defaults, role))
+            if bound != key:
+                raise TaskFileError(f"task {spec.name}: reward.keys.{role} = {key!r} but the rig {rig.path}'s "
+                                    f"keyboard binds key_{role} = {bound!r}: allowed the same key "
+                                    f"(set key_{role}: {key!r} in the rig, or change the task)")
+        others = {k: node.parameters.get(f"key_{k}", getattr(defaults, k))
+                  for k in ("takeover", "gripper_close", "gripper_open")}
+        try:
+            KeyBindings(**others, **spec.operator_keys,
+                        axes=tuple(node.parameters.get("key_axes", defaults.axes)))
+        except ValueError as e:
+            raise TaskFileError(f"task {spec.name}: reward.keys with the rig {rig.path}'s keyboard: {e}") from None
+    return bool(keyboards)
 
 
 # ------------------------------------------------------------------------------------ CLI

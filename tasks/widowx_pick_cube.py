@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
-
 from tasks.pick_cube import PickCubeSpec
 
 
@@ -30,4 +28,4 @@ class WidowXPickCubeSpec(PickCubeSpec):
     cube_half_size: float = 0.02          # must match the WidowX twin's scene (it is passed on)
     lift_height: float = 0.10
 
-    robot: ClassVar[str] = "widowx"       # which twin tasks.make_twin builds
+    robot: str = "widowx"                 # which twin tasks.make_twin builds

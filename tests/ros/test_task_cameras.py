@@ -1,0 +1,58 @@
+"""A task file's cameras and namespace over ROS (tasks/ros_backend.py): a camera reads the topic
+the task names, a cropped camera takes its crop from the frame size the task declares and gives
+the policy image_size, a frame of another size is refused by name, and the env opens the
+robot in the task's namespace. Against the real twin node (tests/ros/conftest.py twin_graph)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tasks
+from tasks.ros_backend import RosRobot, RosRobotConfig, camera_options, make_ros_env
+
+
+def test_topics_and_crops_of_a_task_reach_the_policy(twin_graph):
+    # The twin publishes 128x128 wrist and front frames under /cameras/<name>/image_raw.
+    spec = tasks.make_spec("pick_cube", cameras=("side", "front"), image_size=64,
+                           camera_topics={"side": "/cameras/front/image_raw"},
+                           camera_frames={"side": (128, 128), "front": (128, 128)},
+                           camera_crops={"side": (0, 0, 128, 128), "front": (32, 32, 96, 96)})
+    robot = RosRobot(RosRobotConfig(cameras=spec.cameras, **camera_options(spec)))
+    try:
+        state = robot.observe()
+        assert state.images["side"].shape == state.images["front"].shape == (64, 64, 3)
+        # "side" is the whole front frame, "front" its centre half: the centre of the one is
+        # the other, at twice the scale (up to interpolation and a frame between the two reads).
+        centre = state.images["side"][16:48, 16:48].astype(float)
+        zoomed = state.images["front"][::2, ::2].astype(float)
+        assert np.abs(centre - zoomed).mean() < 20.0
+        assert state.images["front"].std() > 1.0
+    finally:
+        robot.close()
+
+
+def test_a_frame_of_another_size_is_refused_by_name(twin_graph):
+    spec = tasks.make_spec("pick_cube", cameras=("wrist",), image_size=64,
+                           camera_frames={"wrist": (640, 480)}, camera_crops={"wrist": (80, 0, 560, 480)})
+    robot = RosRobot(RosRobotConfig(cameras=spec.cameras, **camera_options(spec)))
+    try:
+        with pytest.raises(ValueError, match=r"/cameras/wrist/image_raw: expected rgb8 640x480, got rgb8 128x128"):
+            robot.observe()
+    finally:
+        robot.close()
+
+
+def test_the_env_opens_the_robot_in_the_task_s_namespace(twin_graph, tmp_path):
+    path = tmp_path / "elsewhere.yaml"
+    path.write_text("base: pick_cube\nrobot: {namespace: /lab/arm9}\n")
+    with pytest.raises(TimeoutError, match=r"no /lab/arm9/reset service"):
+        make_ros_env(str(path), obs="pixels", robot_options={"connect_timeout": 0.5})
+    here = tmp_path / "here.yaml"
+    here.write_text("base: pick_cube\nrobot: {namespace: /franka}\n")
+    env = make_ros_env(str(here), obs="pixels")
+    try:
+        assert env.unwrapped.robot.config.namespace == "/franka"
+        obs, _ = env.reset(seed=0)
+        assert obs["wrist"].shape == (128, 128, 3)
+    finally:
+        env.close()
