@@ -307,7 +307,8 @@ def check_operator_keys(spec: Any, rig: Any) -> bool:
 def _summary(path: Path) -> str:
     base, fields = read_task_file(path)
     comment = next((line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
-    return f"base {base}: {comment}"
+    robot = fields.get("robot", bases()[base].robot)
+    return f"{robot:<6} base {base}: {comment}"
 
 
 def cmd_tasks(args: Any) -> int:

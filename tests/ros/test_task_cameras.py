@@ -1,7 +1,7 @@
 """A task file's cameras and namespace over ROS (tasks/ros_backend.py): a camera reads the topic
 the task names, a cropped camera takes its crop from the frame size the task declares and gives
-the policy image_size, a frame of another size is refused by name, and the env opens the
-robot in the task's namespace. Against the real twin node (tests/ros/conftest.py twin_graph)."""
+the policy image_size, a frame of another size is refused by name, the env opens the robot in
+the task's namespace, and a Cartesian reset runs under the task's reset gains. Against the real twin node (tests/ros/conftest.py twin_graph)."""
 from __future__ import annotations
 
 import numpy as np
@@ -56,3 +56,20 @@ def test_the_env_opens_the_robot_in_the_task_s_namespace(twin_graph, tmp_path):
         assert obs["wrist"].shape == (128, 128, 3)
     finally:
         env.close()
+
+
+def test_a_cartesian_reset_switches_to_the_task_s_reset_gains_and_back(twin_graph):
+    from tasks.setup_tools import node_parameters
+    spec = tasks.make_spec("pick_cube", reset_gains={"translational_stiffness": 1500.0, "rotational_stiffness": 200.0})
+    robot = RosRobot(RosRobotConfig(gains_node="/franka/twin", reset_gains=dict(spec.reset_gains)))
+    try:
+        before, _ = node_parameters("/franka/twin")
+        with robot._reset_gains():          # what each Cartesian reset runs its move under
+            during, _ = node_parameters("/franka/twin")
+        after, _ = node_parameters("/franka/twin")
+    finally:
+        robot.close()
+    assert (during["translational_stiffness"], during["rotational_stiffness"]) == (1500.0, 200.0)
+    assert during["translational_ki"] == 1000.0                 # the backend's integral term stays
+    assert list(during["translational_clip_pos"]) == [0.1, 0.1, 0.1]   # on the precision profile
+    assert after == before

@@ -262,3 +262,11 @@ def test_a_yaml_only_widowx_scene_task_trains_with_robot_rl_train(tmp_path):
     assert code == 0
     result = json.loads((run / "eval.json").read_text())
     assert result["task"] == str(path) and result["env_steps"] >= 30 and result["updates"] > 0
+
+
+@pytest.mark.parametrize("name", tasks.TASKS)
+def test_every_shipped_task_file_loads_with_its_robot_and_namespace(name):
+    spec = tasks.make_spec(name)
+    assert spec.robot == ("widowx" if name.startswith("widowx") else "franka")
+    assert spec.namespace == f"/{spec.robot}" and spec.gripper_mode in ("none", "binary")
+    assert spec.operator_keys == {"success": "s", "failure": "f", "reset": "r"}
