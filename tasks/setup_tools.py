@@ -331,17 +331,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.rig:                 # the rig file first: a camera it cannot publish fails before any wait
         from tasks.bringup import resolve_rig
         from tasks.rig import RigError
-        from tasks.task_file import check_cameras, check_operator_keys
+        from tasks.task_file import check_cameras, check_operator_keys, check_reset_gains
         try:
             spec, rig = make_spec(args.task), resolve_rig(args.rig)
             if args.obs == "pixels":
                 check_cameras(spec, rig)
             keyboard = check_operator_keys(spec, rig)
+            gains = check_reset_gains(spec, rig)
         except (RigError, TaskFileError) as e:
             raise SetupError(str(e)) from None
         print(f"ok    {args.task}'s cameras {list(spec.cameras)} are in the rig {rig.path}")
         if keyboard:
             print(f"ok    the rig's keyboard binds the task's operator keys {spec.operator_keys}")
+        if gains:
+            print(f"ok    the rig's gains node accepts the task's reset gains {spec.reset_gains}")
     results = check_task(args.task, namespace, args.obs, args.seconds, discovery_s=args.discovery)
     width = max(len(r.what) for r in results)
     for r in results:

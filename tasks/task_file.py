@@ -302,6 +302,41 @@ def check_operator_keys(spec: Any, rig: Any) -> bool:
     return bool(keyboards)
 
 
+GAINS_NODE_MODULES = ("controllers.node", "sim.twin_node")   # the nodes a Cartesian reset switches
+
+
+def check_reset_gains(spec: Any, rig: Any, reset_translational_ki: float = 1000.0) -> bool:
+    """The task's reset gains are within what the rig's gains node accepts at run time: its
+    start-up gains widened to its reset profile (controllers.node.declare_reset_envelope), or
+    anything with allow_loosening. True when the rig has such a node and the task reset gains."""
+    from dataclasses import fields as dc_fields
+
+    from controllers.impedance import ImpedanceConfig
+    from controllers.limits import envelope, loosenings
+
+    nodes = [n for n in rig.nodes if n.module in GAINS_NODE_MODULES]
+    if not spec.reset_gains or not nodes:
+        return False
+    names = {f.name for f in dc_fields(ImpedanceConfig)}
+    for node in nodes:
+        p = node.parameters
+        if p.get("allow_loosening", False):
+            continue
+        start = ImpedanceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items() if k in names})
+        allowed = start
+        if p.get("reset_profile", "") == "precision":
+            allowed = envelope(start, ImpedanceConfig.precision().replace(
+                translational_ki=float(p.get("reset_translational_ki", 1000.0))))
+        gains = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.reset_gains.items()}
+        wanted = ImpedanceConfig.precision().replace(**{"translational_ki": reset_translational_ki, **gains})
+        refused = [msg for msg in loosenings(allowed, wanted) if msg.split()[0].split("[")[0] in spec.reset_gains]
+        if refused:
+            raise TaskFileError(f"task {spec.name}: reset.gains beyond what the rig {rig.path}'s node {node.fqn} "
+                                f"accepts (reset_profile {p.get('reset_profile', '')!r}, allow_loosening false): "
+                                + "; ".join(refused))
+    return True
+
+
 # ------------------------------------------------------------------------------------ CLI
 
 def _summary(path: Path) -> str:

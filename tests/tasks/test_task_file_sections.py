@@ -270,3 +270,19 @@ def test_every_shipped_task_file_loads_with_its_robot_and_namespace(name):
     assert spec.robot == ("widowx" if name.startswith("widowx") else "franka")
     assert spec.namespace == f"/{spec.robot}" and spec.gripper_mode in ("none", "binary")
     assert spec.operator_keys == {"success": "s", "failure": "f", "reset": "r"}
+
+
+def test_reset_gains_beyond_what_the_rig_s_controller_accepts_are_refused():
+    from tasks.task_file import check_reset_gains
+    rig = parse_rig({"nodes": [{"kind": "franka"},
+                               {"kind": "controller", "parameters": {"reset_profile": "precision",
+                                                                     "translational_stiffness": 2000.0}}]})
+    softer = tasks.make_spec("pick_cube", reset_gains={"translational_stiffness": 1500.0})
+    assert check_reset_gains(softer, rig) is True
+    assert check_reset_gains(tasks.make_spec("pick_cube"), rig) is False     # no reset gains: nothing to hold
+    stiffer = tasks.make_spec("pick_cube", reset_gains={"translational_stiffness": 3000.0})
+    with pytest.raises(TaskFileError, match=r"reset.gains beyond what the rig .* node /franka/controller accepts"
+                                            r".*translational_stiffness 3000 is looser than the start-up 2000"):
+        check_reset_gains(stiffer, rig)
+    loose = parse_rig({"nodes": [{"kind": "controller", "parameters": {"allow_loosening": True}}]})
+    assert check_reset_gains(stiffer, loose) is True
