@@ -29,10 +29,10 @@ def crop_and_resize(image: np.ndarray, crop: tuple[int, int, int, int] | None, s
             raise ValueError(f"crop {list(crop)} is outside the {w}x{h} frame")
         image = image[y0:y1, x0:x1]
     if image.shape[0] == image.shape[1] == size:
-        return np.ascontiguousarray(image)
+        return np.array(image)                  # an own, writable copy (the frame may be a buffer view)
     from PIL import Image
 
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR))
+    return np.array(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BILINEAR))
 
 
 class CroppedTwinCameras:

@@ -208,6 +208,10 @@ def build_spec(path: str | Path, **overrides: Any) -> Any:
         raise TaskFileError(f"{path}: unknown spec fields {sorted(unknown)} in task_overrides for base "
                             f"{base}; fields: {sorted(known)}")
     fields.update({k: _plain(v) for k, v in overrides.items()})
+    if "cameras" in overrides:        # a run on fewer cameras keeps the file's settings of those
+        for name in ("camera_topics", "camera_frames", "camera_crops"):
+            if name in fields and name not in overrides:
+                fields[name] = {c: v for c, v in fields[name].items() if c in tuple(overrides["cameras"])}
     try:
         spec = cls(**fields)
     except (TypeError, ValueError) as e:

@@ -177,7 +177,7 @@ def test_crop_and_resize_takes_exactly_the_crop():
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[0:480, 80:560] = (10, 200, 30)                     # the crop region, one colour
     out = crop_and_resize(frame, (80, 0, 560, 480), 96)
-    assert out.shape == (96, 96, 3) and out.dtype == np.uint8
+    assert out.shape == (96, 96, 3) and out.dtype == np.uint8 and out.flags.writeable
     assert np.all(out == (10, 200, 30))
     with pytest.raises(ValueError, match=r"crop \[0, 0, 700, 480\] is outside the 640x480 frame"):
         crop_and_resize(frame, (0, 0, 700, 480), 96)
@@ -286,3 +286,9 @@ def test_reset_gains_beyond_what_the_rig_s_controller_accepts_are_refused():
         check_reset_gains(stiffer, rig)
     loose = parse_rig({"nodes": [{"kind": "controller", "parameters": {"allow_loosening": True}}]})
     assert check_reset_gains(stiffer, loose) is True
+
+
+def test_a_run_on_fewer_cameras_keeps_the_file_s_settings_of_those(tmp_path):
+    spec = tasks.make_spec(str(_write(tmp_path, FULL)), cameras=["front"])
+    assert spec.cameras == ("front",) and spec.camera_crops == {} and spec.camera_frames == {}
+    assert spec.camera_topic("front") == "/cameras/side/image_raw"
