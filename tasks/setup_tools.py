@@ -1,7 +1,7 @@
 """Set-up tools on the live graph, pip-only: what `ros2 topic echo/pub` and `ros2 param` did.
 
     robot-rl pose    [--namespace /franka] [--track S] [--margin M]   live TCP and joints, as task-file lines
-    robot-rl cameras [--cameras wrist,front] [--crop wrist=x0,y0,x1,y1] [--out DIR]   a PNG each, and rates
+    robot-rl cameras [--cameras wrist,front] [--crop wrist=x0,y0,x1,y1] [--task TASK] [--out DIR]   a PNG each, rates
     robot-rl check   TASK [--rig RIG] [--namespace /franka] [--obs state|pixels]   every topic a task needs
     robot-rl gains   NODE [NAME=VALUE ...]       list a node's parameters, or set some (refusals say why)
     robot-rl move    [--dx DX --dy DY --dz DZ] [--seconds S]   hold a target offset from the current TCP
@@ -206,9 +206,13 @@ def parse_crops(items: list[str]) -> dict[str, tuple[int, int, int, int]]:
 
 
 def snapshot_cameras(cameras: list[str], out_dir: str | Path, seconds: float = 2.0,
-                     crops: dict[str, tuple[int, int, int, int]] | None = None) -> dict[str, dict[str, Any]]:
+                     crops: dict[str, tuple[int, int, int, int]] | None = None,
+                     topics: dict[str, str] | None = None,
+                     policy_size: int = 0) -> dict[str, dict[str, Any]]:
     """Listens to each camera for `seconds`; writes OUT/<name>.png (crop drawn in red) and
-    returns {name: {rate_hz, width, height, encoding, png}} (png None if nothing arrived)."""
+    returns {name: {rate_hz, width, height, encoding, png}} (png None if nothing arrived).
+    topics: a camera's Image topic (default /cameras/<name>/image_raw); policy_size > 0: also
+    OUT/<name>_policy.png, the crop resized as the policy gets it (tasks/camera_view.py)."""
     from PIL import Image as PILImage
     from PIL import ImageDraw
     from sensor_msgs.msg import Image
@@ -220,14 +224,25 @@ def snapshot_cameras(cameras: list[str], out_dir: str | Path, seconds: float = 2
     if unknown:
         raise SetupError(f"--crop names {sorted(unknown)} are not among the cameras {cameras}")
     with LiveGraph("robot_rl_cameras") as graph:
-        meters = {c: graph.meter(Image, f"/cameras/{c}/image_raw", sensor_qos=True) for c in cameras}
+        topics = topics or {}
+        meters = {c: graph.meter(Image, topics.get(c) or f"/cameras/{c}/image_raw", sensor_qos=True)
+                  for c in cameras}
         graph.measure(list(meters.values()), seconds)
     report: dict[str, dict[str, Any]] = {}
     for cam, meter in meters.items():
         msg = meter.last
         entry: dict[str, Any] = {"rate_hz": round(meter.rate(), 1), "png": None}
         if msg is not None:
-            img = PILImage.fromarray(_image_array(msg))
+            frame = _image_array(msg)
+            img = PILImage.fromarray(frame)
+            if cam in crops and policy_size:
+                from tasks.camera_view import crop_and_resize
+                try:
+                    view = crop_and_resize(frame, crops[cam], policy_size)
+                except ValueError as e:
+                    raise SetupError(f"camera {cam}: {e}") from None
+                entry["policy_png"] = str(out_dir / f"{cam}_policy.png")
+                PILImage.fromarray(view).save(entry["policy_png"])
             if cam in crops:
                 x0, y0, x1, y1 = crops[cam]
                 if x1 > msg.width or y1 > msg.height:
@@ -242,14 +257,30 @@ def snapshot_cameras(cameras: list[str], out_dir: str | Path, seconds: float = 2
 
 def cmd_cameras(args: argparse.Namespace) -> int:
     cameras = [c for c in args.cameras.split(",") if c]
-    report = snapshot_cameras(cameras, args.out, args.seconds, parse_crops(args.crop))
+    crops, topics, size, frames = parse_crops(args.crop), {}, 0, {}
+    if args.task:                # the task's cameras, topics and crops: what its policy will see
+        from tasks import TaskFileError, make_spec
+        try:
+            spec = make_spec(args.task)
+        except TaskFileError as e:
+            raise SetupError(str(e)) from None
+        cameras = list(spec.cameras)
+        topics = {c: spec.camera_topic(c) for c in cameras}
+        crops = {**spec.camera_crops, **crops}
+        size, frames = spec.image_size, spec.camera_frames
+    report = snapshot_cameras(cameras, args.out, args.seconds, crops, topics, size)
     missing = []
     for cam, r in report.items():
+        topic = topics.get(cam) or f"/cameras/{cam}/image_raw"
         if r["png"] is None:
             missing.append(cam)
-            print(f"{cam}: no image on /cameras/{cam}/image_raw in {args.seconds:g} s")
-        else:
-            print(f"{cam}: {r['width']}x{r['height']} {r['encoding']} at {r['rate_hz']:g} Hz -> {r['png']}")
+            print(f"{cam}: no image on {topic} in {args.seconds:g} s")
+            continue
+        print(f"{cam}: {r['width']}x{r['height']} {r['encoding']} at {r['rate_hz']:g} Hz -> {r['png']}"
+              + (f", the policy's view -> {r['policy_png']}" if r.get("policy_png") else ""))
+        if cam in frames and tuple(frames[cam]) != (r["width"], r["height"]):
+            raise SetupError(f"camera {cam}: the task's frame {list(frames[cam])} is not what {topic} "
+                             f"publishes ({r['width']}x{r['height']}): set cameras.{cam}.frame to it")
     if missing:
         raise SetupError(f"no images from {missing}: is the camera node running (robot-rl up RIG)?")
     return 0
@@ -490,6 +521,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("cameras", help="a PNG of each camera (crop drawn) and its rate")
     p.add_argument("--cameras", default="wrist,front")
     p.add_argument("--crop", action="append", metavar="NAME=x0,y0,x1,y1", help="draw this crop (pixels)")
+    p.add_argument("--task", help="a task (file): its cameras, topics and crops; also writes "
+                   "NAME_policy.png, the image its policy gets")
     p.add_argument("--out", default="camera_check")
     p.add_argument("--seconds", type=float, default=2.0)
     p.set_defaults(func=_guard(cmd_cameras))

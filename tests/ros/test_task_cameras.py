@@ -73,3 +73,23 @@ def test_a_cartesian_reset_switches_to_the_task_s_reset_gains_and_back(twin_grap
     assert during["translational_ki"] == 1000.0                 # the backend's integral term stays
     assert list(during["translational_clip_pos"]) == [0.1, 0.1, 0.1]   # on the precision profile
     assert after == before
+
+
+def test_robot_rl_cameras_shows_a_task_s_crops_and_what_its_policy_sees(twin_graph, tmp_path, capsys):
+    from PIL import Image
+
+    from robot_rl.cli import main as cli_main
+    task = tmp_path / "cropped.yaml"
+    task.write_text("base: pick_cube\nimage_size: 64\ncameras:\n"
+                    "  wrist: {}\n  front: {frame: [128, 128], crop: [32, 32, 96, 96]}\n")
+    out = tmp_path / "cams"
+    assert cli_main(["cameras", "--task", str(task), "--out", str(out), "--seconds", "1.0"]) == 0
+    printed = capsys.readouterr().out
+    assert "front: 128x128 rgb8" in printed and "the policy's view" in printed
+    assert Image.open(out / "front_policy.png").size == (64, 64)
+    assert Image.open(out / "front.png").size == (128, 128) and not (out / "wrist_policy.png").exists()
+    # A frame the camera does not publish: one line naming the camera and the sizes.
+    task.write_text("base: pick_cube\ncameras:\n  front: {frame: [640, 480], crop: [80, 0, 560, 480]}\n")
+    assert cli_main(["cameras", "--task", str(task), "--out", str(out), "--seconds", "1.0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "camera front: crop [80, 0, 560, 480] is outside the 128x128 frame" in err and "\n" not in err
