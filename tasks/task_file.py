@@ -238,12 +238,12 @@ def _check_ranges(spec: Any, path: Path, reset_in_box: bool = True) -> None:
     q = spec.nominal_quat
     if len(q) != 4 or abs(math.sqrt(sum(v * v for v in q)) - 1.0) > 1e-3:
         raise bad("nominal_quat", q, "a unit quaternion (x, y, z, w)")
-    r = spec.tcp_start_xy_range
+    ranges = (spec.tcp_start_xy_range, spec.tcp_start_xy_range, spec.tcp_start_z_range)
     for axis in range(3 if reset_in_box else 0):
-        lo, hi = spec.tcp_start[axis] - (r if axis < 2 else 0.0), spec.tcp_start[axis] + (r if axis < 2 else 0.0)
+        lo, hi = spec.tcp_start[axis] - ranges[axis], spec.tcp_start[axis] + ranges[axis]
         if lo < spec.box_low[axis] or hi > spec.box_high[axis]:
             raise bad("tcp_start", spec.tcp_start, f"inside the box {spec.box_low}..{spec.box_high} "
-                      f"with its random range +-{r} m in x and y")
+                      f"with its random range +-{ranges[0]} m in x and y, +-{ranges[2]} m in z")
     if len(set(spec.cameras)) != len(spec.cameras) or not all(str(c).isidentifier() for c in spec.cameras):
         raise bad("cameras", spec.cameras, "unique names of letters, digits and _")
     from drivers.keyboard import KeyBindings

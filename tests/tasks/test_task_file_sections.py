@@ -129,6 +129,7 @@ def test_the_reset_pose_and_its_random_range_are_sampled(tmp_path):
     ("reset.rpy", [0.0, 0.5, 0.0], r"reset.rpy = \[0.0, 0.5, 0.0\]: allowed 3 angles within the orientation limits"),
     ("reset.random", {"xy": 0.01, "pitch": 0.1}, r"reset.random.pitch: unknown key; allowed: \['xy', 'yaw', 'z'\]"),
     ("reset.random", {"z": -0.1}, r"tcp_start_z_range = -0.1: allowed 0 to 0.2"),
+    ("reset.random", {"z": 0.19}, r"tcp_start = .*: allowed inside the box .* \+-0.19 m in z"),
     ("reset.gains", {"stiffness": 10.0}, r"reset.gains = \['stiffness'\]: allowed impedance parameters"),
     ("reset.gains", {"translational_stiffness": -5.0}, r"reset.gains: .*translational_stiffness"),
     ("reward.threshold", 1.5, r"reward.threshold = 1.5: allowed \(0, 1\]"),
