@@ -355,8 +355,11 @@ def check_task(task: str, namespace: str | None = None, obs: str = "state", seco
 
 def cmd_check(args: argparse.Namespace) -> int:
     from tasks import TaskFileError, make_spec
+    from tasks.task_file import check_reward_file
     try:
-        namespace = args.namespace or make_spec(args.task).namespace
+        spec = make_spec(args.task)
+        check_reward_file(spec)
+        namespace = args.namespace or spec.namespace
     except TaskFileError as e:
         raise SetupError(str(e)) from None
     if args.rig:                 # the rig file first: a camera it cannot publish fails before any wait
@@ -364,7 +367,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         from tasks.rig import RigError
         from tasks.task_file import check_cameras, check_operator_keys, check_reset_gains
         try:
-            spec, rig = make_spec(args.task), resolve_rig(args.rig)
+            rig = resolve_rig(args.rig)
             if args.obs == "pixels":
                 check_cameras(spec, rig)
             keyboard = check_operator_keys(spec, rig)

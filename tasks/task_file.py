@@ -153,17 +153,20 @@ def _unfold_sections(path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_relative(path: Path, fields: dict[str, Any]) -> None:
-    """A classifier path in the file is relative to the file's folder; it must exist."""
+    """A classifier path in the file is relative to the file's folder. It need not exist where
+    the task is only described (a learner on another machine): `check_reward_file` holds it
+    where it is used (`robot-rl tasks FILE`, `robot-rl check`; the actor loads it)."""
     clf = fields.get("reward_classifier")
-    if not clf:
-        return
-    resolved = Path(clf).expanduser()
-    if not resolved.is_absolute():
-        resolved = (path.parent / resolved)
-    if not resolved.exists():
-        raise TaskFileError(f"{path}: reward.classifier = {clf!r}: allowed an existing classifier file "
-                            f"(robot-rl train-classifier writes one); {resolved} does not exist")
-    fields["reward_classifier"] = str(resolved.resolve())
+    if clf:
+        resolved = Path(clf).expanduser()
+        fields["reward_classifier"] = str(resolved if resolved.is_absolute() else (path.parent / resolved).resolve())
+
+
+def check_reward_file(spec: Any) -> None:
+    """The task's classifier file exists (TaskFileError naming the field otherwise)."""
+    if spec.reward_classifier and not Path(spec.reward_classifier).is_file():
+        raise TaskFileError(f"task {spec.name}: reward.classifier = {spec.reward_classifier!r}: allowed an "
+                            "existing classifier file (robot-rl train-classifier writes one)")
 
 
 def read_task_file(path: str | Path) -> tuple[str, dict[str, Any]]:
@@ -357,6 +360,7 @@ def cmd_tasks(args: Any) -> int:
     if args.file:
         try:
             spec = build_spec(task_path(args.file))
+            check_reward_file(spec)
         except TaskFileError as e:
             print(f"robot-rl: error: {e}", file=sys.stderr)
             return 2
@@ -373,7 +377,7 @@ def cmd_tasks(args: Any) -> int:
         print(f"task files in {folder}:")
         for path in files:
             try:
-                build_spec(path)
+                check_reward_file(build_spec(path))
                 print(f"  {str(path):<30} {_summary(path)}")
             except TaskFileError as e:
                 bad += 1

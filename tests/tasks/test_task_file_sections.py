@@ -133,7 +133,6 @@ def test_the_reset_pose_and_its_random_range_are_sampled(tmp_path):
     ("reset.gains", {"stiffness": 10.0}, r"reset.gains = \['stiffness'\]: allowed impedance parameters"),
     ("reset.gains", {"translational_stiffness": -5.0}, r"reset.gains: .*translational_stiffness"),
     ("reward.threshold", 1.5, r"reward.threshold = 1.5: allowed \(0, 1\]"),
-    ("reward.classifier", "nowhere/clf.safetensors", r"reward.classifier = 'nowhere/clf.safetensors': allowed an existing"),
     ("reward.keys", {"success": "y", "failure": "y"}, r"reward.keys = .*: allowed a different key for each role"),
     ("reward.keys", {"rerecord": "z"}, r"reward.keys = \['rerecord'\]: allowed the roles"),
     ("reward.keys", {"success": "i"}, r"reward.keys = .*: allowed distinct keys other than the keyboard's"),
@@ -153,6 +152,20 @@ def test_the_cli_reports_a_bad_section_in_one_line(tmp_path, capsys):
     assert cli_main(["tasks", str(_edit(tmp_path, "reward.threshold", 0.0))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("robot-rl: error:") and "reward.threshold = 0.0" in err and "\n" not in err
+
+
+
+def test_a_missing_classifier_file_is_found_where_the_task_is_checked_not_where_it_is_described(tmp_path, capsys):
+    from robot_rl.cli import main as cli_main
+    path = _edit(tmp_path, "reward.classifier", "nowhere/clf.safetensors")
+    # A learner on another machine builds the task without the actor's classifier file ...
+    spec = tasks.make_spec(str(path))
+    assert spec.reward_classifier == str(tmp_path / "nowhere" / "clf.safetensors")
+    # ... and `robot-rl tasks FILE` (like `robot-rl check`) refuses it in one line.
+    assert cli_main(["tasks", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "reward.classifier = " in err and "nowhere/clf.safetensors" in err and "allowed an existing" in err
+    assert "\n" not in err
 
 
 def test_a_camera_missing_from_the_rig_and_keys_the_rig_does_not_bind_are_refused(tmp_path):
