@@ -39,7 +39,6 @@ rclpy is imported here only (controllers/ keeps ROS out of every other module).
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, fields
@@ -59,7 +58,7 @@ from std_msgs.msg import String
 
 from controllers.impedance import ImpedanceConfig
 from controllers.limits import UNIT_QUAT_TOLERANCE, SafetyBox, envelope, loosenings
-from controllers.rotations import quat_to_matrix
+from controllers.rotations import matrix_to_quat, matrix_to_rpy, quat_to_matrix, rpy_to_matrix
 
 # Reliable, keep-last: commands and states that must not silently vanish.
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -101,36 +100,14 @@ def check_pose(msg: PoseStamped, base_frame: str) -> tuple[np.ndarray, np.ndarra
 
 
 # ---------------------------------------------------------------- safety box
-def _rpy_to_matrix(r: float, p: float, y: float) -> np.ndarray:
-    """R = Rz(yaw) Ry(pitch) Rx(roll), the ROS convention (as tasks.frames)."""
-    cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
-    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                     [-sp, cp * sr, cp * cr]])
-
-
-def _matrix_to_rpy(m: np.ndarray) -> np.ndarray:
-    pitch = math.asin(max(-1.0, min(1.0, -m[2, 0])))
-    return np.array([math.atan2(m[2, 1], m[2, 2]), pitch, math.atan2(m[1, 0], m[0, 0])])
-
-
-def _matrix_to_quat(m: np.ndarray) -> np.ndarray:
-    w = math.sqrt(max(0.0, 1.0 + m[0, 0] + m[1, 1] + m[2, 2])) / 2.0
-    x = math.copysign(math.sqrt(max(0.0, 1.0 + m[0, 0] - m[1, 1] - m[2, 2])) / 2.0, m[2, 1] - m[1, 2])
-    y = math.copysign(math.sqrt(max(0.0, 1.0 - m[0, 0] + m[1, 1] - m[2, 2])) / 2.0, m[0, 2] - m[2, 0])
-    z = math.copysign(math.sqrt(max(0.0, 1.0 - m[0, 0] - m[1, 1] + m[2, 2])) / 2.0, m[1, 0] - m[0, 1])
-    q = np.array([x, y, z, w])
-    return q / np.linalg.norm(q)
-
-
 def clip_to_box(pos, quat, box_low, box_high, rpy_low, rpy_high, nominal_quat):
     """Position per axis into [box_low, box_high]; orientation's rpy relative to nominal_quat
     into [rpy_low, rpy_high]. Same semantics as RobotEnv.clip_to_safety_box."""
     pos = np.clip(np.asarray(pos, dtype=float), box_low, box_high)
     nominal = quat_to_matrix(np.asarray(nominal_quat, dtype=float))
-    rpy = _matrix_to_rpy(nominal.T @ quat_to_matrix(np.asarray(quat, dtype=float)))
+    rpy = matrix_to_rpy(nominal.T @ quat_to_matrix(np.asarray(quat, dtype=float)))
     rpy = np.clip(rpy, rpy_low, rpy_high)
-    return pos, _matrix_to_quat(nominal @ _rpy_to_matrix(*rpy))
+    return pos, matrix_to_quat(nominal @ rpy_to_matrix(rpy))
 
 
 # ---------------------------------------------------------------- live limit parameters
