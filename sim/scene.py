@@ -16,7 +16,7 @@ Differences from franky-sim's fr3.xml, and why:
 from __future__ import annotations
 
 import importlib.resources
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -178,7 +178,7 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
     del tcp
 
     if cfg.objects == "cube":
-        _add_cube(spec, cfg)
+        add_cube(spec, cfg)
     elif cfg.objects == "peg_hole":
         _add_peg(hand, cfg)
         _add_hole(spec, cfg)
@@ -202,7 +202,7 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
     return spec
 
 
-def _add_cube(spec: mujoco.MjSpec, cfg: SceneConfig) -> None:
+def add_cube(spec: mujoco.MjSpec, cfg: SceneConfig) -> None:
     h = cfg.cube_half_size
     cube = spec.worldbody.add_body(name="cube", pos=[0.5, 0.0, cfg.table_height + h])
     cube.add_freejoint(name="cube_free")

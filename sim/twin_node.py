@@ -166,8 +166,7 @@ class TwinNode(Node):
                         continue
                     held = self._watchdog(state)
                     truth = self.twin.task_state()
-                    torque = (self.twin.joint_efforts() if hasattr(self.twin, "joint_efforts")
-                              else self.twin.data.ctrl[:7].copy())
+                    torque = self.twin.joint_efforts()
                     images = {c: self.twin.render(c, self.image_size) for c in self.cameras} if render else {}
                 if held:
                     self.get_logger().warn(f"no equilibrium_pose for {self.watchdog_timeout} s: "
