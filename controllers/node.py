@@ -31,8 +31,10 @@ controllers.impedance in its own real-time process):
     (transient-local: a driver that starts later still gets it), for drivers that take the
     config from a topic (`CartesianImpedanceController.set_config(ImpedanceConfig(**json))`).
 
-The pose helpers at the top (`pose_from_msg`, `check_pose`, ...) are the one validation of
-equilibrium poses; the twin node and the env's ROS backend use them too.
+The message helpers at the top are the one packing of the state topics (`joint_state_msg`,
+`pose_msg`, `twist_msg`, `wrench_msg`: the drivers and the twin node publish through them) and
+the one validation of equilibrium poses (`pose_from_msg`, `check_pose`: the twin node and the
+env's ROS backend use them too).
 
 rclpy is imported here only (controllers/ keeps ROS out of every other module).
 """
@@ -46,7 +48,7 @@ from dataclasses import asdict, fields
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
@@ -54,6 +56,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from controllers.impedance import ImpedanceConfig
@@ -83,6 +86,39 @@ def pose_msg(pos, quat, frame_id: str, stamp: Time) -> PoseStamped:
     p, q = msg.pose.position, msg.pose.orientation
     p.x, p.y, p.z = (float(v) for v in pos)
     q.x, q.y, q.z, q.w = (float(v) for v in quat)
+    return msg
+
+
+def _floats(values) -> list[float]:
+    # ndarray.tolist() gives Python floats at C speed: these run at the drivers' 200 Hz.
+    return values.tolist() if isinstance(values, np.ndarray) else [float(v) for v in values]
+
+
+def joint_state_msg(names, position, velocity, effort, stamp: Time, frame_id: str = "") -> JointState:
+    msg = JointState()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.name = list(names)
+    msg.position, msg.velocity, msg.effort = _floats(position), _floats(velocity), _floats(effort)
+    return msg
+
+
+def _set_vectors(first, second, values6) -> None:
+    first.x, first.y, first.z, second.x, second.y, second.z = _floats(values6)
+
+
+def twist_msg(twist6, frame_id: str, stamp: Time) -> TwistStamped:
+    """TwistStamped of (vx, vy, vz, wx, wy, wz)."""
+    msg = TwistStamped()
+    msg.header.frame_id, msg.header.stamp = frame_id, stamp
+    _set_vectors(msg.twist.linear, msg.twist.angular, twist6)
+    return msg
+
+
+def wrench_msg(wrench6, frame_id: str, stamp: Time) -> WrenchStamped:
+    """WrenchStamped of (fx, fy, fz, tx, ty, tz)."""
+    msg = WrenchStamped()
+    msg.header.frame_id, msg.header.stamp = frame_id, stamp
+    _set_vectors(msg.wrench.force, msg.wrench.torque, wrench6)
     return msg
 
 
