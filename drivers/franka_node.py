@@ -25,10 +25,10 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
 from controllers.impedance import ImpedanceConfig
-from controllers.limits import loosenings
+from controllers.limits import loosenings, validate_target
 from controllers.node import (declare_allow_loosening, declare_reset_envelope, joint_state_msg, pose_msg,
                               twist_msg, wrench_msg)
-from drivers.franka import FrankaArm, LoopSettings, validate_target
+from drivers.franka import FrankaArm, LoopSettings
 from drivers.franka_hand import FrankaHand, HandSettings
 from drivers.franka_loop import (DEFAULT_FORCE_THRESHOLDS, DEFAULT_TORQUE_THRESHOLDS, FRANKA_HOME_Q)
 from drivers.ros_common import declare, run_node

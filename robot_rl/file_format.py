@@ -1,4 +1,4 @@
-"""What robot_rl's on-disk formats share: checksums, the version check of a header, one writer.
+"""What robot_rl's on-disk formats share: reading a JSON header, its checksum and version check, one writer.
 
 The replay buffer (buffers/storage.py), the episode dataset (datasets/store.py), checkpoints
 (checkpoint.py) and the reward labels (reward/labels.py) each keep their own layout; these are
@@ -26,6 +26,22 @@ def is_crc32_hex(value: Any) -> bool:
 def json_crc32(body: Mapping[str, Any]) -> str:
     """CRC-32 of a header's canonical JSON (sorted keys, no spaces): the same for any key order."""
     return crc32_hex(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def read_json_header(directory: str | os.PathLike, file_name: str, kind: str, error: type[Exception]) -> Any:
+    """The parsed JSON of DIRECTORY/file_name; `error` with one line naming the directory or file
+    when either is missing or the file is not JSON. kind: what the directory should be, with its
+    article ("a replay buffer")."""
+    directory = Path(directory)
+    path = directory / file_name
+    if not directory.is_dir():
+        raise error(f"{directory}: no such directory (not {kind})")
+    if not path.is_file():
+        raise error(f"{directory}: not {kind} ({file_name} is missing)")
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:   # JSONDecodeError is a ValueError
+        raise error(f"{path}: not JSON ({e}); the file is corrupt") from None
 
 
 def check_version(version: Any, readable: tuple[int, ...], path: str | os.PathLike,

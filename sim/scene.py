@@ -96,6 +96,13 @@ def _meshdir() -> str:
     return str(importlib.resources.files("franky_sim") / "assets" / "meshes")
 
 
+def check_cameras(names) -> None:
+    """Every twin has the same two cameras; a scene asking for another is a config error."""
+    unknown = set(names) - set(CAMERAS)
+    if unknown:
+        raise ValueError(f"unknown cameras {sorted(unknown)}; the twin has {CAMERAS}")
+
+
 def look_at_quat(pos, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """MuJoCo camera quaternion (w, x, y, z) for a camera at `pos` looking at `target`.
 
@@ -188,9 +195,7 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
         world.add_geom(name=f"fixed_box{i}", type=mujoco.mjtGeom.mjGEOM_BOX, size=list(half),
                        pos=list(pos), rgba=[0.4, 0.4, 0.8, 1], group=0)
 
-    unknown = set(cfg.cameras) - set(CAMERAS)
-    if unknown:
-        raise ValueError(f"unknown cameras {sorted(unknown)}; the twin has {CAMERAS}")
+    check_cameras(cfg.cameras)
     # Both cameras always exist (free unless rendered); cfg.cameras says which go in the state.
     # Wrist: on the hand, behind the fingers, looking at the space between the fingertips
     # (like the RealSense on SERL's Franka hand mount).

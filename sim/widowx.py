@@ -33,7 +33,7 @@ import numpy as np
 from controllers.ik import DLSIK, IKConfig
 from controllers.widowx_model import EE_TO_TCP, WIDOWX_250S, WIDOWX_FINGER_RANGE
 from sim.arm_twin import ArmTwin, mujoco
-from sim.scene import CAMERAS, SceneConfig, add_cube, look_at_quat
+from sim.scene import SceneConfig, add_cube, check_cameras, look_at_quat
 # MuJoCo >= 4.0 has the servo's own PID actuator; 3.x gets the stand-in in the docstring.
 HAS_PID_ACTUATOR = hasattr(mujoco.MjsActuator, "set_to_pid")
 
@@ -194,9 +194,7 @@ def build_spec(cfg: WidowXSceneConfig) -> "mujoco.MjSpec":
     elif cfg.objects != "none":
         raise ValueError(f"the WidowX twin has no {cfg.objects!r} objects (it has: none, cube)")
 
-    unknown = set(cfg.cameras) - set(CAMERAS)
-    if unknown:
-        raise ValueError(f"unknown cameras {sorted(unknown)}; the twin has {CAMERAS}")
+    check_cameras(cfg.cameras)
     # Wrist: above the palm, looking along the approach axis at the space between the fingers.
     pos = [0.0, 0.0, 0.06]
     gripper.add_camera(name="wrist", pos=pos, fovy=75.0,

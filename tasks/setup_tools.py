@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 STATE_TOPICS = ("joint_states", "ee_pose", "ee_twist", "wrench", "gripper/state")
-TELEOP_TOPICS = ("/spacemouse/twist", "/spacemouse/joy")
 
 
 class SetupError(RuntimeError):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl import atomic_io
-from robot_rl.file_format import check_version, json_crc32, lock_one_writer, unlock
+from robot_rl.file_format import check_version, json_crc32, lock_one_writer, read_json_header, unlock
 
 FORMAT_NAME = "robot_rl.replay"
 FORMAT_VERSION = 2                 # 2: per-row checksums (rows.crc32); 1 is read and upgraded
@@ -75,14 +75,7 @@ def read_header(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
     A version-1 header has no "checksum" entry in its spec (ReplayBuffer.open upgrades it)."""
     path = directory / HEADER_FILE
-    if not directory.is_dir():
-        raise ReplayFormatError(f"{directory}: no such buffer directory")
-    if not path.is_file():
-        raise ReplayFormatError(f"{directory}: not a replay buffer ({HEADER_FILE} is missing)")
-    try:
-        body = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReplayFormatError(f"{path}: header is not valid JSON ({e}); the file is garbled") from e
+    body = read_json_header(directory, HEADER_FILE, "a replay buffer", ReplayFormatError)
     if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
         raise ReplayFormatError(f"{path}: not a {FORMAT_NAME} header")
     check_version(body.get("version"), READABLE_VERSIONS, path, ReplayFormatError)

@@ -40,7 +40,8 @@ import numpy as np
 
 from robot_rl.atomic_io import fsync_directory
 from robot_rl.datasets.episode import STEP_FIELDS, Episode, check_spec, spec_from_space
-from robot_rl.file_format import check_version, crc32_hex, is_crc32_hex, json_crc32, lock_one_writer, unlock
+from robot_rl.file_format import (check_version, crc32_hex, is_crc32_hex, json_crc32, lock_one_writer,
+                                  read_json_header, unlock)
 
 log = logging.getLogger("robot_rl.datasets")
 
@@ -431,14 +432,7 @@ def _free_bytes(directory: Path) -> int | None:
 
 def _read_header(directory: Path) -> dict[str, Any]:
     path = directory / HEADER_FILE
-    if not directory.is_dir():
-        raise DatasetFormatError(f"{directory}: no such dataset directory")
-    if not path.exists():
-        raise DatasetFormatError(f"{path}: missing; {directory} is not an episode dataset")
-    try:
-        header = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DatasetFormatError(f"{path}: not JSON ({e})") from None
+    header = read_json_header(directory, HEADER_FILE, "an episode dataset", DatasetFormatError)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise DatasetFormatError(f"{path}: format {header.get('format') if isinstance(header, dict) else None!r}, "
                                  f"expected {FORMAT!r}")

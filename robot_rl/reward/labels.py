@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from robot_rl.atomic_io import write_bytes_atomic
-from robot_rl.file_format import check_version, crc32_hex, is_crc32_hex
+from robot_rl.file_format import check_version, crc32_hex, is_crc32_hex, read_json_header
 
 log = logging.getLogger("robot_rl.reward.labels")
 
@@ -153,14 +153,8 @@ class LabelWriter:
 
 
 def read_index(root: str | Path) -> dict:
-    root = Path(root)
-    path = root / INDEX
-    if not path.is_file():
-        raise ValueError(f"{root} is not a label directory (no {INDEX})")
-    try:
-        index = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is corrupt: {e}") from None
+    path = Path(root) / INDEX
+    index = read_json_header(root, INDEX, "a label directory", ValueError)
     version = index.get("version") if isinstance(index, dict) else index
     check_version(version, READABLE_VERSIONS, path, ValueError)
     for key in ("cameras", "image_size", "num_classes", "chunks"):
