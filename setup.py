@@ -45,7 +45,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     packages=find_packages(include=[p for t in TOP_LEVEL for p in (t, t + ".*")]),
-    package_data={"sim": ["assets/*"], "robot_rl": ["configs/*.yaml"], "tasks": ["task_files/*.yaml"]},
+    package_data={"robot_rl": ["configs/*.yaml"], "tasks": ["task_files/*.yaml"]},   # sim: the FR3 model comes from franky-sim
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

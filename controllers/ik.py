@@ -30,7 +30,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from controllers.widowx_model import ArmModel, rotation_to_quat
+from controllers.rotations import matrix_to_quat, quat_to_matrix
+from controllers.widowx_model import ArmModel
 
 
 @dataclass
@@ -67,7 +68,7 @@ class IKResult(NamedTuple):
 
 def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
     """Rotation vector (base frame) turning `current` into `target`: log(target current^T)."""
-    x, y, z, w = rotation_to_quat(target @ current.T)   # w >= 0: the short way round
+    x, y, z, w = matrix_to_quat(target @ current.T)   # w >= 0: the short way round
     s = math.sqrt(x * x + y * y + z * z)
     if s < 1e-12:
         return np.zeros(3)
@@ -80,12 +81,7 @@ def _target_rotation(quat_xyzw) -> np.ndarray:
     n = x * x + y * y + z * z + w * w
     if not n > 1e-12:
         raise ValueError(f"target quaternion has zero norm: {list(quat_xyzw)}")
-    s = 2.0 / n
-    return np.array([
-        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
-        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
-        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
-    ])
+    return quat_to_matrix(np.array((x, y, z, w)) / math.sqrt(n))
 
 
 class DLSIK:

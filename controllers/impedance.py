@@ -55,6 +55,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from controllers.rotations import slerp_scalar
+
 try:  # numpy's LAPACK gufunc without np.linalg.solve's ~10 us of Python checks (a 1 kHz loop)
     from numpy.linalg._umath_linalg import solve1 as _solve_vector
 except ImportError:  # pragma: no cover - private module moved; fall back to the public API
@@ -430,22 +432,5 @@ class CartesianImpedanceController:
         g += a * self._gains_target
         (fx, fy, fz), (cx, cy, cz) = self._pos_f, self._pos_cmd
         self._pos_f = (fx + a * (cx - fx), fy + a * (cy - fy), fz + a * (cz - fz))
-        self._quat_f = _slerp(self._quat_f, self._quat_cmd, a)
+        self._quat_f = slerp_scalar(self._quat_f, self._quat_cmd, a)
 
-
-def _slerp(q0: tuple, q1: tuple, t: float) -> tuple[float, float, float, float]:
-    """Scalar slerp (x, y, z, w), short way round; cheaper than numpy for one quaternion."""
-    ax, ay, az, aw = q0
-    bx, by, bz, bw = q1
-    dot = ax * bx + ay * by + az * bz + aw * bw
-    if dot < 0.0:
-        bx, by, bz, bw, dot = -bx, -by, -bz, -bw, -dot
-    if dot > 0.9999995:  # nearly equal (< ~0.1 deg): lerp is exact to rounding, no 0/0
-        wa, wb = 1.0 - t, t
-    else:
-        theta = math.acos(dot)
-        s = math.sin(theta)
-        wa, wb = math.sin((1.0 - t) * theta) / s, math.sin(t * theta) / s
-    x, y, z, w = wa * ax + wb * bx, wa * ay + wb * by, wa * az + wb * bz, wa * aw + wb * bw
-    norm = math.sqrt(x * x + y * y + z * z + w * w)
-    return x / norm, y / norm, z / norm, w / norm

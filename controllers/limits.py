@@ -102,6 +102,21 @@ class SafetyBox:
         return {f.name: np.array(getattr(self, f.name)) for f in fields(self) if f.name != "command_timeout"}
 
 
+def validate_target(pos, quat) -> tuple[np.ndarray, np.ndarray]:
+    """Checks an equilibrium pose a driver is about to track: shapes (3,) and (4,), finite, a
+    non-zero quaternion (returned normalised). ValueError names what is wrong."""
+    p = np.asarray(pos, dtype=np.float64)
+    q = np.asarray(quat, dtype=np.float64)
+    if p.shape != (3,) or q.shape != (4,):
+        raise ValueError(f"target needs pos (3,) and quat (4,), got {p.shape} and {q.shape}")
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
+        raise ValueError(f"target is not finite: pos {p.tolist()} quat {q.tolist()}")
+    n = float(np.linalg.norm(q))
+    if n < 1e-6:
+        raise ValueError(f"target quaternion has zero norm: {q.tolist()}")
+    return p, q / n
+
+
 def _number(name: str, raw) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise ValueError(f"{name} must be a number, got {raw!r}")

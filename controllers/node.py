@@ -31,15 +31,16 @@ controllers.impedance in its own real-time process):
     (transient-local: a driver that starts later still gets it), for drivers that take the
     config from a topic (`CartesianImpedanceController.set_config(ImpedanceConfig(**json))`).
 
-The pose helpers at the top (`pose_from_msg`, `check_pose`, ...) are the one validation of
-equilibrium poses; the twin node and the env's ROS backend use them too.
+The message helpers at the top are the one packing of the state topics (`joint_state_msg`,
+`pose_msg`, `twist_msg`, `wrench_msg`: the drivers and the twin node publish through them) and
+the one validation of equilibrium poses (`pose_from_msg`, `check_pose`: the twin node and the
+env's ROS backend use them too).
 
 rclpy is imported here only (controllers/ keeps ROS out of every other module).
 """
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, fields
@@ -47,7 +48,7 @@ from dataclasses import asdict, fields
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
@@ -55,11 +56,12 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from controllers.impedance import ImpedanceConfig
 from controllers.limits import UNIT_QUAT_TOLERANCE, SafetyBox, envelope, loosenings
-from controllers.rotations import quat_to_matrix
+from controllers.rotations import matrix_to_quat, matrix_to_rpy, quat_to_matrix, rpy_to_matrix
 
 # Reliable, keep-last: commands and states that must not silently vanish.
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -87,6 +89,39 @@ def pose_msg(pos, quat, frame_id: str, stamp: Time) -> PoseStamped:
     return msg
 
 
+def _floats(values) -> list[float]:
+    # ndarray.tolist() gives Python floats at C speed: these run at the drivers' 200 Hz.
+    return values.tolist() if isinstance(values, np.ndarray) else [float(v) for v in values]
+
+
+def joint_state_msg(names, position, velocity, effort, stamp: Time, frame_id: str = "") -> JointState:
+    msg = JointState()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.name = list(names)
+    msg.position, msg.velocity, msg.effort = _floats(position), _floats(velocity), _floats(effort)
+    return msg
+
+
+def _set_vectors(first, second, values6) -> None:
+    first.x, first.y, first.z, second.x, second.y, second.z = _floats(values6)
+
+
+def twist_msg(twist6, frame_id: str, stamp: Time) -> TwistStamped:
+    """TwistStamped of (vx, vy, vz, wx, wy, wz)."""
+    msg = TwistStamped()
+    msg.header.frame_id, msg.header.stamp = frame_id, stamp
+    _set_vectors(msg.twist.linear, msg.twist.angular, twist6)
+    return msg
+
+
+def wrench_msg(wrench6, frame_id: str, stamp: Time) -> WrenchStamped:
+    """WrenchStamped of (fx, fy, fz, tx, ty, tz)."""
+    msg = WrenchStamped()
+    msg.header.frame_id, msg.header.stamp = frame_id, stamp
+    _set_vectors(msg.wrench.force, msg.wrench.torque, wrench6)
+    return msg
+
+
 def check_pose(msg: PoseStamped, base_frame: str) -> tuple[np.ndarray, np.ndarray]:
     """(pos, unit quat xyzw) of an equilibrium pose, or ValueError saying what is wrong with it."""
     if msg.header.frame_id != base_frame:
@@ -101,36 +136,14 @@ def check_pose(msg: PoseStamped, base_frame: str) -> tuple[np.ndarray, np.ndarra
 
 
 # ---------------------------------------------------------------- safety box
-def _rpy_to_matrix(r: float, p: float, y: float) -> np.ndarray:
-    """R = Rz(yaw) Ry(pitch) Rx(roll), the ROS convention (as tasks.frames)."""
-    cr, sr, cp, sp, cy, sy = math.cos(r), math.sin(r), math.cos(p), math.sin(p), math.cos(y), math.sin(y)
-    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                     [-sp, cp * sr, cp * cr]])
-
-
-def _matrix_to_rpy(m: np.ndarray) -> np.ndarray:
-    pitch = math.asin(max(-1.0, min(1.0, -m[2, 0])))
-    return np.array([math.atan2(m[2, 1], m[2, 2]), pitch, math.atan2(m[1, 0], m[0, 0])])
-
-
-def _matrix_to_quat(m: np.ndarray) -> np.ndarray:
-    w = math.sqrt(max(0.0, 1.0 + m[0, 0] + m[1, 1] + m[2, 2])) / 2.0
-    x = math.copysign(math.sqrt(max(0.0, 1.0 + m[0, 0] - m[1, 1] - m[2, 2])) / 2.0, m[2, 1] - m[1, 2])
-    y = math.copysign(math.sqrt(max(0.0, 1.0 - m[0, 0] + m[1, 1] - m[2, 2])) / 2.0, m[0, 2] - m[2, 0])
-    z = math.copysign(math.sqrt(max(0.0, 1.0 - m[0, 0] - m[1, 1] + m[2, 2])) / 2.0, m[1, 0] - m[0, 1])
-    q = np.array([x, y, z, w])
-    return q / np.linalg.norm(q)
-
-
 def clip_to_box(pos, quat, box_low, box_high, rpy_low, rpy_high, nominal_quat):
     """Position per axis into [box_low, box_high]; orientation's rpy relative to nominal_quat
     into [rpy_low, rpy_high]. Same semantics as RobotEnv.clip_to_safety_box."""
     pos = np.clip(np.asarray(pos, dtype=float), box_low, box_high)
     nominal = quat_to_matrix(np.asarray(nominal_quat, dtype=float))
-    rpy = _matrix_to_rpy(nominal.T @ quat_to_matrix(np.asarray(quat, dtype=float)))
+    rpy = matrix_to_rpy(nominal.T @ quat_to_matrix(np.asarray(quat, dtype=float)))
     rpy = np.clip(rpy, rpy_low, rpy_high)
-    return pos, _matrix_to_quat(nominal @ _rpy_to_matrix(*rpy))
+    return pos, matrix_to_quat(nominal @ rpy_to_matrix(rpy))
 
 
 # ---------------------------------------------------------------- live limit parameters

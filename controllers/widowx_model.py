@@ -26,25 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def rotation_to_quat(m: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3, 3) -> unit quaternion (x, y, z, w), w >= 0 (Shepperd's method)."""
-    tr = m[0, 0] + m[1, 1] + m[2, 2]
-    if tr > 0.0:
-        s = math.sqrt(tr + 1.0) * 2.0
-        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2.0
-        q = (0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s)
-    elif m[1, 1] > m[2, 2]:
-        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2.0
-        q = ((m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s)
-    else:
-        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2.0
-        q = ((m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s)
-    out = np.array(q)
-    out /= math.sqrt(out @ out)
-    return -out if out[3] < 0.0 else out
+from controllers.rotations import matrix_to_quat
 
 
 @dataclass
@@ -148,7 +130,7 @@ class ArmModel:
     def fk(self, q) -> tuple[np.ndarray, np.ndarray]:
         """TCP position (3,) and orientation quaternion (x, y, z, w) in the base frame."""
         _, _, rot, pos = self._frames(self._check_q(q))
-        return pos, rotation_to_quat(rot)
+        return pos, matrix_to_quat(rot)
 
     def fk_and_jacobian(self, q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(TCP position (3,), TCP rotation (3, 3), geometric Jacobian (6, n)) in one pass."""
@@ -220,4 +202,4 @@ WIDOWX_250S = ArmModel(
 # each finger slides 0.015 .. 0.037 m from the centre (the xacro's left_finger limits).
 WIDOWX_FINGER_RANGE = (0.015, 0.037)
 
-__all__ = ["ArmModel", "WIDOWX_250S", "WIDOWX_FINGER_RANGE", "EE_TO_TCP", "rotation_to_quat"]
+__all__ = ["ArmModel", "WIDOWX_250S", "WIDOWX_FINGER_RANGE", "EE_TO_TCP"]

@@ -470,10 +470,6 @@ class DynamixelBus:
         """The joint's servo and its shadows (they fail and recover together)."""
         return [dxl_id] + [s for s, m in zip(self.config.shadow_ids, self.config.shadow_of) if m == dxl_id]
 
-    def torque_off(self) -> None:
-        for dxl_id in self.config.all_ids:
-            self._write(dxl_id, ADDR_TORQUE_ENABLE, 1, 0, "torque disable")
-
 
 __all__ = ["BusConfig", "BusState", "DynamixelBus", "PortFailedError", "decode_hardware_error", "ticks_to_rad", "rad_to_ticks",
            "HARDWARE_ERROR_BITS", "MODE_NAMES"]

@@ -27,11 +27,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from controllers.limits import validate_target
 from drivers.errors import DeviceNotFoundError
 from drivers.franka_ipc import SharedStruct, spawn_process, stop_process
 from drivers.franka_loop import (MODE_NAMES, STATE_SPEC, TARGET_SPEC, LoopSettings, loop_main)
 
-__all__ = ["FrankaArm", "FrankaState", "LoopSettings", "validate_target", "clip_to_box"]
+__all__ = ["FrankaArm", "FrankaState", "LoopSettings", "clip_to_box"]
 
 
 @dataclass
@@ -64,20 +65,6 @@ class FrankaState:
                    target_stamp=float(d["target_stamp"][0]), ticks=int(d["ticks"][0]),
                    missed=int(d["missed"][0]), rejected=int(d["rejected"][0]), period=float(d["period"][0]),
                    compute=float(d["compute"][0]), version=int(d["version"]))
-
-
-def validate_target(pos, quat) -> tuple[np.ndarray, np.ndarray]:
-    """Checks an equilibrium pose: finite, shapes (3,) and (4,), non-zero quaternion (normalised)."""
-    p = np.asarray(pos, dtype=np.float64)
-    q = np.asarray(quat, dtype=np.float64)
-    if p.shape != (3,) or q.shape != (4,):
-        raise ValueError(f"target needs pos (3,) and quat (4,), got {p.shape} and {q.shape}")
-    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
-        raise ValueError(f"target is not finite: pos {p.tolist()} quat {q.tolist()}")
-    n = float(np.linalg.norm(q))
-    if n < 1e-6:
-        raise ValueError(f"target quaternion has zero norm: {q.tolist()}")
-    return p, q / n
 
 
 def clip_to_box(pos: np.ndarray, lo, hi) -> tuple[np.ndarray, bool]:

@@ -25,9 +25,10 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
 from controllers.impedance import ImpedanceConfig
-from controllers.limits import loosenings
-from controllers.node import declare_allow_loosening, declare_reset_envelope
-from drivers.franka import FrankaArm, LoopSettings, validate_target
+from controllers.limits import loosenings, validate_target
+from controllers.node import (declare_allow_loosening, declare_reset_envelope, joint_state_msg, pose_msg,
+                              twist_msg, wrench_msg)
+from drivers.franka import FrankaArm, LoopSettings
 from drivers.franka_hand import FrankaHand, HandSettings
 from drivers.franka_loop import (DEFAULT_FORCE_THRESHOLDS, DEFAULT_TORQUE_THRESHOLDS, FRANKA_HOME_Q)
 from drivers.ros_common import declare, run_node
@@ -241,39 +242,16 @@ class FrankaNode(Node):
     def _publish_once(self) -> None:
         s = self.arm.state()
         stamp = self.get_clock().now().to_msg()
-        js = JointState()
-        js.header.stamp = stamp
-        js.name = self.joint_names
-        js.position = s.q.tolist()
-        js.velocity = s.dq.tolist()
-        js.effort = s.tau.tolist()
-        self.pub_joints.publish(js)
-        pose = PoseStamped()
-        pose.header.stamp, pose.header.frame_id = stamp, self.frame_id
-        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = s.pos.tolist()
-        o = pose.pose.orientation
-        o.x, o.y, o.z, o.w = s.quat.tolist()
-        self.pub_pose.publish(pose)
-        tw = TwistStamped()
-        tw.header = pose.header
-        tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z = s.twist[:3].tolist()
-        tw.twist.angular.x, tw.twist.angular.y, tw.twist.angular.z = s.twist[3:].tolist()
-        self.pub_twist.publish(tw)
-        wr = WrenchStamped()
-        wr.header = pose.header
-        wr.wrench.force.x, wr.wrench.force.y, wr.wrench.force.z = s.wrench[:3].tolist()
-        wr.wrench.torque.x, wr.wrench.torque.y, wr.wrench.torque.z = s.wrench[3:].tolist()
-        self.pub_wrench.publish(wr)
+        self.pub_joints.publish(joint_state_msg(self.joint_names, s.q, s.dq, s.tau, stamp))
+        self.pub_pose.publish(pose_msg(s.pos, s.quat, self.frame_id, stamp))
+        self.pub_twist.publish(twist_msg(s.twist, self.frame_id, stamp))
+        self.pub_wrench.publish(wrench_msg(s.wrench, self.frame_id, stamp))
         if self.hand is not None:
             h = self.hand.state()
-            g = JointState()
-            g.header.stamp = stamp
-            g.name = [self.finger_name]
             max_w = h["max_width"] if h["max_width"] > 0 else self.hand.max_width
-            g.position = [min(max(1.0 - h["width"] / max_w, 0.0), 1.0)]  # 0 open .. 1 closed
-            g.velocity = [0.0]
-            g.effort = [self.hand.settings.force if h["grasped"] > 0.5 else 0.0]
-            self.pub_gripper.publish(g)
+            closed = min(max(1.0 - h["width"] / max_w, 0.0), 1.0)  # 0 open .. 1 closed
+            effort = self.hand.settings.force if h["grasped"] > 0.5 else 0.0
+            self.pub_gripper.publish(joint_state_msg([self.finger_name], [closed], [0.0], [effort], stamp))
 
     def close(self) -> None:
         stop = getattr(self, "_stop", None)

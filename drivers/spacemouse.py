@@ -27,20 +27,6 @@ import numpy as np
 from drivers.errors import DeviceLostError, DeviceNotFoundError
 
 VENDOR_IDS = (0x046D, 0x256F)  # Logitech-made 3Dconnexion devices, then 3Dconnexion's own id
-PRODUCTS = {
-    0xC626: "SpaceNavigator",
-    0xC627: "SpaceExplorer",
-    0xC628: "SpaceNavigator for Notebooks",
-    0xC629: "SpacePilot Pro",
-    0xC62B: "SpaceMouse Pro",
-    0xC62E: "SpaceMouse Wireless (cabled)",
-    0xC62F: "SpaceMouse Wireless (receiver)",
-    0xC631: "SpaceMouse Pro Wireless (cabled)",
-    0xC632: "SpaceMouse Pro Wireless (receiver)",
-    0xC633: "SpaceMouse Enterprise",
-    0xC635: "SpaceMouse Compact",
-    0xC652: "Universal Receiver",
-}
 AXES = ("x", "y", "z", "roll", "pitch", "yaw")
 FULL_SCALE = 350.0  # counts at full deflection (pyspacemouse uses the same figure)
 SERL_AXIS_MAP = ("-y", "x", "z", "-roll", "-pitch", "-yaw")

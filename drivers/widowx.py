@@ -36,11 +36,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from controllers.ik import DLSIK, IKConfig
-from controllers.widowx_model import WIDOWX_250S, ArmModel, rotation_to_quat
+from controllers.limits import validate_target
+from controllers.rotations import matrix_to_quat
+from controllers.widowx_model import WIDOWX_250S, ArmModel
 from drivers.dynamixel_bus import BusConfig, BusState, DynamixelBus, PortFailedError, decode_hardware_error
 from drivers.errors import DeviceLostError, DeviceNotFoundError
-
-MODES = ("hold", "track", "reset", "fault", "lost")
 
 
 @dataclass
@@ -110,20 +110,6 @@ class WidowXState:
     gripper_effort: float = float("nan")     # A, or load fraction (XL430)
     faults: dict = field(default_factory=dict)   # servo id -> error bits
     cycles: int = 0
-
-
-def validate_target(pos, quat) -> tuple[np.ndarray, np.ndarray]:
-    """An equilibrium pose: shapes (3,), (4,), finite, non-zero quaternion (normalised)."""
-    p = np.asarray(pos, dtype=float)
-    q = np.asarray(quat, dtype=float)
-    if p.shape != (3,) or q.shape != (4,):
-        raise ValueError(f"target needs pos (3,) and quat (4,), got {p.shape} and {q.shape}")
-    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
-        raise ValueError(f"target is not finite: pos {p.tolist()} quat {q.tolist()}")
-    n = float(np.linalg.norm(q))
-    if n < 1e-6:
-        raise ValueError(f"target quaternion has zero norm: {q.tolist()}")
-    return p, q / n
 
 
 def min_jerk(tau: float) -> float:
@@ -401,7 +387,7 @@ class WidowXArm:
         pos, rot, jac = self.model.fk_and_jacobian(q)
         s = self._state
         s.stamp, s.mode, s.q, s.dq, s.current = st.stamp, self._mode, q, dq, st.current[:n].copy()
-        s.pos, s.quat, s.twist = pos, rotation_to_quat(rot), jac @ dq
+        s.pos, s.quat, s.twist = pos, matrix_to_quat(rot), jac @ dq
         if self.config.bus.gripper_id >= 0:
             span = self.config.gripper_closed - self.config.gripper_open
             s.gripper = float(np.clip((st.position[-1] - self.config.gripper_open) / span, 0.0, 1.0))

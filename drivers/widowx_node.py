@@ -30,10 +30,10 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
 from controllers.ik import IKConfig
+from controllers.node import declare_allow_loosening, joint_state_msg, pose_msg, twist_msg
 from controllers.widowx_model import WIDOWX_250S
 from drivers.dynamixel_bus import MODE_NAMES, BusConfig
 from drivers.errors import DeviceNotFoundError
-from controllers.node import declare_allow_loosening
 from drivers.ros_common import declare, run_node
 from drivers.widowx import WidowXArm, WidowXConfig, WidowXState
 
@@ -209,28 +209,12 @@ class WidowXNode(Node):
 
     def _publish_state(self, s: WidowXState) -> None:
         stamp = self.get_clock().now().to_msg()
-        js = JointState()
-        js.header.stamp, js.header.frame_id = stamp, self.frame_id
-        js.name = self.joint_names
-        js.position, js.velocity, js.effort = s.q.tolist(), s.dq.tolist(), s.current.tolist()
-        self.pub_joints.publish(js)
-        pose = PoseStamped()
-        pose.header = js.header
-        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = s.pos.tolist()
-        o = pose.pose.orientation
-        o.x, o.y, o.z, o.w = s.quat.tolist()
-        self.pub_pose.publish(pose)
-        tw = TwistStamped()
-        tw.header = js.header
-        tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z = s.twist[:3].tolist()
-        tw.twist.angular.x, tw.twist.angular.y, tw.twist.angular.z = s.twist[3:].tolist()
-        self.pub_twist.publish(tw)
+        self.pub_joints.publish(joint_state_msg(self.joint_names, s.q, s.dq, s.current, stamp, self.frame_id))
+        self.pub_pose.publish(pose_msg(s.pos, s.quat, self.frame_id, stamp))
+        self.pub_twist.publish(twist_msg(s.twist, self.frame_id, stamp))
         if np.isfinite(s.gripper):
-            g = JointState()
-            g.header.stamp = stamp
-            g.name = [self.gripper_name]
-            g.position, g.velocity, g.effort = [s.gripper], [s.gripper_velocity], [s.gripper_effort]
-            self.pub_gripper.publish(g)
+            self.pub_gripper.publish(joint_state_msg([self.gripper_name], [s.gripper], [s.gripper_velocity],
+                                                     [s.gripper_effort], stamp))
 
     def close(self) -> None:
         """Stops the control loop; the servos keep holding their last goal (torque stays on)."""

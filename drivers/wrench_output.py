@@ -17,6 +17,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from controllers.node import wrench_msg
 from drivers.ft import LimitEvent, WrenchProcessor
 from drivers.ros_common import log, stamp
 
@@ -39,11 +40,7 @@ class WrenchOutput:
             self.rejected += 1
             self.report("error", f"wrench sample rejected: {e}")
             return None
-        msg = WrenchStamped()
-        msg.header.stamp, msg.header.frame_id = stamp(t), self.frame_id
-        f, tq = msg.wrench.force, msg.wrench.torque
-        f.x, f.y, f.z, tq.x, tq.y, tq.z = (float(v) for v in w)
-        self.wrench_pub.publish(msg)
+        self.wrench_pub.publish(wrench_msg(w, self.frame_id, stamp(t)))
         if event is not None:
             self._limit(event)
         return w

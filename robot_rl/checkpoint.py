@@ -35,6 +35,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_bytes
 
 from robot_rl import atomic_io
+from robot_rl.file_format import check_version
 
 log = logging.getLogger("robot_rl.checkpoint")
 
@@ -222,9 +223,7 @@ def load_state(path: str | Path) -> tuple[Any, dict[str, Any]]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{json_path}: not a {FORMAT} file")
     version = doc.get("format_version")
-    if isinstance(version, bool) or version not in READABLE_VERSIONS:
-        raise CheckpointError(f"{json_path}: format version {version!r}, "
-                              f"this code reads versions {READABLE_VERSIONS}")
+    check_version(version, READABLE_VERSIONS, json_path, CheckpointError)
     missing = [k for k in ("tensors_sha256", "state") if k not in doc]
     if missing:
         raise CheckpointError(f"{json_path}: lacks {missing}")

@@ -1,4 +1,5 @@
-"""MuJoCo twin of the FR3: scenes built in code (sim.scene), the in-process twin robot (sim.twin).
+"""The MuJoCo twins: scenes built in code (sim.scene, sim.widowx), one arm twin base
+(sim.arm_twin) with the FR3 (sim.twin) and the WX250s (sim.widowx), and the twin node.
 
 Offscreen rendering needs a GL backend chosen before mujoco is imported: MUJOCO_GL defaults to
 "egl" here (Mesa renders on the CPU when there is no GPU); "osmesa" is the fallback.

@@ -16,7 +16,7 @@ Differences from franky-sim's fr3.xml, and why:
 from __future__ import annotations
 
 import importlib.resources
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -94,6 +94,13 @@ def franky_fr3_xml() -> str:
 def _meshdir() -> str:
     # fr3.xml says meshdir="assets", but its meshes live in assets/meshes next to the file.
     return str(importlib.resources.files("franky_sim") / "assets" / "meshes")
+
+
+def check_cameras(names) -> None:
+    """Every twin has the same two cameras; a scene asking for another is a config error."""
+    unknown = set(names) - set(CAMERAS)
+    if unknown:
+        raise ValueError(f"unknown cameras {sorted(unknown)}; the twin has {CAMERAS}")
 
 
 def look_at_quat(pos, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
@@ -178,19 +185,17 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
     del tcp
 
     if cfg.objects == "cube":
-        _add_cube(spec, cfg)
+        add_cube(spec, cfg)
     elif cfg.objects == "peg_hole":
         _add_peg(hand, cfg)
         _add_hole(spec, cfg)
     for p in cfg.primitives:
-        _add_primitive(spec, p, cfg.table_height)
+        add_primitive(spec, p, cfg.table_height)
     for i, (pos, half) in enumerate(cfg.fixed_boxes):
         world.add_geom(name=f"fixed_box{i}", type=mujoco.mjtGeom.mjGEOM_BOX, size=list(half),
                        pos=list(pos), rgba=[0.4, 0.4, 0.8, 1], group=0)
 
-    unknown = set(cfg.cameras) - set(CAMERAS)
-    if unknown:
-        raise ValueError(f"unknown cameras {sorted(unknown)}; the twin has {CAMERAS}")
+    check_cameras(cfg.cameras)
     # Both cameras always exist (free unless rendered); cfg.cameras says which go in the state.
     # Wrist: on the hand, behind the fingers, looking at the space between the fingertips
     # (like the RealSense on SERL's Franka hand mount).
@@ -202,7 +207,7 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
     return spec
 
 
-def _add_cube(spec: mujoco.MjSpec, cfg: SceneConfig) -> None:
+def add_cube(spec: mujoco.MjSpec, cfg: SceneConfig) -> None:
     h = cfg.cube_half_size
     cube = spec.worldbody.add_body(name="cube", pos=[0.5, 0.0, cfg.table_height + h])
     cube.add_freejoint(name="cube_free")
@@ -211,7 +216,7 @@ def _add_cube(spec: mujoco.MjSpec, cfg: SceneConfig) -> None:
                   friction=[1.0, 0.01, 0.001], group=0)
 
 
-def _add_primitive(spec: mujoco.MjSpec, p: Primitive, table_height: float) -> None:
+def add_primitive(spec: mujoco.MjSpec, p: Primitive, table_height: float) -> None:
     shape = {"box": mujoco.mjtGeom.mjGEOM_BOX, "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
              "sphere": mujoco.mjtGeom.mjGEOM_SPHERE}[p.shape]
     body = spec.worldbody.add_body(name=p.name, pos=[p.pos[0], p.pos[1], table_height + p.pos[2]])

@@ -58,7 +58,7 @@ from controllers.impedance import ImpedanceConfig
 from controllers.limits import loosenings
 from controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_allow_loosening,
                               declare_impedance_parameters, declare_reset_envelope,
-                              impedance_from_parameters, pose_msg,
+                              impedance_from_parameters, joint_state_msg, pose_msg, twist_msg, wrench_msg,
                               log_descriptor_refusals, refuse_change, spin_main)
 from sim.scene import ARM_JOINTS
 
@@ -166,8 +166,7 @@ class TwinNode(Node):
                         continue
                     held = self._watchdog(state)
                     truth = self.twin.task_state()
-                    torque = (self.twin.joint_efforts() if hasattr(self.twin, "joint_efforts")
-                              else self.twin.data.ctrl[:7].copy())
+                    torque = self.twin.joint_efforts()
                     images = {c: self.twin.render(c, self.image_size) for c in self.cameras} if render else {}
                 if held:
                     self.get_logger().warn(f"no equilibrium_pose for {self.watchdog_timeout} s: "
@@ -209,26 +208,12 @@ class TwinNode(Node):
         return True
 
     def _publish_state(self, state, truth: dict, torque: np.ndarray, stamp) -> None:
-        js = JointState()
-        js.header.stamp, js.header.frame_id = stamp, self.base_frame
-        js.name = list(self.joint_names)
-        js.position, js.velocity, js.effort = state.q.tolist(), state.dq.tolist(), torque.tolist()
-        self.joint_pub.publish(js)
-        self.pose_pub.publish(pose_msg(state.tcp_pos, state.tcp_quat, self.base_frame, stamp))
-        tw = TwistStamped()
-        tw.header.stamp, tw.header.frame_id = stamp, self.base_frame
-        _set_xyz(tw.twist.linear, state.tcp_vel[:3])
-        _set_xyz(tw.twist.angular, state.tcp_vel[3:])
-        self.twist_pub.publish(tw)
-        wr = WrenchStamped()
-        wr.header.stamp, wr.header.frame_id = stamp, self.base_frame
-        _set_xyz(wr.wrench.force, state.tcp_force)
-        _set_xyz(wr.wrench.torque, state.tcp_torque)
-        self.wrench_pub.publish(wr)
-        gs = JointState()
-        gs.header.stamp = stamp
-        gs.name, gs.position = ["gripper"], [float(state.gripper)]
-        self.gripper_pub.publish(gs)
+        frame = self.base_frame
+        self.joint_pub.publish(joint_state_msg(self.joint_names, state.q, state.dq, torque, stamp, frame))
+        self.pose_pub.publish(pose_msg(state.tcp_pos, state.tcp_quat, frame, stamp))
+        self.twist_pub.publish(twist_msg(state.tcp_vel, frame, stamp))
+        self.wrench_pub.publish(wrench_msg(np.concatenate([state.tcp_force, state.tcp_torque]), frame, stamp))
+        self.gripper_pub.publish(joint_state_msg(["gripper"], [state.gripper], [], [], stamp))
         ts = JointState()
         ts.header.stamp, ts.header.frame_id = stamp, self.base_frame
         for key, value in truth.items():
@@ -349,10 +334,6 @@ class TwinNode(Node):
     def destroy_node(self):
         self.close()
         return super().destroy_node()
-
-
-def _set_xyz(vec, values) -> None:
-    vec.x, vec.y, vec.z = (float(v) for v in values)
 
 
 def main(args: list[str] | None = None) -> int:

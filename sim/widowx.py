@@ -1,5 +1,5 @@
 """MuJoCo twin of the WidowX 250 6-DoF (wx250s): scene composed in code, and the in-process
-robot implementing `tasks.robot.RobotInterface` (the same API as sim.twin.TwinRobot).
+robot implementing `robot_rl.robot.RobotInterface` (the same API as sim.twin.TwinRobot).
 
 Scene: the link offsets, joint axes, limits and inertials of the published wx250s description
 (controllers.widowx_model: the same numbers the IK uses, so the twin's FK is the model's FK);
@@ -26,18 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from controllers.ik import DLSIK, IKConfig
 from controllers.widowx_model import EE_TO_TCP, WIDOWX_250S, WIDOWX_FINGER_RANGE
-from sim import mujoco_import
-from sim.scene import CAMERAS, Primitive, SceneConfig, _add_cube, _add_primitive, look_at_quat
-from sim.twin import Renderers, _has_body, wxyz_to_xyzw, xyzw_to_wxyz
-from tasks.robot import RobotState
-
-mujoco = mujoco_import()
+from sim.arm_twin import ArmTwin, mujoco
+from sim.scene import Primitive, SceneConfig, add_cube, add_primitive, check_cameras, look_at_quat
 # MuJoCo >= 4.0 has the servo's own PID actuator; 3.x gets the stand-in in the docstring.
 HAS_PID_ACTUATOR = hasattr(mujoco.MjsActuator, "set_to_pid")
 
@@ -193,17 +189,15 @@ def build_spec(cfg: WidowXSceneConfig) -> "mujoco.MjSpec":
     spec.add_exclude(bodyname1="base_link", bodyname2="shoulder_link")
 
     if cfg.objects == "cube":
-        _add_cube(spec, SceneConfig(cube_half_size=cfg.cube_half_size, cube_mass=cfg.cube_mass,
+        add_cube(spec, SceneConfig(cube_half_size=cfg.cube_half_size, cube_mass=cfg.cube_mass,
                                     table_height=cfg.table_height))
         spec.body("cube").pos = [0.3, 0.0, cfg.table_height + cfg.cube_half_size]
     elif cfg.objects != "none":
         raise ValueError(f"the WidowX twin has no {cfg.objects!r} objects (it has: none, cube)")
     for p in cfg.primitives:
-        _add_primitive(spec, p, cfg.table_height)
+        add_primitive(spec, p, cfg.table_height)
 
-    unknown = set(cfg.cameras) - set(CAMERAS)
-    if unknown:
-        raise ValueError(f"unknown cameras {sorted(unknown)}; the twin has {CAMERAS}")
+    check_cameras(cfg.cameras)
     # Wrist: above the palm, looking along the approach axis at the space between the fingers.
     pos = [0.0, 0.0, 0.06]
     gripper.add_camera(name="wrist", pos=pos, fovy=75.0,
@@ -274,132 +268,41 @@ class PoseTarget:
                          "gains to set")
 
 
-class WidowXTwin:
-    """MuJoCo WidowX twin implementing tasks.robot.RobotInterface: equilibrium pose -> DLS IK
-    (ik_hz) -> joint goals -> servo PIDs (physics rate)."""
+class WidowXTwin(ArmTwin):
+    """The WidowX twin: equilibrium pose -> DLS IK (ik_hz) -> joint goals -> servo PIDs (physics rate)."""
 
     arm_joints = ARM_JOINTS
 
     def __init__(self, config: WidowXTwinConfig | None = None):
-        self.config = config = config or WidowXTwinConfig()
-        self.control_hz = float(config.control_hz)
+        config = config or WidowXTwinConfig()
         if config.ik_hz < config.control_hz:
             raise ValueError("ik_hz must be >= control_hz")
-        self.model = build_model(config.scene)
-        self.data = mujoco.MjData(self.model)
+        model = build_model(config.scene)
+        # ctrl addresses: a MuJoCo 4 pid actuator takes two controls (position goal, velocity
+        # reference); the goal is the first. MuJoCo 3.x: one control per actuator, at its id.
+        ctrladr = getattr(model, "actuator_ctrladr", np.arange(model.nu))
+        super().__init__(config, model, ARM_JOINTS, FINGER_JOINTS,
+                         hand_bodies=("gripper_link", "left_finger_link", "right_finger_link"),
+                         grip_ctrl=int(ctrladr[model.actuator("gripper").id]))
         m = self.model
         self.physics_per_ik = max(1, int(round(1.0 / (config.ik_hz * m.opt.timestep))))
         self.ik_per_step = max(1, int(round(config.ik_hz / self.control_hz)))
         # Physics steps per wait_step (the twin node changes it to its publishing chunk).
         self.n_substeps = self.ik_per_step * self.physics_per_ik
         self._ik_dt = self.physics_per_ik * m.opt.timestep
-        qadr = [m.joint(j).qposadr[0] for j in ARM_JOINTS]
-        if qadr != list(range(6)) or [m.joint(j).dofadr[0] for j in ARM_JOINTS] != list(range(6)):
-            raise AssertionError("the arm joints must come first in qpos/qvel")
-        self._finger_qadr = [m.joint(j).qposadr[0] for j in FINGER_JOINTS]
-        self._tcp = m.site("tcp").id
-        # ctrl addresses: a MuJoCo 4 pid actuator takes two controls (position goal, velocity
-        # reference); the goal is the first. MuJoCo 3.x: one control per actuator, at its id.
-        ctrladr = getattr(m, "actuator_ctrladr", np.arange(m.nu))
         self._arm_ctrl = [int(ctrladr[m.actuator(j).id]) for j in ARM_JOINTS]
-        self._grip_ctrl = int(ctrladr[m.actuator("gripper").id])
         self._arm_act = [int(m.actuator_actadr[m.actuator(j).id]) for j in ARM_JOINTS]
         self._arm_ki = np.array([m.actuator_gainprm[m.actuator(j).id, 0] for j in ARM_JOINTS])
-        self._hand_bodies = [m.body(n).id for n in ("gripper_link", "left_finger_link",
-                                                     "right_finger_link")]
         self.ik = DLSIK(WIDOWX_250S, config.ik)
         self.controller = PoseTarget(config.default_tcp_pos, config.default_tcp_quat)
         self._q_goal = WIDOWX_250S.postures["ready"].copy()
         self._since_ik = 0          # physics steps since the last IK update
-        self._gripper_cmd = 0.0
-        self._vel6 = np.zeros(6)
-        self._renderers = Renderers(self.model)
-        if config.scene.cameras:
-            self._renderers.render(self.data, config.scene.cameras[0], config.scene.image_size)
 
-    # ---- RobotInterface ------------------------------------------------------------------
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> RobotState:
-        """Arm at the requested TCP pose (IK from the 'ready' posture), objects placed, physics
-        settled. Options as sim.twin.TwinRobot.reset: tcp_pos, tcp_quat, gripper, cube_pos,
-        cube_quat. Deterministic for the same options."""
-        del seed
-        opts = dict(options or {})
-        m, d = self.model, self.data
-        tcp_pos = np.asarray(opts.get("tcp_pos", self.config.default_tcp_pos), dtype=float)
-        tcp_quat = np.asarray(opts.get("tcp_quat", self.config.default_tcp_quat), dtype=float)
-        q = self.solve_ik(tcp_pos, tcp_quat)
-        mujoco.mj_resetData(m, d)
-        d.qpos[:6] = q
-        self._q_goal = q.copy()
-        self._since_ik = 0
-        d.ctrl[self._arm_ctrl] = q
-        self._gripper_cmd = float(np.clip(opts.get("gripper", 0.0), 0.0, 1.0))
-        finger = self._finger_goal(self._gripper_cmd)
-        d.qpos[self._finger_qadr] = finger
-        d.ctrl[self._grip_ctrl] = finger
-        if _has_body(m, "cube"):
-            joint = m.body("cube").jntadr[0]
-            adr = m.jnt_qposadr[joint]
-            if opts.get("cube_pos") is not None:
-                d.qpos[adr:adr + 3] = np.asarray(opts["cube_pos"], dtype=float)
-            if opts.get("cube_quat") is not None:
-                d.qpos[adr + 3:adr + 7] = xyzw_to_wxyz(np.asarray(opts["cube_quat"], dtype=float))
-        for p in self.config.scene.primitives:      # a task file's free objects, where the task put them
-            if p.free:
-                adr = m.jnt_qposadr[m.body(p.name).jntadr[0]]
-                if opts.get(f"{p.name}_pos") is not None:
-                    d.qpos[adr:adr + 3] = np.asarray(opts[f"{p.name}_pos"], dtype=float)
-                if opts.get(f"{p.name}_quat") is not None:
-                    d.qpos[adr + 3:adr + 7] = xyzw_to_wxyz(np.asarray(opts[f"{p.name}_quat"], dtype=float))
-        self.controller.set_target(tcp_pos, tcp_quat)
-        mujoco.mj_forward(m, d)
-        # Start the servos' integrators where a settled servo holds them: at the gravity torque
-        # (so the arm does not sag first and climb back during the settle time).
-        if HAS_PID_ACTUATOR:
-            d.act[self._arm_act] = d.qfrc_bias[:6] / self._arm_ki
-        self._run_physics(int(round(self.config.settle_s / m.opt.timestep)))
-        return self._state()
-
-    def command(self, pos: np.ndarray, quat: np.ndarray, gripper: float) -> None:
-        if not math.isfinite(gripper):
-            raise ValueError(f"non-finite gripper command {gripper}")
-        self.controller.set_target(pos, quat)   # raises on a bad pose, keeping the last one
-        self._gripper_cmd = float(np.clip(gripper, 0.0, 1.0))
-        self.data.ctrl[self._grip_ctrl] = self._finger_goal(self._gripper_cmd)
-
-    def wait_step(self) -> RobotState:
-        self._run_physics(self.n_substeps)
-        return self._state()
-
-    def recover(self) -> None:
-        """Holds where it is: the goal and the target become the measured posture and pose."""
-        d = self.data
-        mujoco.mj_forward(self.model, d)
-        self._q_goal = d.qpos[:6].copy()
-        d.ctrl[self._arm_ctrl] = self._q_goal
-        self.controller.set_target(d.site_xpos[self._tcp].copy(), self._site_quat_xyzw())
-
-    def task_state(self) -> dict[str, np.ndarray]:
-        m, d = self.model, self.data
-        names = (["cube"] if _has_body(m, "cube") else []) + [p.name for p in self.config.scene.primitives]
-        out: dict[str, np.ndarray] = {}
-        for name in names:
-            b = m.body(name).id
-            out[f"{name}_pos"] = d.xpos[b].copy()
-            out[f"{name}_quat"] = wxyz_to_xyzw(d.xquat[b])
-        return out
-
-    def render(self, camera: str = "front", size: int | None = None) -> np.ndarray:
-        return self._renderers.render(self.data, camera, size or self.config.scene.image_size)
-
-    def close(self) -> None:
-        self._renderers.close()
-
-    # ---- IK and physics -------------------------------------------------------------------
     @property
     def q_goal(self) -> np.ndarray:
         return self._q_goal.copy()
 
+    # ---- the WidowX's part of ArmTwin -------------------------------------------------------
     def joint_efforts(self) -> np.ndarray:
         """The servos' torques now (Nm): what joint_states.effort carries."""
         return self.data.actuator_force[:6].copy()
@@ -413,9 +316,37 @@ class WidowXTwin:
                              f"{result.orientation_error:.3f} rad)")
         return result.q
 
-    def _finger_goal(self, gripper: float) -> float:
+    def _set_arm_goal(self, q: np.ndarray) -> None:
+        self._q_goal = q.copy()
+        self._since_ik = 0
+        self.data.ctrl[self._arm_ctrl] = q
+
+    def _start_control(self, tcp_pos, tcp_quat) -> None:
+        self.controller.set_target(tcp_pos, tcp_quat)
+        # Start the servos' integrators where a settled servo holds them: at the gravity torque
+        # (so the arm does not sag first and climb back during the settle time).
+        if HAS_PID_ACTUATOR:
+            self.data.act[self._arm_act] = self.data.qfrc_bias[:6] / self._arm_ki
+
+    def _hold_here(self) -> None:
+        """The goal and the target become the measured posture and pose."""
+        d = self.data
+        self._q_goal = d.qpos[:6].copy()
+        d.ctrl[self._arm_ctrl] = self._q_goal
+        self.controller.set_target(d.site_xpos[self._tcp].copy(), self._site_quat_xyzw())
+
+    def _finger_position(self, gripper: float) -> float:
         lo, hi = WIDOWX_FINGER_RANGE
         return hi - gripper * (hi - lo)
+
+    _gripper_ctrl = _finger_position   # the finger servo's goal is the finger position
+
+    def _gripper_from_fingers(self, finger: float) -> float:
+        lo, hi = WIDOWX_FINGER_RANGE
+        return (hi - finger) / (hi - lo)
+
+    def _primitives(self) -> tuple:
+        return self.config.scene.primitives
 
     def _run_physics(self, n_steps: int) -> None:
         """n_steps physics steps, with an IK update every physics_per_ik steps. The count runs on
@@ -430,47 +361,6 @@ class WidowXTwin:
             mujoco.mj_step(m, d)
             self._since_ik = (self._since_ik + 1) % self.physics_per_ik
         mujoco.mj_forward(m, d)
-
-    def _site_quat_xyzw(self) -> np.ndarray:
-        q = np.zeros(4)
-        mujoco.mju_mat2Quat(q, self.data.site_xmat[self._tcp])
-        return wxyz_to_xyzw(q)
-
-    # ---- observation ------------------------------------------------------------------------
-    def _state(self) -> RobotState:
-        m, d = self.model, self.data
-        mujoco.mj_objectVelocity(m, d, mujoco.mjtObj.mjOBJ_SITE, self._tcp, self._vel6, 0)
-        force, torque = self._tcp_wrench()
-        lo, hi = WIDOWX_FINGER_RANGE
-        finger = float(np.mean(d.qpos[self._finger_qadr]))
-        size = self.config.scene.image_size
-        images = {cam: self._renderers.render(d, cam, size) for cam in self.config.scene.cameras}
-        return RobotState(
-            tcp_pos=d.site_xpos[self._tcp].copy(),
-            tcp_quat=self._site_quat_xyzw(),
-            tcp_vel=np.concatenate([self._vel6[3:], self._vel6[:3]]),
-            tcp_force=force,
-            tcp_torque=torque,
-            gripper=float(np.clip((hi - finger) / (hi - lo), 0.0, 1.0)),
-            q=d.qpos[:6].copy(),
-            dq=d.qvel[:6].copy(),
-            images=images,
-            stamp=float(d.time),
-        )
-
-    def _tcp_wrench(self) -> tuple[np.ndarray, np.ndarray]:
-        """External wrench on the gripper (contacts on palm and fingers), base frame, torque
-        about the TCP. The WidowX has no F/T sensor: this is the twin's ground truth."""
-        m, d = self.model, self.data
-        mujoco.mj_rnePostConstraint(m, d)
-        force, torque = np.zeros(3), np.zeros(3)
-        tcp = d.site_xpos[self._tcp]
-        for b in self._hand_bodies:
-            f = d.cfrc_ext[b, 3:]
-            origin = d.subtree_com[m.body_rootid[b]]
-            force += f
-            torque += d.cfrc_ext[b, :3] + np.cross(origin - tcp, f)
-        return force, torque
 
 
 __all__ = ["WidowXTwin", "PoseTarget", "WidowXTwinConfig", "WidowXSceneConfig", "ServoConfig", "build_model",

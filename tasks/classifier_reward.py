@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from tasks.robot import RobotState
+from robot_rl.robot import RobotState
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _FIELDS: dict[str, Callable[[RobotState], float]] = {

@@ -46,8 +46,9 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from tasks.frames import exp_so3, matrix_to_quat, matrix_to_rpy, quat_to_rot, rpy_to_matrix
-from tasks.robot import RobotInterface, RobotState
+from controllers.rotations import exp_so3, matrix_to_quat, matrix_to_rpy, rpy_to_matrix
+from controllers.rotations import quat_to_matrix as quat_to_rot
+from robot_rl.robot import RobotInterface, RobotState
 from tasks.spec import TaskSpec
 
 

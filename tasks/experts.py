@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
-from controllers.rotations import quat_to_axis_angle
+from controllers.rotations import matrix_to_quat, quat_to_axis_angle, rpy_to_matrix
+from controllers.rotations import quat_to_matrix as quat_to_rot
 from tasks.env import RobotEnv
-from tasks.frames import matrix_to_quat, quat_to_rot, rpy_to_matrix
 from tasks.pick_cube import heading
 
 

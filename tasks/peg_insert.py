@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from tasks.robot import RobotState
+from robot_rl.robot import RobotState
 from tasks.spec import TaskSpec
 
 

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tasks.frames import quat_to_rot
-from tasks.robot import RobotState
+from controllers.rotations import quat_to_matrix as quat_to_rot
+from robot_rl.robot import RobotState
 from tasks.spec import TaskSpec
 
 

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 STATE_TOPICS = ("joint_states", "ee_pose", "ee_twist", "wrench", "gripper/state")
-TELEOP_TOPICS = ("/spacemouse/twist", "/spacemouse/joy")
 
 
 class SetupError(RuntimeError):
@@ -129,7 +128,8 @@ def read_pose(namespace: str = "/franka", track_s: float = 0.0, margin: float = 
     from sensor_msgs.msg import JointState
 
     from controllers.node import pose_from_msg
-    from tasks.frames import matrix_to_rpy, quat_to_rot
+    from controllers.rotations import matrix_to_rpy
+    from controllers.rotations import quat_to_matrix as quat_to_rot
 
     with LiveGraph("robot_rl_pose") as graph:
         joints = graph.meter(JointState, _topic(namespace, "joint_states"))

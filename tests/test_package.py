@@ -59,3 +59,140 @@ def test_controllers_import_rclpy_only_in_their_node_module():
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "controllers").rglob("*.py")
                  if "rclpy" in _imports(p) and not p.name.endswith("node.py")]
     assert not offenders, offenders
+
+
+# ---------------------------------------------------------------- layering (docs/architecture.md)
+# Bottom up. A module may import its own layer and the layers below it, never one above.
+CORE, SIM, ENV, ROS, APPS = range(5)
+LAYER_NAMES = ("core (robot contract, rotations, control law, learning)", "sim", "env", "ros", "apps")
+# The ROS client libraries are the ROS layer: importing one puts a module there.
+ROS_PACKAGES = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "std_srvs", "builtin_interfaces",
+                "rcl_interfaces", "launch", "launch_ros", "ament_index_python"}
+# Per-file layers where a folder holds more than one role; the rest take their folder's layer.
+FILE_LAYERS = {
+    "controllers/node.py": ROS,
+    "sim/twin_node.py": ROS,
+    **{f"tasks/{name}.py": ROS for name in ("ros_backend", "node_thread", "ros_teleop", "rl_graph",
+                                            "actor_node", "learner_node", "distributed", "bringup", "rig")},
+    **{f"tasks/{name}.py": APPS for name in ("deploy", "record_demos", "record_labels", "setup_tools")},
+    # The operator's input vocabulary (key bindings, joy button layout): pure Python with no ROS,
+    # read by a task file's reward.keys check, so it sits with the env.
+    "drivers/keyboard.py": ENV,
+    "drivers/teleop.py": ENV,
+}
+FOLDER_LAYERS = {"robot_rl": CORE, "controllers": CORE, "sim": SIM, "tasks": ENV, "drivers": ROS,
+                 "bench": APPS, "launch": APPS}
+# Upward imports that exist today, in files another change rewrites (the one-run-path work);
+# each is "file: imported module". Shrink this list; never grow it.
+KNOWN_UPWARD = {
+    "robot_rl/cli.py: tasks.distributed",         # `train --distributed`: a command registry will let
+    "robot_rl/cli.py: tasks.bringup",             # tasks/ and bench/ register their commands here
+    "robot_rl/cli.py: bench.learner",
+    "robot_rl/cli.py: bench.impedance",
+    "robot_rl/cli.py: bench.twin",
+    "robot_rl/run_env.py: tasks",                 # the env registry: `if task == ...` today
+    "robot_rl/run_env.py: tasks.experts",
+    "robot_rl/run_env.py: tasks.classifier_reward",
+    "robot_rl/scripted_human.py: tasks.experts",  # the scripted operator asks tasks for an expert
+}
+
+
+def _layer_of_file(rel: str) -> int:
+    return FILE_LAYERS.get(rel, FOLDER_LAYERS[rel.split("/")[0]])
+
+
+def _layer_of_module(module: str) -> int | None:
+    """The layer of an imported module, or None for a third-party one (numpy, torch, mujoco...)."""
+    top = module.split(".")[0]
+    if top in ROS_PACKAGES:
+        return ROS
+    if top not in FOLDER_LAYERS:
+        return None
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):   # the longest prefix that is a file: "tasks.frames" -> tasks/frames.py
+        rel = "/".join(parts[:n])
+        if (ROOT / f"{rel}.py").is_file():
+            return _layer_of_file(f"{rel}.py")
+        if (ROOT / rel / "__init__.py").is_file():
+            return _layer_of_file(f"{rel}/__init__.py")
+    return FOLDER_LAYERS[top]
+
+
+def _project_imports(path: Path):
+    """(line, module) for every import in a file, lazy ones inside functions included;
+    relative imports are resolved against the file's package."""
+    package = path.relative_to(ROOT).parent.parts
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            if node.module is None:   # `from . import x`: each name is a module of the package
+                for alias in node.names:
+                    yield node.lineno, f"{module}.{alias.name}"
+            else:
+                yield node.lineno, module
+
+
+def _upward_imports() -> list[tuple[str, int, str, int, int]]:
+    found = []
+    for folder in FOLDER_LAYERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            mine = _layer_of_file(rel)
+            for line, module in _project_imports(path):
+                theirs = _layer_of_module(module)
+                if theirs is not None and theirs > mine:
+                    found.append((rel, line, module, mine, theirs))
+    return found
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    found = _upward_imports()
+    new = [f"{rel}:{line} imports {module} ({LAYER_NAMES[theirs]}), above its own layer "
+           f"({LAYER_NAMES[mine]})" for rel, line, module, mine, theirs in found
+           if f"{rel}: {module}" not in KNOWN_UPWARD]
+    assert not new, "upward imports (docs/architecture.md):\n" + "\n".join(new)
+    stale = KNOWN_UPWARD - {f"{rel}: {module}" for rel, _, module, _, _ in found}
+    assert not stale, f"fixed, so delete from KNOWN_UPWARD: {sorted(stale)}"
+
+
+def test_the_layer_scan_sees_an_upward_import(tmp_path, monkeypatch):
+    """The scan itself: a core module importing the env, lazily inside a function, is caught."""
+    (tmp_path / "robot_rl").mkdir()
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "__init__.py").write_text("")
+    (tmp_path / "robot_rl" / "bad.py").write_text("import numpy\n\ndef f():\n    from tasks import make_env\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _upward_imports() == [("robot_rl/bad.py", 4, "tasks", CORE, ENV)]
+
+
+# Private names (a leading underscore) imported from another module: the module's own business.
+KNOWN_PRIVATE = {   # in files the one-run-path work rewrites; shrink, never grow
+    "robot_rl/cli.py: robot_rl.train._device",
+    "robot_rl/learner.py: robot_rl.train._Curve",
+    "robot_rl/learner.py: robot_rl.train._device",
+    "tasks/actor_node.py: robot_rl.train._device",
+    "tasks/deploy.py: robot_rl.train._device",
+    "tasks/deploy.py: tasks.ros_backend._STATE_TOPICS",
+    "tasks/distributed.py: robot_rl.train._Curve",
+    "tasks/distributed.py: robot_rl.train._device",
+    "bench/transport.py: bench.learner._random_batch",
+    "bench/transport.py: bench.learner._spaces",
+    "bench/transport.py: bench.learner._updates_per_s",
+}
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = set()
+    for folder in FOLDER_LAYERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            for node in ast.walk(ast.parse(path.read_text(), rel)):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    found.update(f"{rel}: {node.module}.{a.name}" for a in node.names
+                                 if a.name.startswith("_") and not a.name.startswith("__"))
+    assert not found - KNOWN_PRIVATE, f"private names imported across modules: {sorted(found - KNOWN_PRIVATE)}"
+    assert not KNOWN_PRIVATE - found, f"fixed, so delete from KNOWN_PRIVATE: {sorted(KNOWN_PRIVATE - found)}"

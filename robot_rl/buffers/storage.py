@@ -12,16 +12,15 @@ is not there. Everything here is plain numpy + json: nothing is ever unpickled.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robot_rl import atomic_io
+from robot_rl.file_format import check_version, json_crc32, lock_one_writer, read_json_header, unlock
 
 FORMAT_NAME = "robot_rl.replay"
 FORMAT_VERSION = 2                 # 2: per-row checksums (rows.crc32); 1 is read and upgraded
@@ -34,11 +33,6 @@ class ReplayFormatError(ValueError):
     """A buffer directory that cannot be trusted: missing, truncated, garbled or mismatched."""
 
 
-def _checksum(body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return f"{zlib.crc32(canonical):08x}"
-
-
 def write_header(directory: Path, spec: dict[str, Any], cursor: dict[str, Any], fsync: bool) -> None:
     """Replaces DIR/header.json atomically: write a temp file, (fsync,) rename over the old one.
 
@@ -47,7 +41,7 @@ def write_header(directory: Path, spec: dict[str, Any], cursor: dict[str, Any], 
     raises OSError(ENOSPC) and leaves the old header in place.
     """
     body = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "spec": spec, "cursor": cursor}
-    body["checksum"] = _checksum({k: body[k] for k in ("format", "version", "spec", "cursor")})
+    body["checksum"] = json_crc32({k: body[k] for k in ("format", "version", "spec", "cursor")})
     atomic_io.write_bytes_atomic(directory / HEADER_FILE, json.dumps(body, sort_keys=True, indent=1).encode(),
                                  fsync=fsync)
 
@@ -81,23 +75,14 @@ def read_header(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
     A version-1 header has no "checksum" entry in its spec (ReplayBuffer.open upgrades it)."""
     path = directory / HEADER_FILE
-    if not directory.is_dir():
-        raise ReplayFormatError(f"{directory}: no such buffer directory")
-    if not path.is_file():
-        raise ReplayFormatError(f"{directory}: not a replay buffer ({HEADER_FILE} is missing)")
-    try:
-        body = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReplayFormatError(f"{path}: header is not valid JSON ({e}); the file is garbled") from e
+    body = read_json_header(directory, HEADER_FILE, "a replay buffer", ReplayFormatError)
     if not isinstance(body, dict) or body.get("format") != FORMAT_NAME:
         raise ReplayFormatError(f"{path}: not a {FORMAT_NAME} header")
-    if body.get("version") not in READABLE_VERSIONS or isinstance(body.get("version"), bool):
-        raise ReplayFormatError(f"{path}: format version {body.get('version')!r}, this code reads "
-                                f"versions {READABLE_VERSIONS}")
+    check_version(body.get("version"), READABLE_VERSIONS, path, ReplayFormatError)
     missing = {"spec", "cursor", "checksum"} - body.keys()
     if missing:
         raise ReplayFormatError(f"{path}: header lacks {sorted(missing)}")
-    expected = _checksum({k: body[k] for k in ("format", "version", "spec", "cursor")})
+    expected = json_crc32({k: body[k] for k in ("format", "version", "spec", "cursor")})
     if body["checksum"] != expected:
         raise ReplayFormatError(f"{path}: header checksum mismatch (stored {body['checksum']!r}, "
                                 f"computed {expected!r}); the file is garbled")
@@ -142,16 +127,7 @@ def open_array(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarra
 
 def lock_directory(directory: Path) -> int:
     """Takes an exclusive flock on DIR/lock; the kernel drops it when the process dies."""
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise RuntimeError(f"{directory}: the buffer is open in another process (or twice in this "
-                           f"one); one writer at a time") from None
-    return fd
+    return lock_one_writer(directory, LOCK_FILE, "buffer is open")
 
 
-def unlock_directory(fd: int) -> None:
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
+unlock_directory = unlock

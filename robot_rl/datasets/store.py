@@ -24,7 +24,6 @@ that every episode decodes, checksums the files as they are and upgrades the hea
 from __future__ import annotations
 
 import errno
-import fcntl
 import io
 import json
 import logging
@@ -39,7 +38,10 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from robot_rl.atomic_io import fsync_directory
 from robot_rl.datasets.episode import STEP_FIELDS, Episode, check_spec, spec_from_space
+from robot_rl.file_format import (check_version, crc32_hex, is_crc32_hex, json_crc32, lock_one_writer,
+                                  read_json_header, unlock)
 
 log = logging.getLogger("robot_rl.datasets")
 
@@ -67,19 +69,6 @@ class DatasetWriteError(RuntimeError):
             f"cannot write {path}: {reason}; {bytes_needed} bytes needed, {free} bytes free there. "
             f"{pending} episode(s) are kept in memory (dataset.pending): free some space and call "
             f"retry(), or they are lost when the process ends")
-
-
-def _checksum(body: Mapping[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return f"{zlib.crc32(canonical.encode()):08x}"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_file(path: Path, data: bytes, fsync: bool) -> None:
@@ -160,7 +149,7 @@ class EpisodeDataset:
         if (directory / HEADER_FILE).exists():
             raise FileExistsError(f"{directory} already holds a dataset; use EpisodeDataset.open")
         (directory / EPISODE_DIR).mkdir(parents=True, exist_ok=True)
-        lock_fd = _lock(directory)
+        lock_fd = lock_one_writer(directory, LOCK_FILE, "dataset is open for writing")
         header = {"format": FORMAT, "version": VERSION, "spec": spec,
                   "settings": {"compress": bool(compress), "fsync": bool(fsync)},
                   "created_at": time.time(), "episodes": []}
@@ -184,7 +173,7 @@ class EpisodeDataset:
                             "is found only where the episode files' own zip CRCs catch it (open "
                             "it writable once to upgrade)", directory, header["version"])
             return cls(directory, header, None)
-        lock_fd = _lock(directory)
+        lock_fd = lock_one_writer(directory, LOCK_FILE, "dataset is open for writing")
         ds = cls(directory, _read_header(directory), lock_fd)  # re-read under the lock
         try:
             if ds._header["version"] < VERSION:
@@ -208,7 +197,7 @@ class EpisodeDataset:
                 decode_episode(path, data).validate(self._header["spec"])
             except ValueError as e:
                 raise DatasetFormatError(f"{path}: {e}; not upgrading {self.directory}") from None
-            episodes.append({**meta, "crc32": f"{zlib.crc32(data):08x}"})
+            episodes.append({**meta, "crc32": crc32_hex(data)})
         self._write_header({**self._header, "version": VERSION, "episodes": episodes})
         log.warning("%s: dataset format version 1 had no episode checksums; its %d episode files "
                     "were checked and checksummed now and the header upgraded to version %d",
@@ -269,7 +258,7 @@ class EpisodeDataset:
     def _check_crc(self, path: Path, data: bytes, meta: Mapping[str, Any]) -> None:
         if "crc32" not in meta:
             return          # a version-1 dataset: nothing to check against (warned on open)
-        actual = f"{zlib.crc32(data):08x}"
+        actual = crc32_hex(data)
         if actual != meta["crc32"]:
             raise DatasetFormatError(f"{path}: contents do not match the CRC-32 in {HEADER_FILE} "
                                      f"(file {actual}, header {meta['crc32']}): the file is corrupt "
@@ -328,7 +317,7 @@ class EpisodeDataset:
         settings = self._header["settings"]
         data = encode_episode(episode, meta, settings["compress"])
         meta["bytes"] = len(data)
-        meta["crc32"] = f"{zlib.crc32(data):08x}"
+        meta["crc32"] = crc32_hex(data)
         header = {**self._header, "episodes": self._header["episodes"] + [meta]}
         needed = len(data) + len(json.dumps(header)) + HEADER_SLACK
         ep_dir = self.directory / EPISODE_DIR
@@ -343,7 +332,7 @@ class EpisodeDataset:
             os.rename(tmp, final)
             renamed = True
             if settings["fsync"]:
-                _fsync_dir(ep_dir)
+                fsync_directory(ep_dir)
             self._write_header(header)
         except OSError as e:
             for leftover in (tmp, final if renamed else None):
@@ -361,7 +350,7 @@ class EpisodeDataset:
     def _write_header(self, header: dict[str, Any]) -> None:
         """Atomically replaces dataset.json (temp file, fsync, rename, fsync dir)."""
         body = {k: v for k, v in header.items() if k != "checksum"}
-        text = json.dumps({**body, "checksum": _checksum(body)}, indent=1, allow_nan=False)
+        text = json.dumps({**body, "checksum": json_crc32(body)}, indent=1, allow_nan=False)
         tmp = self.directory / f"{TEMP_PREFIX}{HEADER_FILE}.{uuid.uuid4().hex[:8]}"
         try:
             _write_file(tmp, text.encode(), header["settings"]["fsync"])
@@ -375,7 +364,7 @@ class EpisodeDataset:
         self._header = body
         if header["settings"]["fsync"]:
             try:
-                _fsync_dir(self.directory)
+                fsync_directory(self.directory)
             except OSError:
                 pass  # the rename is done and visible; only its durability waits for the kernel
 
@@ -398,7 +387,7 @@ class EpisodeDataset:
                 ok = False
             if ok:  # complete (it was renamed only after being written): count it
                 data = path.read_bytes()
-                meta = {**ep.metadata, "bytes": len(data), "crc32": f"{zlib.crc32(data):08x}"}
+                meta = {**ep.metadata, "bytes": len(data), "crc32": crc32_hex(data)}
                 self._write_header({**self._header, "episodes": self._header["episodes"] + [meta]})
                 self.repaired["adopted"].append(path.name)
             else:
@@ -414,8 +403,7 @@ class EpisodeDataset:
     def close(self) -> None:
         """Releases the lock. Pending episodes are NOT written: check `pending` first."""
         if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            unlock(self._lock_fd)
             self._lock_fd = None
 
     def __enter__(self) -> "EpisodeDataset":
@@ -442,38 +430,18 @@ def _free_bytes(directory: Path) -> int | None:
         return None
 
 
-def _lock(directory: Path) -> int:
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise RuntimeError(f"{directory}: the dataset is open for writing in another process (or "
-                           f"twice in this one); one writer at a time") from None
-    return fd
-
-
 def _read_header(directory: Path) -> dict[str, Any]:
     path = directory / HEADER_FILE
-    if not directory.is_dir():
-        raise DatasetFormatError(f"{directory}: no such dataset directory")
-    if not path.exists():
-        raise DatasetFormatError(f"{path}: missing; {directory} is not an episode dataset")
-    try:
-        header = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DatasetFormatError(f"{path}: not JSON ({e})") from None
+    header = read_json_header(directory, HEADER_FILE, "an episode dataset", DatasetFormatError)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise DatasetFormatError(f"{path}: format {header.get('format') if isinstance(header, dict) else None!r}, "
                                  f"expected {FORMAT!r}")
-    if header.get("version") not in READABLE_VERSIONS or isinstance(header.get("version"), bool):
-        raise DatasetFormatError(f"{path}: format version {header.get('version')!r}; this robot_rl "
-                                 f"reads versions {READABLE_VERSIONS}")
+    check_version(header.get("version"), READABLE_VERSIONS, path, DatasetFormatError)
     missing = [k for k in ("spec", "settings", "episodes", "checksum") if k not in header]
     if missing:
         raise DatasetFormatError(f"{path}: header lacks {missing}")
     body = {k: v for k, v in header.items() if k != "checksum"}
-    if _checksum(body) != header["checksum"]:
+    if json_crc32(body) != header["checksum"]:
         raise DatasetFormatError(f"{path}: checksum mismatch (garbled or hand-edited header)")
     try:
         check_spec(body["spec"], str(path))
@@ -489,8 +457,7 @@ def _read_header(directory: Path) -> dict[str, Any]:
             raise DatasetFormatError(f"{path}: episode entry {i} names file {m['file']!r}; it must "
                                      f"be {episode_file_name(i)!r} inside {EPISODE_DIR}/")
         crc = m.get("crc32")
-        if body["version"] >= 2 and not (isinstance(crc, str) and len(crc) == 8
-                                         and all(c in "0123456789abcdef" for c in crc)):
+        if body["version"] >= 2 and not is_crc32_hex(crc):
             raise DatasetFormatError(f"{path}: episode entry {i} lacks a valid crc32 (8 hex digits), "
                                      f"got {crc!r}")
     return body

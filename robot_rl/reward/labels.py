@@ -21,13 +21,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from robot_rl.atomic_io import write_bytes_atomic
+from robot_rl.file_format import check_version, crc32_hex, is_crc32_hex, read_json_header
 
 log = logging.getLogger("robot_rl.reward.labels")
 
@@ -38,24 +39,6 @@ INDEX = "index.json"
 
 def chunk_file_name(position: int) -> str:
     return f"chunk_{position:06d}.npz"
-
-
-def _crc(data: bytes) -> str:
-    return f"{zlib.crc32(data):08x}"
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass
@@ -98,9 +81,9 @@ class LabelWriter:
             self.index = index
             if index["version"] < LABELS_VERSION:
                 for chunk in index["chunks"]:
-                    chunk["crc32"] = _crc((self.root / chunk["file"]).read_bytes())
+                    chunk["crc32"] = crc32_hex((self.root / chunk["file"]).read_bytes())
                 index["version"] = LABELS_VERSION
-                _atomic_write(self.root / INDEX, lambda f: f.write(json.dumps(index, indent=1).encode()))
+                write_bytes_atomic(self.root / INDEX, json.dumps(index, indent=1).encode())
                 log.warning("%s: label format version 1 had no chunk checksums; its %d chunks were "
                             "checksummed as they are now", self.root, len(index["chunks"]))
         else:
@@ -157,12 +140,12 @@ class LabelWriter:
         blob = io.BytesIO()
         np.savez(blob, **arrays)
         data = blob.getvalue()
-        _atomic_write(self.root / name, lambda f: f.write(data))
+        write_bytes_atomic(self.root / name, data)
         self.index["chunks"].append({
-            "file": name, "frames": n, "crc32": _crc(data),
+            "file": name, "frames": n, "crc32": crc32_hex(data),
             "per_class": np.bincount(arrays["label"], minlength=self.num_classes).tolist(),
             "episodes": sorted(set(arrays["episode"].tolist()))})
-        _atomic_write(self.root / INDEX, lambda f: f.write(json.dumps(self.index, indent=1).encode()))
+        write_bytes_atomic(self.root / INDEX, json.dumps(self.index, indent=1).encode())
         self._pending = {k: [] for k in self._pending}
 
     def close(self) -> None:
@@ -170,18 +153,10 @@ class LabelWriter:
 
 
 def read_index(root: str | Path) -> dict:
-    root = Path(root)
-    path = root / INDEX
-    if not path.is_file():
-        raise ValueError(f"{root} is not a label directory (no {INDEX})")
-    try:
-        index = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is corrupt: {e}") from None
+    path = Path(root) / INDEX
+    index = read_json_header(root, INDEX, "a label directory", ValueError)
     version = index.get("version") if isinstance(index, dict) else index
-    if isinstance(version, bool) or version not in READABLE_VERSIONS:
-        raise ValueError(f"{path}: unsupported label format version {version!r} (reads "
-                         f"{READABLE_VERSIONS})")
+    check_version(version, READABLE_VERSIONS, path, ValueError)
     for key in ("cameras", "image_size", "num_classes", "chunks"):
         if key not in index:
             raise ValueError(f"{path} lacks {key!r}")
@@ -193,8 +168,7 @@ def read_index(root: str | Path) -> dict:
             raise ValueError(f"{path}: chunk entry {i} must name file {chunk_file_name(i)!r}, got "
                              f"{chunk.get('file') if isinstance(chunk, dict) else chunk!r}")
         crc = chunk.get("crc32")
-        if version >= 2 and not (isinstance(crc, str) and len(crc) == 8
-                                 and all(c in "0123456789abcdef" for c in crc)):
+        if version >= 2 and not is_crc32_hex(crc):
             raise ValueError(f"{path}: chunk entry {i} lacks a valid crc32 (8 hex digits), got {crc!r}")
     return index
 
@@ -216,8 +190,8 @@ def load_labels(root: str | Path, cameras: Sequence[str] | None = None) -> Label
         path = root / chunk["file"]
         try:
             raw = path.read_bytes()
-            if "crc32" in chunk and _crc(raw) != chunk["crc32"]:
-                raise ValueError(f"its CRC-32 {_crc(raw)} differs from the index's {chunk['crc32']} "
+            if "crc32" in chunk and crc32_hex(raw) != chunk["crc32"]:
+                raise ValueError(f"its CRC-32 {crc32_hex(raw)} differs from the index's {chunk['crc32']} "
                                  f"(corrupt, or a chunk of another label set)")
             with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 data = {key: z[key] for key in parts}

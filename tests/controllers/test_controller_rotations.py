@@ -5,6 +5,9 @@ import pytest
 
 from controllers.rotations import (
     axis_angle_to_quat,
+    exp_so3,
+    matrix_to_quat,
+    matrix_to_rpy,
     orientation_error,
     quat_angle,
     quat_conjugate,
@@ -14,6 +17,8 @@ from controllers.rotations import (
     quat_slerp,
     quat_to_axis_angle,
     quat_to_matrix,
+    rpy_to_matrix,
+    slerp_scalar,
 )
 
 rng = np.random.default_rng(0)
@@ -89,3 +94,21 @@ def test_normalize_rejects_zero_and_nan():
         quat_normalize([0, 0, 0, 0])
     with pytest.raises(ValueError):
         quat_normalize([np.nan, 0, 0, 1])
+
+
+def test_one_quaternion_matrix_is_the_batch_matrix_bit_for_bit():
+    """quat_to_matrix's plain-float path for one quaternion (the IK's) computes what the batch does."""
+    q = random_quats(50)
+    np.testing.assert_array_equal(np.array([quat_to_matrix(x) for x in q]), quat_to_matrix(q))
+
+
+def test_matrix_rpy_and_rotation_vector_conversions_agree_with_the_quaternions():
+    for q in random_quats(20):
+        m = quat_to_matrix(q)
+        back = matrix_to_quat(m)
+        assert back[3] >= 0.0 and quat_angle(back, q) < 1e-9          # w >= 0, same rotation
+        np.testing.assert_allclose(rpy_to_matrix(matrix_to_rpy(m)), m, atol=1e-12)
+        np.testing.assert_allclose(exp_so3(quat_to_axis_angle(q)), m, atol=1e-12)
+    np.testing.assert_allclose(slerp_scalar(tuple(q), tuple(q), 0.3), q, atol=1e-12)
+    a, b = random_quats(2)
+    np.testing.assert_allclose(slerp_scalar(tuple(a), tuple(b), 0.4), quat_slerp(a, b, 0.4), atol=1e-12)

@@ -24,6 +24,7 @@ from robot_rl.datasets import store
 from robot_rl.datasets.episode import EpisodeBuilder
 from robot_rl.datasets.loading import load_into_buffer
 from robot_rl.datasets.store import DatasetFormatError, EpisodeDataset
+from robot_rl.file_format import json_crc32
 
 ACTION_DIM = 3
 EPISODES, STEPS = 4, 5                # 4 episodes x 5 steps: 20 transitions, frames 0..23
@@ -195,7 +196,7 @@ def _downgrade_to_version_1(path) -> None:
     del spec["checksum"]
     (path / integrity.CHECKSUM_FILE).unlink()
     body = {"format": storage.FORMAT_NAME, "version": 1, "spec": spec, "cursor": cursor}
-    body["checksum"] = storage._checksum(body)
+    body["checksum"] = json_crc32(body)   # the header checksum every format shares (robot_rl/file_format.py)
     (path / storage.HEADER_FILE).write_text(json.dumps(body))
 
 
@@ -229,7 +230,7 @@ def test_a_header_that_lies_about_its_checksums_is_refused(buffer_dir, edit, say
     header = buffer_dir / storage.HEADER_FILE
     body = json.loads(header.read_text())
     edit(body)
-    body["checksum"] = storage._checksum({k: body[k] for k in ("format", "version", "spec", "cursor")})
+    body["checksum"] = json_crc32({k: body[k] for k in ("format", "version", "spec", "cursor")})
     header.write_text(json.dumps(body))
     with pytest.raises(ReplayFormatError, match=says):
         ReplayBuffer.open(buffer_dir)
@@ -401,7 +402,7 @@ def _rewrite_header(path, edit) -> None:
     body = json.loads(header.read_text())
     body.pop("checksum")
     edit(body)
-    body["checksum"] = store._checksum(body)
+    body["checksum"] = json_crc32(body)
     header.write_text(json.dumps(body))
 
 
