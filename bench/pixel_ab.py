@@ -6,7 +6,10 @@ frozen-backbone pixel agent of `robot-rl bench learner` (2 cameras 128x128, cach
 (K=4, 512, 4, 4) float16, batch 256, 2 critics, UTD cycle of 2) from REV's robot_rl (extracted
 with `git archive` and imported under another package name) and from this tree, feeds both the
 same batches, and alternates them round by round. Prints a line per measurement and, last,
-one JSON line: the median cycles/s of each variant per thread count and the ratios to REV.
+one JSON line: the median cycles per wall second and per CPU second of each variant per thread
+count, and the ratios to REV. At 1 thread the CPU-second figure is the cost of a cycle when it
+has a core (the wall figure also counts the time the neighbours hold it); at 2 threads the CPU
+figure also counts OpenMP's spinning, so only the wall figure means anything there.
 Variants: "base" (REV), "float32" and "bfloat16" (this tree with that encoder.head_dtype).
 """
 from __future__ import annotations
@@ -55,12 +58,14 @@ def build(pkg: str, weights: Path, **encoder_kw):
     return sac.SACAgent(cfg, *_spaces(CAMERAS), device="cpu", seed=0)
 
 
-def cycles_per_s(agent, batches, seconds: float) -> float:
-    n, start = 0, time.perf_counter()
+def cycles_per_s(agent, batches, seconds: float) -> tuple[float, float]:
+    """(cycles per wall second, cycles per CPU second of this process). With one thread the CPU
+    figure is what the cycle costs when it has a core, whatever else the machine runs."""
+    n, start, cpu = 0, time.perf_counter(), time.process_time()
     while n < 2 or time.perf_counter() - start < seconds:
         agent.update(batches)
         n += 1
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,16 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"base": args.base, "machine": machine(), "torch": torch.__version__}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        runs: dict[str, list[float]] = {k: [] for k in agents}
+        wall: dict[str, list[float]] = {k: [] for k in agents}
+        cpu: dict[str, list[float]] = {k: [] for k in agents}
         for agent in agents.values():
             agent.update(batches)  # warm-up
         for r in range(args.rounds):
             for name, agent in agents.items():
-                runs[name].append(cycles_per_s(agent, batches, args.seconds))
-                print(f"{threads} thread(s), round {r}: {name} {runs[name][-1]:.2f} cycles/s", flush=True)
-        med = {k: round(statistics.median(v), 2) for k, v in runs.items()}
-        result[f"threads_{threads}"] = {**med, **{f"{k}_vs_base": round(med[k] / med["base"], 2)
-                                                  for k in ("float32", "bfloat16")}}
+                w, c = cycles_per_s(agent, batches, args.seconds)
+                wall[name].append(w)
+                cpu[name].append(c)
+                print(f"{threads} thread(s), round {r}: {name} {w:.2f} cycles/s wall, {c:.2f} per CPU-s",
+                      flush=True)
+        res: dict = {}
+        for label, runs in (("wall", wall), ("cpu", cpu)):
+            med = {k: round(statistics.median(v), 2) for k, v in runs.items()}
+            res[label] = {**med, **{f"{k}_vs_base": round(med[k] / med["base"], 2) for k in ("float32", "bfloat16")}}
+        result[f"threads_{threads}"] = res
     tmp.cleanup()
     print(json.dumps(result))
     return 0

@@ -5,7 +5,8 @@ cached features (K=4 variants of (512, 4, 4), float16, in in-RAM replay buffers)
 (128 online + 128 demo), 2 critics, no BC. Each stage of one gradient step is run on its own,
 in the order the agent runs it, `--reps` times; the table gives the MINIMUM per stage (on a
 shared CPU the minimum is the time the work takes when it has the core; a median would
-measure the neighbours) and its share of their sum, for each encoder.head_dtype. The whole
+measure the neighbours), in CPU time of the thread at 1 thread and wall time otherwise, and its
+share of their sum, for each encoder.head_dtype. The whole
 step and the whole UTD cycle (2 steps) are timed the same way, so the sum can be checked
 against them. Matmul work is counted from the shapes and compared with the machine's own
 matmul rate at the bottleneck's shape (measured here, float32 and bfloat16).
@@ -30,12 +31,15 @@ FEATURE_SHAPE = (4, 512, 4, 4)
 
 
 def best_ms(fn, reps: int) -> float:
+    """Best of `reps` runs, in ms: CPU time of this thread when torch runs on one thread (its ops
+    then run inline, and CPU time leaves out what the machine's other jobs take), else wall time."""
+    clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
     fn()
     times = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return min(times) * 1e3
 
 
