@@ -224,7 +224,7 @@ class ObservationEncoder(nn.Module):
             r, b = len(raw_names), imgs.shape[0] // len(raw_names)
             raw = feats.reshape(r, b, feats.shape[1], -1).permute(0, 2, 1, 3)  # (R, C, B, P)
             if r == len(self.camera_names):
-                return raw.to(dtype, memory_format=torch.contiguous_format)
+                return raw.to(dtype).contiguous()  # (.to() alone returns the permuted view when no cast is needed)
             parts.update(zip(raw_names, raw.unbind(0)))
         for c in self.camera_names:
             if c in parts:

@@ -175,3 +175,18 @@ def test_cached_maps_convert_once_into_the_head_dtype(weights_file):
     torch.testing.assert_close(m32[0], feats[:, 0].float().flatten(2).transpose(0, 1))
     assert torch.equal(m16, m32.bfloat16())
     assert math.isclose(enc.head(m16, torch.zeros(3, 5), False).abs().max().item(), 1.0, abs_tol=1.0)
+
+
+@pytest.mark.parametrize("head_dtype", ["float32", "bfloat16"])
+def test_raw_images_and_cached_features_agree_in_either_dtype(weights_file, head_dtype):
+    """The raw-image path (acting, a trained backbone) and the cached path give the same features."""
+    from robot_rl.networks import precompute_features
+    enc = encoder(weights_file, head_dtype)
+    g = torch.Generator().manual_seed(2)
+    obs = {"state": torch.randn(3, 5, generator=g),
+           **{c: torch.randint(0, 256, (3, 128, 128, 3), generator=g, dtype=torch.uint8) for c in CAMS}}
+    cached = {"state": obs["state"], **{"feat/" + c: precompute_features(enc, obs[c], 1) for c in CAMS}}
+    with torch.no_grad():
+        raw, feat = enc(obs), enc(cached)
+    assert raw.shape == (3, enc.out_dim) and raw.dtype == torch.float32
+    torch.testing.assert_close(raw, feat, atol=2e-2, rtol=0)  # float16 storage of the cached maps
