@@ -41,7 +41,7 @@ where the device multiplies it natively and float32 elsewhere (a CPU without AVX
 would only emulate it, slower than float32).
 
 Dropout masks are drawn as 16-bit random integers, four from each 64-bit draw of the agent's
-generator (mt19937 costs ~1 ns per 32 bits, and torch.rand spends one draw per element): the
+generator (mt19937 costs ~2 ns per 32 bits here, and torch.rand spends one draw per element): the
 keep probability is round((1 - p) * 65536) / 65536, i.e. p=0.1 drops with probability
 0.100006. `dropout_keep` makes one mask that several head passes may share (see SACAgent).
 """
