@@ -2,8 +2,15 @@
 
 Prints what it measures as it goes and, as its last line, one JSON object with:
 state_updates_per_s, state_updates_per_s_10_critics, state_joint_updates_per_s, pixel_updates_per_s_frozen,
-pixel_updates_per_s_trained, actor_latency_ms_p50/p99, replay_bytes_per_transition, torch,
-device, threads, machine. Figures are recorded in docs/benchmarks.md.
+pixel_head_dtype, pixel_updates_per_s_frozen_float32, pixel_updates_per_s_frozen_1_thread and
+_2_threads (on the CPU, whatever --device and --threads say), pixel_updates_per_s_frozen_cuda (when
+a GPU is present), pixel_updates_per_s_trained, actor_latency_ms_p50/p99,
+replay_bytes_per_transition, torch, device, threads, machine. Figures are recorded in
+docs/benchmarks.md.
+
+The frozen-backbone pixel figures use the default encoder.head_dtype ("auto": bfloat16 operands
+in the head's matmuls where the device multiplies bfloat16 natively, pixel_head_dtype says
+which); pixel_updates_per_s_frozen_float32 is the same update with float32 operands.
 
 Every update here is one gradient step's worth of the agent's UTD cycle as training runs it:
 `agent.update` on `critic_actor_ratio` batches of 256 (128 online + 128 demo), i.e.
@@ -137,18 +144,46 @@ def main(argv: list[str] | None = None) -> int:
     weights_dir = tempfile.TemporaryDirectory()
     weights = Path(weights_dir.name) / "resnet10.safetensors"
     save_backbone_weights(ResNet10(), weights)
-    frozen = SACAgent(replace(plain, encoder=EncoderConfig(pretrained_backbone=str(weights),
-                                                                 freeze_backbone=True)),
-                      obs_space, act_space, device=device, seed=0)
+
+    def frozen_agent(on: torch.device, head_dtype: str = "auto") -> SACAgent:
+        cfg = replace(plain, encoder=EncoderConfig(pretrained_backbone=str(weights), freeze_backbone=True,
+                                                   head_dtype=head_dtype))
+        return SACAgent(cfg, obs_space, act_space, device=on, seed=0)
+
+    frozen = frozen_agent(device)
     images = torch.from_numpy(rng.integers(0, 256, (4, 128, 128, 3), dtype=np.uint8))
     feats = precompute_features(frozen.encoder, images, n_variants=frozen.cfg.encoder.feature_variants,
                                 generator=torch.Generator().manual_seed(0))
     feature_shape = tuple(feats.shape[1:])
-    batches = [_random_batch(obs_space, args.batch, device, rng, {c: feature_shape for c in CAMERAS})
-               for _ in range(frozen.cfg.critic_actor_ratio)]
+
+    def pixel_batches(on: torch.device) -> list[dict]:
+        return [_random_batch(obs_space, args.batch, on, rng, {c: feature_shape for c in CAMERAS})
+                for _ in range(frozen.cfg.critic_actor_ratio)]
+
+    batches = pixel_batches(device)
+    result["pixel_head_dtype"] = str(frozen.encoder.head_dtype(device)).removeprefix("torch.")
     result["pixel_updates_per_s_frozen"] = round(_updates_per_s(frozen, batches, seconds), 2)
-    print(f"pixels, frozen backbone (cached features {feature_shape}): "
+    print(f"pixels, frozen backbone (cached features {feature_shape}), head in {result['pixel_head_dtype']}: "
           f"{result['pixel_updates_per_s_frozen']} updates/s")
+    result["pixel_updates_per_s_frozen_float32"] = round(
+        _updates_per_s(frozen_agent(device, "float32"), batches, seconds), 2)
+    print(f"pixels, frozen backbone, head in float32: {result['pixel_updates_per_s_frozen_float32']} updates/s")
+    # The CPU figure at 1 and 2 threads whatever --threads says (the goal is >= 15 at 2),
+    # and the GPU's when there is one, so one JSON line carries all of them.
+    cpu = torch.device("cpu")
+    threads_before = torch.get_num_threads()
+    cpu_agent, cpu_batches = (frozen, batches) if device.type == "cpu" else (frozen_agent(cpu), pixel_batches(cpu))
+    for n_threads, key in ((1, "pixel_updates_per_s_frozen_1_thread"), (2, "pixel_updates_per_s_frozen_2_threads")):
+        torch.set_num_threads(n_threads)
+        result[key] = round(_updates_per_s(cpu_agent, cpu_batches, seconds), 2)
+        print(f"pixels, frozen backbone, CPU, {n_threads} thread(s): {result[key]} updates/s")
+    torch.set_num_threads(threads_before)
+    if torch.cuda.is_available():
+        cuda = torch.device("cuda")
+        result["pixel_updates_per_s_frozen_cuda"] = (
+            result["pixel_updates_per_s_frozen"] if device.type == "cuda"
+            else round(_updates_per_s(frozen_agent(cuda), pixel_batches(cuda), seconds), 2))
+        print(f"pixels, frozen backbone, GPU: {result['pixel_updates_per_s_frozen_cuda']} updates/s")
 
     trained = SACAgent(replace(plain, encoder=EncoderConfig(freeze_backbone=False)),
                        obs_space, act_space, device=device, seed=0)

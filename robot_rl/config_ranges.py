@@ -97,6 +97,7 @@ TRAIN_RANGES: dict[str, Any] = {
     "agent.encoder.augment_pad": Range(0, 64),
     "agent.encoder.feature_variants": Range(1, 64),
     "agent.encoder.trace_frozen_backbone": None,
+    "agent.encoder.head_dtype": Text(choices=("auto", "float32", "bfloat16")),
     "agent.normalize_state": None,
     "agent.compile": None,
     # buffer (robot_rl.buffers.BufferConfig)

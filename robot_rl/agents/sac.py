@@ -310,17 +310,28 @@ class SACAgent:
         self.actor_steps += int(update_actor)
         return metrics
 
-    def _encode_next(self, next_obs: Mapping[str, torch.Tensor], g: torch.Generator
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Online and target features of next_obs; a frozen backbone runs once for both."""
+    def _encode(self, obs: Mapping[str, torch.Tensor], next_obs: Mapping[str, torch.Tensor],
+                g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training features of obs (online, with autograd), and of next_obs (online and target,
+        without). A frozen backbone's maps of next_obs are made once for both heads.
+
+        Dropout: one mask for obs (online) and next_obs (target), as SERL's critic loss passes the
+        same dropout key to both, and a second for next_obs (online), which samples the next
+        action. It saves a third mask; masks are a visible share of a CPU update."""
         enc, tgt = self.encoder, self.target_encoder
-        if not enc.has_cameras:
-            return enc(next_obs), tgt(next_obs)
-        if enc.frozen:
-            maps = enc.image_maps(next_obs, True, g)
+        if not enc.has_cameras:  # the identity on "state"
+            return enc(obs), enc(next_obs), tgt(next_obs)
+        dtype = enc.head_dtype(self.device)
+        b = next(iter(obs.values())).shape[0]
+        shared_keep = enc.dropout_keep(b, self.device, g)
+        features = enc.head(enc.image_maps(obs, True, g, dtype), obs.get("state"), True, g, shared_keep)
+        with torch.no_grad():
             state = next_obs.get("state")
-            return enc.head(maps, state, True, g), tgt.head(maps, state, True, g)
-        return enc(next_obs, True, g), tgt(next_obs, True, g)
+            maps = enc.image_maps(next_obs, True, g, dtype)
+            target_maps = maps if enc.frozen else tgt.image_maps(next_obs, True, g, dtype)
+            next_features = enc.head(maps, state, True, g, enc.dropout_keep(b, self.device, g))
+            next_target_features = tgt.head(target_maps, state, True, g, shared_keep)
+        return features, next_features, next_target_features
 
     def _compute_losses(self, batch: Batch, update_actor: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eager part: augmentation, encoders and every random draw; then the pure loss math."""
@@ -328,9 +339,7 @@ class SACAgent:
         cams, pad = self.spec.camera_names, cfg.encoder.augment_pad
         obs = augment_obs(self._normalized(batch["obs"]), cams, pad, g)
         next_obs = augment_obs(self._normalized(batch["next_obs"]), cams, pad, g)
-        features = self.encoder(obs, train=True, generator=g)
-        with torch.no_grad():
-            next_features, next_target_features = self._encode_next(next_obs, g)
+        features, next_features, next_target_features = self._encode(obs, next_obs, g)
         b = features.shape[0]
         next_noise = torch.randn((b, self.arm_dim), generator=g, device=self.device)
         subset = None
