@@ -126,7 +126,8 @@ def operator_args(role: str, overrides: dict, out: Path, a: argparse.Namespace, 
                   seed: int = 0) -> list[str]:
     args = [sys.executable, "-m", "bench.rehearsal_operator", "--role", role, "--overrides",
             json.dumps(overrides), "--report", str(out / f"operator_{role}.jsonl"), "--seed", str(seed),
-            "--stall-steps", str(a.stall_steps), "--attempt-timeout", str(a.attempt_timeout)]
+            "--stall-steps", str(a.stall_steps), "--attempt-timeout", str(a.attempt_timeout),
+            "--near-miss", str(a.near_miss)]
     return args + (["--console", console] if console else [])
 
 
@@ -207,7 +208,8 @@ def rehearse(a: argparse.Namespace) -> dict[str, Any]:
         t1 = time.monotonic()
         done = s.run("train_classifier", [rl, "train-classifier", "--labels", str(labels_dir), "--cameras",
                                           a.classifier_cameras, "--out", str(clf_dir), "--epochs", str(a.epochs),
-                                          "--threads", "1", "--shift-variants", str(a.shift_variants)],
+                                          "--threads", "1", "--shift-variants", str(a.shift_variants),
+                                          "--target-precision", str(a.target_precision)],
                      timeout=a.phase_timeout)
         clf = json.loads((clf_dir / "report.json").read_text())
         report["phases"]["labels"] = {"wall_s": round(t1 - t0, 1), "env_steps": labels["frames_this_session"],
@@ -342,6 +344,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "without progress")
     p.add_argument("--shift-variants", type=int, default=4, help="train-classifier: shifted copies per frame")
     p.add_argument("--attempt-timeout", type=float, default=20.0, help="operator: s before giving up a demo")
+    p.add_argument("--near-miss", type=float, default=0.4, help="operator: fraction of labelling episodes "
+                   "stopped short of the success height")
+    p.add_argument("--target-precision", type=float, default=0.98, help="train-classifier: the threshold's "
+                   "target precision (a false success ends an episode early)")
     return p.parse_args(argv)
 
 

@@ -63,6 +63,9 @@ class OperatorConfig:
     attempt_timeout_s: float = 20.0   # demos/labels: give up an attempt after this long
     hold_s: float = 2.0             # labels: hold success this long
     near_miss: float = 0.3          # labels: fraction of episodes stopped short of success
+    # ... at this fraction of the lift height: up to 0.85 puts hard negatives just below the
+    # success height (a first rehearsal with 0.2-0.7 had its classifier fire 1-3 cm early)
+    near_miss_cut: tuple[float, float] = (0.3, 0.85)
     stall_steps: int = 15           # train: no progress in this many steps ...
     stall_progress: float = 0.005   # ... of this many m: take over
     max_takeover_steps: int = 40
@@ -286,7 +289,7 @@ class Operator:
         def on_step(n: int, success: bool) -> str | None:
             if n == 1:
                 state.update(since=None, short=bool(self.rng.random() < self.cfg.near_miss),
-                             cut=float(self.rng.uniform(0.2, 0.7)), short_since=None)
+                             cut=float(self.rng.uniform(*self.cfg.near_miss_cut)), short_since=None)
             action = self.expert.act()
             if state["short"] and self.expert.phase == "lift":
                 z = self.view.last_state.tcp_pos[2]
