@@ -15,7 +15,7 @@ from bench.rehearsal import parse_args, read_jsonl, rehearse
 from robot_rl.datasets import EpisodeDataset
 
 
-@pytest.mark.slow   # ~3 min on the loaded 2-core box: 11 processes, ~200 control steps at 10 Hz
+@pytest.mark.slow   # 11 processes, ~270 control steps: 5 min measured at load 14 on the 2 cores
 def test_a_session_over_ros_from_demos_to_deploy(tmp_path):
     out = tmp_path / "rehearsal"
     args = parse_args(["--out", str(out), "--demos", "1", "--positives", "4", "--epochs", "1",
