@@ -15,7 +15,7 @@ from bench.rehearsal import parse_args, read_jsonl, rehearse
 from robot_rl.datasets import EpisodeDataset
 
 
-@pytest.mark.slow   # 11 processes, ~270 control steps: 5 min measured at load 14 on the 2 cores
+@pytest.mark.slow   # 11 processes, ~250 control steps: 95-110 s at load 7 on the 2 cores, 5 min at load 14
 def test_a_session_over_ros_from_demos_to_deploy(tmp_path):
     out = tmp_path / "rehearsal"
     args = parse_args(["--out", str(out), "--demos", "1", "--positives", "4", "--epochs", "1",
@@ -43,7 +43,8 @@ def test_a_session_over_ros_from_demos_to_deploy(tmp_path):
     assert phases["labels"]["positives"] >= 4 and phases["labels"]["negatives"] > 0
     assert (out / "clf" / "classifier.safetensors").is_file()
     episodes = read_jsonl(out / "run" / "actor_actor0_episodes.jsonl")
-    assert episodes and sum(e["length"] for e in episodes) == 60
+    env_steps = sum(e["length"] for e in episodes)
+    assert env_steps >= 60          # the actor finishes the episode in which it reaches its steps
     for e in episodes:
         assert 0.0 <= e["classifier_prob_max"] <= 1.0
         assert e["success_source"] in (None, "classifier") and e["operator_key"] is None
@@ -54,7 +55,7 @@ def test_a_session_over_ros_from_demos_to_deploy(tmp_path):
     stats = json.loads((out / "run" / "learner_stats.json").read_text())
     interventions = sum(e["interventions"] for e in episodes)
     assert interventions > 0 and stats["counters"]["interventions"] == interventions
-    assert stats["online"] == 60
+    assert stats["online"] == stats["counters"]["env_steps"] == env_steps
     assert stats["demo"] == demos["demo_transitions"] + interventions
     operator = read_jsonl(out / "operator_train.jsonl")
     assert sum(o["takeover_steps"] for o in operator) > 0
