@@ -111,7 +111,11 @@ class ActorNode(Node):
 
         spec = (tasks.make_spec(cfg.task, **cfg.task_overrides)
                 if backend == "ros" or cfg.reward_classifier else None)   # point_reach has none
-        classifier = (load_for_task(cfg.reward_classifier, spec, images_from_robot=backend == "ros")
+        # The classifier may use any camera of the task: the run's `cameras` override narrows only
+        # what the policy observes (e.g. [] for a proprio-only policy rewarded from the cameras).
+        rig = (tasks.make_spec(cfg.task, **{k: v for k, v in cfg.task_overrides.items() if k != "cameras"})
+               if cfg.reward_classifier else None)
+        classifier = (load_for_task(cfg.reward_classifier, rig, images_from_robot=backend == "ros")
                       if cfg.reward_classifier else None)
         if backend == "ros":
             from tasks.ros_backend import make_ros_env

@@ -20,9 +20,19 @@ namespace (cycle time in wall time). Before anything moves, the graph is checked
 the env reads must have a publisher, `equilibrium_pose` a subscriber, `reset` and `recover`
 must exist; if not within --connect-timeout s (default 5), deploy stops naming what is missing.
 
-Success. The twin knows the ground truth (the task's success test). A real robot has none: its
-episodes run to max_steps and success is reported as unknown (null) unless a success function
-is given (`deploy(..., success_fn=...)`, e.g. the reward classifier).
+Success. The twin knows the ground truth (the task's success test). A real robot has none: the
+run's reward classifier (TrainConfig.reward_classifier, or `--reward-classifier FILE`) judges
+each step there, as the actor does in training (tasks.classifier_reward, checked against the
+task's cameras at start), and a positive ends the episode. Without a classifier the episodes
+run to max_steps and success is reported as unknown (null) unless a success function is given
+(`deploy(..., success_fn=...)`).
+
+Reset over ROS. The hardware profiles reset as the actor does (`--reset-mode cartesian`, the
+default there): the TCP is driven through the impedance controller to the task's reset pose
+plus its random range (tasks.ros_backend, precision gains on `--gains-node`), the joint home
+being the recovery path. The twin profile defaults to `service`: the twin node places the arm
+and the objects. `--scene-reset-timeout S` pauses before each reset, the arm holding, until the
+operator presses any button on /spacemouse/joy (the scene is back) or S s pass.
 
 Safety. A non-finite action from the policy (or one of the wrong shape) is never sent: the
 robot is told to hold its measured pose (clipped into the task's safety box) and deploy stops
@@ -68,6 +78,11 @@ class DeployConfig:
     namespace: Optional[str] = None     # override the profile's robot namespace (ros backend)
     connect_timeout: float = 5.0        # s to wait for the graph before GraphNotUpError
     device: str = "auto"
+    reset_mode: Optional[str] = None    # ros backend: cartesian | service (None: cartesian on the
+                                        # hardware profiles, service on the twin)
+    gains_node: str = ""                # node whose gains go to the precision profile in resets
+    reward_classifier: Optional[str] = None   # None: the run's, where there is no ground truth
+    scene_reset_timeout: float = 0.0    # s: before each reset, wait for an operator key (0: none)
 
     def validate(self) -> None:
         if self.profile not in PROFILES:
@@ -81,6 +96,14 @@ class DeployConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.reset_mode not in (None, "cartesian", "service"):
+            raise ValueError(f"reset_mode must be 'cartesian' or 'service', got {self.reset_mode!r}")
+        if not (np.isfinite(self.scene_reset_timeout) and 0.0 <= self.scene_reset_timeout <= 3600.0):
+            raise ValueError(f"scene_reset_timeout must be in [0, 3600] s, got {self.scene_reset_timeout}")
+
+    @property
+    def resolved_reset_mode(self) -> str:
+        return self.reset_mode or ("service" if self.profile == "twin" else "cartesian")
 
     @property
     def resolved_backend(self) -> str:
@@ -138,9 +161,10 @@ def wait_for_graph(context, needs: Mapping[str, list[str]], timeout: float, prof
 
 # ----------------------------------------------------------------------------- the env
 def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
-                    task_overrides: dict | None = None):
+                    task_overrides: dict | None = None, extra_cameras: tuple[str, ...] = ()):
     """(env, info): the run's task (with the run's task_overrides) on the chosen backend;
-    everything it opens is closed by `stack`."""
+    everything it opens is closed by `stack`. extra_cameras: read these cameras too over ROS
+    (the reward classifier's), beside the policy's."""
     import tasks
 
     overrides = dict(task_overrides or {})
@@ -167,6 +191,7 @@ def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
     namespace = (cfg.namespace or namespace).rstrip("/") or "/"
     # Videos of a state run read the cameras too (they are not part of the observation then).
     cameras = tuple(spec.cameras) if obs == "pixels" or cfg.video else ()
+    cameras += tuple(c for c in extra_cameras if c not in cameras)
     context = Context()
     # No rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt, which holds the robot and
     # writes the results so far.
@@ -176,12 +201,15 @@ def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
                    cfg.profile)
     robot = RosRobot(RosRobotConfig(namespace=namespace, cameras=cameras, **camera_options(spec),
                                     control_hz=spec.control_hz, base_frame=base_frame,
-                                    task_state=ground_truth, connect_timeout=cfg.connect_timeout),
+                                    task_state=ground_truth, connect_timeout=cfg.connect_timeout,
+                                    wrench_topic=spec.wrench_topic,
+                                    reset_mode=cfg.resolved_reset_mode, gains_node=cfg.gains_node),
                      context=context)
     stack.callback(robot.close)
     env = tasks.make_env(task, obs=obs, seed=None, robot=robot, **overrides)
     return env, {"backend": "ros", "clock": "wall", "ground_truth": ground_truth,
-                 "namespace": namespace, "base_frame": base_frame}
+                 "namespace": namespace, "base_frame": base_frame, "reset_mode": cfg.resolved_reset_mode,
+                 "context": context}
 
 
 def control_hz(env) -> float:
@@ -365,16 +393,32 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
     cfg.validate()
     run_dir = Path(cfg.run_dir)
     train_cfg = load_run_config(run_dir)        # fails early on a missing run or checkpoint
+    if train_cfg.threads > 0:
+        # The run's torch threads (as its actor): on a small CPU a second OpenMP thread beside the
+        # camera and classifier work made every step several times slower (1.4 s vs 0.35 s measured).
+        import torch
+        torch.set_num_threads(train_cfg.threads)
     out = Path(cfg.out) if cfg.out else run_dir / f"deploy_{cfg.profile}"
     records: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
     started = time.monotonic()
     with ExitStack() as stack:
+        classifier_file, classifier = "", None
+        context = None
         if train_cfg.env:
             env, backend = make_gym_deploy_env(cfg, train_cfg, stack)
         else:
+            classifier_file, classifier = load_classifier(cfg, train_cfg)
             env, backend = make_deploy_env(cfg, train_cfg.task, train_cfg.obs, stack,
-                                           train_cfg.task_overrides)
+                                           train_cfg.task_overrides,
+                                           extra_cameras=tuple(classifier.cfg.cameras) if classifier else ())
+            context = backend.pop("context", None)
+        if classifier is not None:
+            from tasks.classifier_reward import ClassifierReward
+            env = ClassifierReward(env, classifier)
+            if success_fn is None:      # the classifier's verdict is the success (info["success"])
+                success_fn = classifier_success
+        scene_pause = make_scene_pause(cfg, context, stack)
         agent, train_cfg, env_steps = load_run_agent(run_dir, env.observation_space, env.action_space,
                                                      device=str(_device(cfg.device)))
         hz = control_hz(env)
@@ -384,8 +428,10 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
         summary = {"task": train_cfg.env or train_cfg.task, "obs": train_cfg.obs, "profile": cfg.profile, **backend,
                    "run_dir": str(run_dir), "checkpoint_env_steps": env_steps, "deterministic": True,
                    "control_hz": hz, "max_steps": None if max_steps is None else int(max_steps),
-                   "success_source": ("success_fn" if success_fn else
+                   "success_source": ("classifier" if success_fn is classifier_success else
+                                      "success_fn" if success_fn else
                                       "ground_truth" if backend["ground_truth"] else "none"),
+                   "reward_classifier": classifier_file or None,
                    "video_format": "gif" if cfg.video else None, "error": None}
 
         def policy(obs):
@@ -402,6 +448,9 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
         try:
             for i in range(cfg.episodes):
                 seed = SEED_OFFSET + cfg.seed * 10_000 + i
+                if scene_pause is not None:
+                    hold(env)               # the arm stays where the episode left it
+                    scene_pause(i)
                 record = {"episode": i, **run_episode(env, policy, seed, backend["clock"], cfg.video, success_fn)}
                 frames = record.pop("_frames", None)
                 if frames:
@@ -419,6 +468,45 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
         return finish(None)
 
 
+def load_classifier(cfg: DeployConfig, train_cfg) -> tuple[str, Any]:
+    """(file, RewardClassifier) judging success: --reward-classifier, else the run's own where
+    the backend has no ground truth (a real robot); ('', None) when none applies. Checked
+    against the task's cameras and image size at start (ValueError naming the file)."""
+    import tasks
+    from tasks.classifier_reward import load_for_task
+
+    path = cfg.reward_classifier
+    ground_truth = cfg.resolved_backend == "inprocess" or cfg.profile == "twin"
+    if path is None:
+        path = "" if ground_truth else train_cfg.reward_classifier
+    if not path:
+        return "", None
+    # The classifier may use any camera of the task; the run's `cameras` override only narrows
+    # what the policy observes (a proprio-only policy rewarded by a camera classifier).
+    overrides = {k: v for k, v in train_cfg.task_overrides.items() if k != "cameras"}
+    spec = tasks.make_spec(train_cfg.task, **overrides)
+    return path, load_for_task(path, spec, images_from_robot=cfg.resolved_backend == "ros")
+
+
+def classifier_success(obs: dict, info: dict) -> bool:
+    """The reward classifier's verdict (tasks.classifier_reward sets info["success"])."""
+    return bool(info.get("success"))
+
+
+def make_scene_pause(cfg: DeployConfig, context, stack: ExitStack) -> Callable[[int], Any] | None:
+    """The operator's scene reset before each episode (tasks.scene_pause), over ROS with
+    --scene-reset-timeout > 0; None otherwise."""
+    if cfg.scene_reset_timeout <= 0 or context is None:
+        return None
+    from tasks.ros_teleop import RosTeleopSource
+    from tasks.scene_pause import wait_for_scene_reset
+
+    source = RosTeleopSource(context=context, connect_timeout=cfg.connect_timeout)
+    stack.callback(source.close)
+    return lambda episode: wait_for_scene_reset(source, cfg.scene_reset_timeout,
+                                                lambda line: _log(f"episode {episode + 1}: {line}"))
+
+
 def _log(text: str) -> None:
     print(f"[robot-rl deploy] {text}", file=sys.stderr, flush=True)
 
@@ -429,7 +517,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     cfg = DeployConfig(run_dir=args.run_dir, profile=args.profile, episodes=args.episodes,
                        backend=args.backend, video=args.video, out=args.out, seed=args.seed,
                        max_steps=args.max_steps, namespace=args.namespace,
-                       connect_timeout=args.connect_timeout, device=args.device)
+                       connect_timeout=args.connect_timeout, device=args.device,
+                       reset_mode=args.reset_mode, gains_node=args.gains_node,
+                       reward_classifier=args.reward_classifier,
+                       scene_reset_timeout=args.scene_reset_timeout)
     out = Path(cfg.out) if cfg.out else Path(cfg.run_dir) / f"deploy_{cfg.profile}"
     try:
         summary = deploy(cfg)
@@ -467,4 +558,14 @@ def register(subparsers) -> None:
     p.add_argument("--connect-timeout", type=float, default=5.0,
                    help="s to wait for the ROS graph before giving up")
     p.add_argument("--device", default="auto", help="torch device for the policy (auto: cuda if available)")
+    p.add_argument("--reset-mode", choices=["cartesian", "service"],
+                   help="ros backend: cartesian (through the controller to the task's reset pose, as the "
+                        "actor) or service (the driver's; the twin places the objects). Default: cartesian "
+                        "on franka/widowx, service on the twin")
+    p.add_argument("--gains-node", default="", help="ros backend: node whose impedance gains go to the "
+                   "precision profile during resets, e.g. /franka/controller ('' = keep)")
+    p.add_argument("--reward-classifier", default=None, help="classifier file judging success (default: "
+                   "the run's reward_classifier on a robot without ground truth; '' = none)")
+    p.add_argument("--scene-reset-timeout", type=float, default=0.0, help="ros backend: before each "
+                   "episode the arm holds until an operator button on /spacemouse/joy, or this many s (0: no pause)")
     p.set_defaults(func=cmd_deploy)

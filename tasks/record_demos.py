@@ -337,6 +337,24 @@ def make_operator(kind: str, env: Any, task: str, seed: int, noise: float, keybo
     raise ValueError(f"unknown input {kind!r}; use spacemouse, keyboard or expert")
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """--override KEY=VALUE items -> task field overrides (VALUE read as YAML: 0, [], [front]).
+    Recordings meant for a run take the run's task_overrides, so that their observations and
+    reset pose are the run's (e.g. cameras=[] for a proprio-only policy)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--override {item!r}: use KEY=VALUE, e.g. tcp_start_xy_range=0")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--override {item!r}: the value is not YAML ({e})") from None
+    return out
+
+
 def cmd_record_demos(args: argparse.Namespace) -> int:
     import tasks
     from drivers.errors import DeviceNotFoundError
@@ -345,7 +363,13 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         print("robot-rl record-demos: --episodes must be >= 1", file=sys.stderr)
         return 2
-    overrides = {"max_steps": args.max_steps} if args.max_steps else {}
+    try:
+        overrides = parse_overrides(args.override or [])
+    except ValueError as e:
+        print(f"robot-rl record-demos: {e}", file=sys.stderr)
+        return 2
+    if args.max_steps:
+        overrides["max_steps"] = args.max_steps
     if args.ros:
         if args.input == "expert":
             print("robot-rl record-demos: --input expert needs the in-process twin, not --ros", file=sys.stderr)
@@ -361,7 +385,11 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
             return 2
         args.input = "ros"
     else:
-        env = tasks.make_env(args.task, obs=args.obs, **overrides)
+        try:
+            env = tasks.make_env(args.task, obs=args.obs, **overrides)
+        except ValueError as e:
+            print(f"robot-rl record-demos: {e}", file=sys.stderr)
+            return 2
     try:
         try:
             dataset = EpisodeDataset.open_or_create(args.out, env.observation_space,
@@ -428,6 +456,9 @@ def register(subparsers) -> None:
     p.add_argument("--hz", type=float, default=None,
                    help="loop rate (default: the task's control rate for a human, unpaced for the expert)")
     p.add_argument("--max-steps", type=int, default=None, help="episode time limit (task default)")
+    p.add_argument("--override", action="append", metavar="KEY=VALUE",
+                   help="a task field, as the run's task_overrides (e.g. cameras=[] records proprio only, "
+                        "tcp_start_xy_range=0 a fixed reset pose); repeatable")
     p.add_argument("--noise", type=float, default=0.1, help="expert action noise (diversity)")
     p.add_argument("--keyboard-device", default="",
                    help="keyboard input: '' = this terminal, a tty/pty path, or /dev/input/eventN")

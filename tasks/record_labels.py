@@ -19,6 +19,8 @@ Inputs (the operator drives the robot and labels at the same time):
 - ros (with --ros): the teleop topics of the live graph, /spacemouse/twist moves and
   /spacemouse/joy's buttons (drivers/teleop.py) label: HOLD success = success, reset ends the
   episode, the gripper buttons close/open (tasks.ros_teleop.RosTeleopSource, as record-demos --ros).
+  Each episode starts with a Cartesian reset to the task's reset pose (`--reset-mode`, precision
+  gains on `--gains-node`), as record-demos --ros and the actor; `service` is the joint home.
 - expert (the twin only): the scripted expert drives and the twin's ground truth labels the
   frames (spec.success), through the same recording path. After the first success it keeps
   holding (and wandering) for `--hold-steps` steps: more, and more varied, positives.
@@ -339,7 +341,12 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
     import tasks
     from robot_rl.reward.labels import LabelWriter
 
-    overrides: dict[str, Any] = {}
+    from tasks.record_demos import parse_overrides
+
+    try:
+        overrides = parse_overrides(args.override or [])
+    except ValueError as e:
+        raise SystemExit(f"robot-rl record-labels: {e}") from None
     if args.cameras:
         overrides["cameras"] = _parse_cameras(args.cameras)
     if args.image_size:
@@ -351,8 +358,12 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
             raise SystemExit("--input expert labels with the twin's ground truth; it needs the "
                              "in-process twin, not --ros")
         from tasks.ros_backend import make_ros_env
+        # As record-demos --ros and the actor: a Cartesian reset to the task's reset pose (plus
+        # its random range) through the controller; the driver's joint home is the recovery path.
         env = make_ros_env(args.task, obs="pixels", seed=args.seed, namespace=args.namespace,
-                           task_state=False, **overrides)
+                           task_state=False, robot_options={"reset_mode": args.reset_mode,
+                                                            "gains_node": args.gains_node},
+                           **overrides)
     else:
         env = tasks.make_env(args.task, obs="pixels", seed=args.seed, **overrides)
     spec = env.unwrapped.task
@@ -394,6 +405,12 @@ def register(subparsers) -> None:
     p.add_argument("--hold-steps", type=int, default=10, help="expert: steps kept after the first success")
     p.add_argument("--ros", action="store_true", help="drive the robot over ROS 2 (hardware or twin node)")
     p.add_argument("--namespace", default="/franka")
+    p.add_argument("--reset-mode", choices=["cartesian", "service"], default="cartesian",
+                   help="--ros: reset through the controller to the task's reset pose, or the driver's reset service")
+    p.add_argument("--gains-node", default="", help="--ros: node whose impedance gains go to the precision "
+                   "profile during resets, e.g. /franka/controller ('' = keep)")
+    p.add_argument("--override", action="append", metavar="KEY=VALUE",
+                   help="a task field, e.g. tcp_start_xy_range=0; repeatable")
     p.add_argument("--keyboard-device", default="", help="tty path or /dev/input/eventN (default: this terminal)")
     p.add_argument("--spacemouse-path", default="", help="HID path (default: the first SpaceMouse)")
     p.set_defaults(func=cmd_record_labels)

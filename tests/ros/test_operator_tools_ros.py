@@ -8,8 +8,8 @@ import threading
 import time
 
 import numpy as np
-from geometry_msgs.msg import TwistStamped
-from sensor_msgs.msg import Joy
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from sensor_msgs.msg import JointState, Joy
 
 from drivers.teleop import joy_buttons
 from robot_rl.datasets import EpisodeDataset
@@ -108,3 +108,83 @@ def test_record_labels_from_the_live_graph(twin_graph, tmp_path, capsys):
     # Each episode ended by the reset button (about 1.5 s at 10 Hz), not the 100-step limit.
     assert stats["frames_this_session"] < 40 * stats["episodes"]
     assert len(load_labels(tmp_path / "labels")) == stats["frames_this_session"]
+
+
+def test_record_labels_resets_the_arm_through_the_controller_and_leaves_the_scene(twin_graph, tmp_path, capsys):
+    """record-labels --ros resets as the actor does: a Cartesian move to the task's reset pose
+    (here a moved one, via --override), not the driver's reset service - which in the twin would
+    also have put the cube somewhere new. The scene is the operator's: the cube stays put."""
+    from robot_rl.cli import main
+    from tasks.ros_backend import _decode_task_state
+
+    from std_srvs.srv import Trigger
+
+    # A fresh scene first (the twin's own reset: arm up, cube on the table), away from what the
+    # earlier tests left.
+    client = twin_graph.probe.create_client(Trigger, "/franka/reset")
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(Trigger.Request())
+    deadline = time.monotonic() + 10.0
+    while not future.done():
+        assert time.monotonic() < deadline, "the twin's reset service did not answer"
+        time.sleep(0.02)
+    time.sleep(0.5)                 # the cube settles
+    states = twin_graph.inbox(JointState, "/franka/task/state", qos=5)
+    poses = twin_graph.inbox(PoseStamped, "/franka/ee_pose", qos=5)
+    states.wait_count(1)
+    cube_before = _decode_task_state(states.msgs[-1])["cube_pos"]
+    joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
+    stop = threading.Event()
+
+    def operate():      # idle, then the reset button ends the episode
+        t0 = time.monotonic()
+        while not stop.is_set():
+            held = {"success"} if 0.3 < time.monotonic() - t0 < 0.6 else {"reset"} if time.monotonic() - t0 > 1.0 else set()
+            joy.publish(Joy(axes=[0.0] * 6, buttons=joy_buttons(held)))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=operate, daemon=True)
+    thread.start()
+    try:
+        rc = main(["record-labels", "--ros", "--input", "ros", "--task", "pick_cube", "--out", str(tmp_path / "l"),
+                   "--positives", "1", "--max-episodes", "1", "--cameras", "front",
+                   "--override", "tcp_start=[0.45, 0.05, 0.25]", "--override", "tcp_start_xy_range=0"])
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+    assert rc == 0, capsys.readouterr().err
+    pos = poses.msgs[-1].pose.position
+    np.testing.assert_allclose([pos.x, pos.y, pos.z], [0.45, 0.05, 0.25], atol=0.01)
+    np.testing.assert_allclose(_decode_task_state(states.msgs[-1])["cube_pos"], cube_before, atol=0.002)
+
+
+def test_scene_pause_ends_on_a_new_press_not_a_held_button(twin_graph):
+    """tasks.scene_pause over the real teleop topic: a button held from before the pause does not
+    end it; a new press does; no press times out."""
+    from tasks.ros_teleop import RosTeleopSource
+    from tasks.scene_pause import PROMPT, wait_for_scene_reset
+
+    joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
+    held = {"buttons": {"success"}}
+    stop = threading.Event()
+
+    def publish():
+        while not stop.is_set():
+            joy.publish(Joy(axes=[0.0] * 6, buttons=joy_buttons(held["buttons"])))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    source = RosTeleopSource(context=twin_graph.context)
+    said: list[str] = []
+    try:
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        assert wait_for_scene_reset(source, 0.5, said.append) is None          # success held throughout
+        assert time.monotonic() - t0 >= 0.5 and said[0].startswith(PROMPT) and "timed out" in said[-1]
+        threading.Timer(0.3, lambda: held.update(buttons={"success", "reset"})).start()
+        assert wait_for_scene_reset(source, 10.0, said.append) == joy_buttons({"reset"}).index(1)
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+        source.close()

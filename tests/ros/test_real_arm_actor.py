@@ -159,8 +159,9 @@ def test_classifier_that_does_not_match_the_task_is_refused_at_start(twin_graph,
         assert str(clf) in str(e.value)
 
 
-def test_stale_camera_aborts_and_marks_the_episode(actor):
+def test_stale_camera_aborts_and_marks_the_episode(actor, twin_graph):
     robot = actor.actor.env.unwrapped.robot
+    holds = twin_graph.twin.holds
     thread, out = run_in_thread(actor)
     wait_for(lambda: actor.actor.env_steps >= 2, what="two steps")
     sent = actor.actor.stats["resent"]
@@ -171,6 +172,8 @@ def test_stale_camera_aborts_and_marks_the_episode(actor):
     last = actor.actor.unacked[next(reversed(actor.actor.unacked))]
     assert last["truncated"] and last["step"] == out["length"] - 1
     assert actor.actor.stats["resent"] - sent == out["length"]      # re-sent, closed, from its start
+    # Nothing more is commanded after the abort: the robot's watchdog holds the arm where it is.
+    wait_for(lambda: twin_graph.twin.holds > holds, timeout=5.0, what="the twin's watchdog hold")
 
 
 def test_bad_input_stops_the_node_processes_with_one_line(tmp_path):
@@ -192,3 +195,30 @@ def test_bad_input_stops_the_node_processes_with_one_line(tmp_path):
         done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=60)
         assert done.returncode != 0
         assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_demo_dataset_of_other_cameras_stops_the_learner_with_one_line(tmp_path):
+    """A recorded dataset whose observations are not the run's (here: the front camera only, for
+    a run observing wrist and front): the learner node exits at start with one line naming the
+    dataset and both sets of observations."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import gymnasium as gym
+
+    from robot_rl.datasets import EpisodeDataset
+
+    space = gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (20,), np.float32),
+                             "front": gym.spaces.Box(0, 255, (128, 128, 3), np.uint8)})
+    EpisodeDataset.create(tmp_path / "front_only", space, 7).close()
+    cfg = write_config(tmp_path, save_classifier(tmp_path / "clf", 0.1), demo_dataset=str(tmp_path / "front_only"),
+                       task_overrides={"max_steps": 40},
+                       buffer={"capacity": 1000, "demo_capacity": 1000})
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "tasks.learner_node", "--ros-args", "-p", f"config_file:={cfg}",
+                           "-p", "backend:=ros"], cwd=root, capture_output=True, text=True, timeout=90)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if "cannot start" in line]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert str(tmp_path / "front_only") in lines[0] and "do not match" in lines[0] and "wrist" in lines[0]

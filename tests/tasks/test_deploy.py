@@ -219,3 +219,20 @@ def test_ros_backend_deploy_against_a_twin_node_process(tmp_path, capsys):
         assert proc.returncode == 0, output
     finally:
         stop_process(proc, signal.SIGKILL, timeout=5.0)
+
+
+def test_a_classifier_that_does_not_fit_the_task_stops_deploy_at_start(tmp_path, capsys):
+    """On a robot without ground truth deploy judges success with the run's classifier; one whose
+    camera the task lacks stops it at start, one line naming the file (before any graph is
+    needed)."""
+    from robot_rl.reward.classifier import ClassifierConfig, RewardClassifier
+
+    run = _run_dir(tmp_path, obs="pixels")
+    clf = RewardClassifier(ClassifierConfig(cameras=("side",), image_size=128)).save(tmp_path / "side_clf")
+    cfg = config_lib.load(TrainConfig, run / "config.yaml")
+    cfg.reward_classifier = str(clf)
+    config_lib.save(cfg, run / "config.yaml")
+    rc = main(["deploy", str(run), "--profile", "franka", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert str(clf) in err and "needs camera(s) ['side']" in err and len(err.strip().splitlines()) == 1
