@@ -32,6 +32,7 @@ from robot_rl import resume as resume_lib
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.buffers import BufferConfig, ReplayBuffer
 from robot_rl.buffers.rlpd import RLPDSampler, to_torch
+from robot_rl.networks.encoder import EncoderConfig
 from robot_rl import checkpoint as ckpt
 from robot_rl.atomic_io import is_disk_full, write_json_atomic
 from robot_rl.config_ranges import validate_train_config
@@ -78,7 +79,9 @@ class TrainConfig:
     device: str = "auto"                # auto: cuda when available
     threads: int = 0                    # torch intra-op threads (0: torch's default)
     progress: bool = True
-    agent: SACConfig = field(default_factory=SACConfig)
+    # backbone "auto": the pretrained frozen ResNet-10 when its file is set, else the CPU-viable
+    # small conv net (robot_rl/networks/encoder_choice.py); the run logs which and why.
+    agent: SACConfig = field(default_factory=lambda: SACConfig(encoder=EncoderConfig(backbone="auto")))
     buffer: BufferConfig = field(default_factory=BufferConfig)
     intervention: InterventionConfig = field(default_factory=InterventionConfig)  # scripted human (twin)
     gym: GymEnvConfig = field(default_factory=GymEnvConfig)    # only with `env`
@@ -376,7 +379,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     handle = make_run_env(cfg, reward_classifier=cfg.reward_classifier)
     env = handle.env
     agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=device, seed=cfg.seed)
-    if cfg.obs == "pixels" and device.type == "cpu":
+    if (cfg.obs == "pixels" and device.type == "cpu"
+            and getattr(agent.encoder, "backbone_name", "") == "resnet10" and not agent.encoder.frozen):
         log.warning("pixel training on the CPU: a ResNet-10 encodes ~100 images/s here, so each "
                     "update of batch %d takes seconds to minutes; use a GPU (device=cuda) for "
                     "pixel runs", cfg.batch_size)
