@@ -32,7 +32,6 @@ from robot_rl import resume as resume_lib
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.buffers import BufferConfig, ReplayBuffer
 from robot_rl.buffers.rlpd import RLPDSampler, to_torch
-from robot_rl.networks.encoder import EncoderConfig
 from robot_rl import checkpoint as ckpt
 from robot_rl.atomic_io import is_disk_full, write_json_atomic
 from robot_rl.config_ranges import validate_train_config
@@ -79,9 +78,7 @@ class TrainConfig:
     device: str = "auto"                # auto: cuda when available
     threads: int = 0                    # torch intra-op threads (0: torch's default)
     progress: bool = True
-    # backbone "auto": the pretrained frozen ResNet-10 when its file is set, else the CPU-viable
-    # small conv net (robot_rl/networks/encoder_choice.py); the run logs which and why.
-    agent: SACConfig = field(default_factory=lambda: SACConfig(encoder=EncoderConfig(backbone="auto")))
+    agent: SACConfig = field(default_factory=SACConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
     intervention: InterventionConfig = field(default_factory=InterventionConfig)  # scripted human (twin)
     gym: GymEnvConfig = field(default_factory=GymEnvConfig)    # only with `env`

@@ -103,7 +103,9 @@ class SACConfig:
     # features): with an encoder learned from scratch, the demos' actions are a far denser signal
     # about where things are than the sparse reward the critic learns from (docs/benchmarks.md, "Pixels").
     bc_trains_encoder: bool = False
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # backbone "auto": the pretrained frozen ResNet-10 when its file is set, else the CPU-viable
+    # small conv net (robot_rl/networks/encoder_choice.py); the agent logs which and why.
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(backbone="auto"))
     # Standardise obs["state"] with statistics fitted on the first update's batches, then frozen
     # (robot_rl/agents/state_norm.py: why, and the trade-off).
     normalize_state: bool = True

@@ -8,7 +8,8 @@
 - "auto":       the pretrained frozen ResNet-10 when its file is configured; otherwise small_conv,
                 the choice that learns on a CPU with what a fresh machine has (docs/benchmarks.md,
                 "Pixels": a ResNet-10 trained from scratch runs 0.02-0.04 updates/s here).
-`robot-rl train` defaults to "auto"; a plain EncoderConfig() keeps "resnet10".
+SACConfig (so `robot-rl train`) defaults to "auto"; a plain EncoderConfig() keeps "resnet10"
+(the reward classifier's and the BC agent's).
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from robot_rl import cli
+from robot_rl.agents.sac import SACConfig
 from robot_rl.networks import EncoderConfig, ObservationEncoder, ResNet10
 from robot_rl.networks.encoder_choice import choose_backbone
 from robot_rl.networks.resnet import save_backbone_weights
@@ -41,7 +42,7 @@ def test_auto_picks_the_pretrained_frozen_resnet_when_its_file_is_set_else_small
 
 
 def test_train_defaults_to_auto_and_a_plain_encoder_config_stays_resnet10():
-    assert TrainConfig().agent.encoder.backbone == "auto"
+    assert TrainConfig().agent.encoder.backbone == "auto" and SACConfig().encoder.backbone == "auto"
     assert EncoderConfig().backbone == "resnet10"
 
 
