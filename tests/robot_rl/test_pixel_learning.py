@@ -8,8 +8,8 @@ the straight line to the centre that cloning the demos gives reaches about 0.2 o
 
 The learner is the CPU pixel setting (docs/benchmarks.md, "Pixels"): the small conv encoder
 trained end to end, with the BC term on the demo rows training it too. One torch thread, so a
-run is deterministic for its seed. Each run needs about a minute of CPU: the two tests took
-2 min 5 s user CPU (7.7 min wall) on a 2-core box that six sessions shared (load 9-13).
+run is deterministic for its seed. The two tests: 74 s + 71 s (2 min 26 s in all) on the
+2-core CPU box beside a niced training run (load 2.5-3); 7.7 min when six sessions shared it.
 """
 from robot_rl import config as config_lib
 from robot_rl.train import TrainConfig, train
