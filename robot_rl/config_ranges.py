@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from robot_rl.config import ConfigError, Range, Text, check_ranges
+from robot_rl.networks.encoder_choice import BACKBONES
 
 _BIG = 2 ** 31 - 1
 COUNT = Range(0, _BIG)                  # a count that may be zero
@@ -88,8 +89,15 @@ TRAIN_RANGES: dict[str, Any] = {
     "agent.grasp_lr": LEARNING_RATE,
     "agent.grasp_epsilon": FRACTION,
     "agent.bc_weight": Range(0.0, 1e6),
+    "agent.bc_trains_encoder": None,
+    "agent.encoder.backbone": Text(choices=BACKBONES),
     "agent.encoder.pretrained_backbone": _optional_path,
     "agent.encoder.freeze_backbone": None,
+    "agent.encoder.freeze_random_backbone": None,
+    "agent.encoder.small_conv_resolution": lambda v, _cfg: (
+        None if isinstance(v, int) and 8 <= v <= 512 and v % 4 == 0
+        else "must be a multiple of 4 in [8, 512]"),
+    "agent.encoder.blank_images": None,
     "agent.encoder.num_spatial_features": Range(1, 1024),
     "agent.encoder.image_latent_dim": Range(1, 1 << 16),
     "agent.encoder.proprio_latent_dim": Range(1, 1 << 16),

@@ -376,7 +376,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     handle = make_run_env(cfg, reward_classifier=cfg.reward_classifier)
     env = handle.env
     agent = SACAgent(cfg.agent, env.observation_space, env.action_space, device=device, seed=cfg.seed)
-    if cfg.obs == "pixels" and device.type == "cpu":
+    if (cfg.obs == "pixels" and device.type == "cpu"
+            and getattr(agent.encoder, "backbone_name", "") == "resnet10" and not agent.encoder.frozen):
         log.warning("pixel training on the CPU: a ResNet-10 encodes ~100 images/s here, so each "
                     "update of batch %d takes seconds to minutes; use a GPU (device=cuda) for "
                     "pixel runs", cfg.batch_size)

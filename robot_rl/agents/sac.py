@@ -99,7 +99,13 @@ class SACConfig:
     # It holds the policy near what the expert does where it acts, against the oscillation the
     # critic's gradient alone caused on pick_cube (docs/benchmarks.md). 0: plain RLPD.
     bc_weight: float = 1.0
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # The BC term also trains the image encoder (the actor's other losses still see detached
+    # features): with an encoder learned from scratch, the demos' actions are a far denser signal
+    # about where things are than the sparse reward the critic learns from (docs/benchmarks.md, "Pixels").
+    bc_trains_encoder: bool = False
+    # backbone "auto": the pretrained frozen ResNet-10 when its file is set, else the CPU-viable
+    # small conv net (robot_rl/networks/encoder_choice.py); the agent logs which and why.
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(backbone="auto"))
     # Standardise obs["state"] with statistics fitted on the first update's batches, then frozen
     # (robot_rl/agents/state_norm.py: why, and the trade-off).
     normalize_state: bool = True
@@ -393,7 +399,8 @@ class SACAgent:
             if cfg.bc_weight > 0:
                 # On the mode (the deployed action), not a sample: cloning the sampled action also
                 # shrinks the spread, and on pick_cube it learned slower (docs/benchmarks.md).
-                b_loss = bc_loss(self.actor.mode(actor_features), action[:, :self.arm_dim], intervention)
+                bc_features = features if cfg.bc_trains_encoder else actor_features
+                b_loss = bc_loss(self.actor.mode(bc_features), action[:, :self.arm_dim], intervention)
                 loss = loss + cfg.bc_weight * b_loss
                 metrics["bc_loss"] = b_loss.detach()
         return loss, metrics

@@ -61,7 +61,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_rl.augment import random_shift
+from robot_rl.networks.encoder_choice import choose_backbone
 from robot_rl.networks.resnet import ResNet10, load_backbone_weights
+from robot_rl.networks.small_conv import SmallConv
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,14 @@ FEATURE_PREFIX = "feat/"
 
 @dataclass
 class EncoderConfig:
+    # "resnet10", "small_conv" or "auto" (robot_rl/networks/encoder_choice.py says which is built when)
+    backbone: str = "resnet10"
     pretrained_backbone: Optional[str] = None  # local safetensors file; None = train from scratch
     freeze_backbone: bool = True        # only honoured with pretrained weights (SERL: frozen)
+    freeze_random_backbone: bool = False  # resnet10 without a file: keep the random weights fixed
+    small_conv_resolution: int = 64     # small_conv: images are averaged down to this size first
+    # The "blind" baseline: every image is replaced by zeros, so the policy sees proprio only.
+    blank_images: bool = False
     num_spatial_features: int = 8       # SpatialLearnedEmbeddings num_features
     image_latent_dim: int = 256         # per-camera bottleneck
     proprio_latent_dim: int = 64
@@ -114,7 +122,7 @@ class ObservationEncoder(nn.Module):
         self.camera_names = list(camera_names)
         self.state_dim = state_dim
         n_cam = len(self.camera_names)
-        self.backbone: ResNet10 | None = None
+        self.backbone: ResNet10 | SmallConv | None = None
         self.frozen = False
         self._frozen_graphs: dict[tuple, torch.jit.ScriptModule] = {}
         resolve_head_dtype(cfg.head_dtype, torch.device("cpu"))  # a bad name fails here, not mid-run
@@ -123,18 +131,27 @@ class ObservationEncoder(nn.Module):
                 raise ValueError("an observation needs a 'state' vector or at least one camera")
             self.out_dim = state_dim
             return
-        self.backbone = ResNet10()
-        if cfg.pretrained_backbone:
-            load_backbone_weights(self.backbone, cfg.pretrained_backbone)
-            self.frozen = cfg.freeze_backbone
+        choice = choose_backbone(cfg.backbone, cfg.pretrained_backbone, cfg.freeze_backbone,
+                                 cfg.freeze_random_backbone)
+        self.backbone_name = choice.name
+        if cfg.backbone == "auto":
+            log.info("image encoder: %s (%s)", choice.name, choice.reason)
+        if choice.name == "small_conv":
+            self.backbone = SmallConv(cfg.small_conv_resolution)
+            c, h, w = self.backbone.output_shape(image_shape[0], image_shape[1])
         else:
-            log.warning("no pretrained backbone weights (encoder.pretrained_backbone is unset): the "
-                        "ResNet-10 backbone starts from random weights and TRAINS FROM SCRATCH "
-                        "through the critic loss%s", "; freeze_backbone is ignored"
-                        if cfg.freeze_backbone else "")
+            self.backbone = ResNet10()
+            if cfg.pretrained_backbone:
+                load_backbone_weights(self.backbone, cfg.pretrained_backbone)
+            elif not choice.frozen:
+                log.warning("no pretrained backbone weights (encoder.pretrained_backbone is unset): the "
+                            "ResNet-10 backbone starts from random weights and TRAINS FROM SCRATCH "
+                            "through the critic loss%s", "; freeze_backbone is ignored"
+                            if cfg.freeze_backbone else "")
+            c, h, w = ResNet10.output_shape(image_shape[0], image_shape[1])
+        self.frozen = choice.frozen
         if self.frozen:
             self.backbone.requires_grad_(False)
-        c, h, w = ResNet10.output_shape(image_shape[0], image_shape[1])
         self.map_shape = (c, h, w)
         f, d = cfg.num_spatial_features, cfg.image_latent_dim
         # Flax lecun_normal-like init: std 1/sqrt(fan_in).
@@ -220,6 +237,8 @@ class ObservationEncoder(nn.Module):
                 if c not in obs:
                     raise ValueError(f"observation lacks camera {c!r} (or cached {FEATURE_PREFIX + c!r})")
             imgs = torch.cat([obs[c] for c in raw_names]) if len(raw_names) > 1 else obs[raw_names[0]]
+            if self.cfg.blank_images:
+                imgs = torch.zeros_like(imgs)
             feats = self.backbone_features(imgs)  # ONE pass for all cameras: (R*B, C, h, w)
             r, b = len(raw_names), imgs.shape[0] // len(raw_names)
             raw = feats.reshape(r, b, feats.shape[1], -1).permute(0, 2, 1, 3)  # (R, C, B, P)

@@ -328,7 +328,8 @@ def test_frozen_backbone_gets_no_update_and_trained_one_does(weights_file, caplo
     assert frozen.target_encoder.backbone is frozen.encoder.backbone  # shared, not copied
 
     with caplog.at_level(logging.WARNING):
-        scratch = SACAgent(small_cfg(critic_actor_ratio=1), *spaces(["wrist"]))
+        # EncoderConfig() is the ResNet-10 (SACConfig's default, backbone auto, is small_conv without a file).
+        scratch = SACAgent(small_cfg(critic_actor_ratio=1, encoder=EncoderConfig()), *spaces(["wrist"]))
     assert "TRAINS FROM SCRATCH" in caplog.text
     bb0 = params(scratch.encoder.backbone)
     metrics = scratch.update(make_batch(4, ["wrist"]))
