@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.learner import CAMERAS, _random_batch, _spaces, machine
+from bench.learner import CAMERAS, random_batch, bench_spaces, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def build(pkg: str, weights: Path, **encoder_kw):
     enc = importlib.import_module(f"{pkg}.networks.encoder")
     cfg = replace(sac.SACConfig(), critic_ensemble_size=2, critic_subsample_size=None, bc_weight=0.0,
                   encoder=enc.EncoderConfig(pretrained_backbone=str(weights), freeze_backbone=True, **encoder_kw))
-    return sac.SACAgent(cfg, *_spaces(CAMERAS), device="cpu", seed=0)
+    return sac.SACAgent(cfg, *bench_spaces(CAMERAS), device="cpu", seed=0)
 
 
 def cycles_per_s(agent, batches, seconds: float) -> tuple[float, float]:
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     agents = {"base": build("robot_rl_base", weights), "float32": build("robot_rl", weights, head_dtype="float32"),
               "bfloat16": build("robot_rl", weights, head_dtype="bfloat16")}
     rng = np.random.default_rng(0)
-    obs_space, _ = _spaces(CAMERAS)
-    batches = [_random_batch(obs_space, 256, "cpu", rng, {c: (4, 512, 4, 4) for c in CAMERAS}) for _ in range(2)]
+    obs_space, _ = bench_spaces(CAMERAS)
+    batches = [random_batch(obs_space, 256, "cpu", rng, {c: (4, 512, 4, 4) for c in CAMERAS}) for _ in range(2)]
     print(f"machine: {machine()}; torch {torch.__version__}; base {args.base}")
     result: dict = {"base": args.base, "machine": machine(), "torch": torch.__version__}
     for threads in args.threads:

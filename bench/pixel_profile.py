@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.learner import CAMERAS, _spaces, machine
+from bench.learner import CAMERAS, bench_spaces, machine
 
 FEATURE_SHAPE = (4, 512, 4, 4)
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     from robot_rl.networks.resnet import ResNet10, save_backbone_weights
 
     rng = np.random.default_rng(0)
-    obs_space, act_space = _spaces(CAMERAS)
+    obs_space, act_space = bench_spaces(CAMERAS)
     tmp = tempfile.TemporaryDirectory()
     weights = Path(tmp.name) / "resnet10.safetensors"
     save_backbone_weights(ResNet10(), weights)

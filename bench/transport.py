@@ -153,13 +153,13 @@ def auth_costs(weights_mb: float, repeats: int = 30, update_seconds: float = 5.0
     """Section 3 of the module docstring."""
     import secrets
 
-    from bench.learner import _random_batch, _spaces, _updates_per_s
+    from bench.learner import random_batch, bench_spaces, updates_per_s
     from robot_rl.agents.sac import SACAgent, SACConfig
     from robot_rl.auth import MessageAuth
 
     auth = MessageAuth(secrets.token_bytes(32))
     rng = np.random.default_rng(0)
-    obs_space, act_space = _spaces(())
+    obs_space, act_space = bench_spaces(())
     agent = SACAgent(SACConfig(), obs_space, act_space, seed=0)
     state_schema = transport.TransitionSchema.from_spaces(obs_space, act_space)
     z = np.zeros(1, np.uint8)
@@ -196,8 +196,8 @@ def auth_costs(weights_mb: float, repeats: int = 30, update_seconds: float = 5.0
 
     # Per learner update (state SAC, UTD cycle): updates_per_step=1 -> one transition verified per
     # update; weights (state policy) signed every weights_every_s=1 s; acks ~3/s (heartbeat + commits).
-    batches = [_random_batch(obs_space, 256, torch.device("cpu"), rng) for _ in range(agent.cfg.critic_actor_ratio)]
-    ups = _updates_per_s(agent, batches, update_seconds)
+    batches = [random_batch(obs_space, 256, torch.device("cpu"), rng) for _ in range(agent.cfg.critic_actor_ratio)]
+    ups = updates_per_s(agent, batches, update_seconds)
     pm = out["per_message"]
     verify_us = pm["transition_state"]["verify_and_decode_us"] - pm["transition_state"]["decode_us"]
     per_update_us = (max(verify_us, 0.0) + pm["weights_state_policy"]["sign_us"] / ups

@@ -179,9 +179,6 @@ KNOWN_PRIVATE = {   # in files the one-run-path work rewrites; shrink, never gro
     "tasks/deploy.py: tasks.ros_backend._STATE_TOPICS",
     "tasks/distributed.py: robot_rl.train._Curve",
     "tasks/distributed.py: robot_rl.train._device",
-    "bench/transport.py: bench.learner._random_batch",
-    "bench/transport.py: bench.learner._spaces",
-    "bench/transport.py: bench.learner._updates_per_s",
 }
 
 
