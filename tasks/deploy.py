@@ -75,7 +75,7 @@ class DeployConfig:
     out: Optional[str] = None           # default RUN_DIR/deploy_<profile>
     seed: int = 0
     max_steps: Optional[int] = None     # override the task's episode length
-    namespace: Optional[str] = None     # override the profile's robot namespace (ros backend)
+    namespace: Optional[str] = None     # ros backend: the robot namespace (None: the task file's, else the profile's)
     connect_timeout: float = 5.0        # s to wait for the graph before GraphNotUpError
     device: str = "auto"
     reset_mode: Optional[str] = None    # ros backend: cartesian | service (None: cartesian on the
@@ -188,7 +188,8 @@ def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
     from tasks.ros_backend import RosRobot, RosRobotConfig, camera_options
 
     namespace, base_frame = profile_robot(cfg.profile)
-    namespace = (cfg.namespace or namespace).rstrip("/") or "/"
+    # --namespace, else the task file's robot namespace, else the profile's rig.
+    namespace = (cfg.namespace or spec.robot_namespace or namespace).rstrip("/") or "/"
     # Videos of a state run read the cameras too (they are not part of the observation then).
     cameras = tuple(spec.cameras) if obs == "pixels" or cfg.video else ()
     cameras += tuple(c for c in extra_cameras if c not in cameras)
@@ -554,7 +555,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output folder (default RUN_DIR/deploy_<profile>)")
     p.add_argument("--seed", type=int, default=0, help="seeds the episodes' reset placements")
     p.add_argument("--max-steps", type=int, help="episode length (default: the task's)")
-    p.add_argument("--namespace", help="robot namespace (default: the profile's, e.g. /franka)")
+    p.add_argument("--namespace", help="robot namespace (default: the task file's, else the profile's, e.g. /franka)")
     p.add_argument("--connect-timeout", type=float, default=5.0,
                    help="s to wait for the ROS graph before giving up")
     p.add_argument("--device", default="auto", help="torch device for the policy (auto: cuda if available)")

@@ -465,7 +465,7 @@ def register(subparsers) -> None:
     p.add_argument("--spacemouse-device", default="", help="hidraw path ('' = the first found)")
     p.add_argument("--ros", action="store_true", help="record from the live ROS 2 graph: the robot over "
                    "its topics, the operator from /spacemouse/twist and /spacemouse/joy")
-    p.add_argument("--namespace", default="/franka", help="--ros: the robot's namespace")
+    p.add_argument("--namespace", default=None, help="--ros: the robot's namespace (default: the task's)")
     p.add_argument("--reset-mode", choices=["cartesian", "service"], default="cartesian",
                    help="--ros: reset through the controller to the task's reset pose, or the driver's reset service")
     p.add_argument("--gains-node", default="", help="--ros: node whose impedance gains go to the precision "

@@ -404,7 +404,7 @@ def register(subparsers) -> None:
     p.add_argument("--near-miss", type=float, default=0.3, help="expert: fraction of sabotaged episodes")
     p.add_argument("--hold-steps", type=int, default=10, help="expert: steps kept after the first success")
     p.add_argument("--ros", action="store_true", help="drive the robot over ROS 2 (hardware or twin node)")
-    p.add_argument("--namespace", default="/franka")
+    p.add_argument("--namespace", default=None, help="--ros: the robot's namespace (default: the task's)")
     p.add_argument("--reset-mode", choices=["cartesian", "service"], default="cartesian",
                    help="--ros: reset through the controller to the task's reset pose, or the driver's reset service")
     p.add_argument("--gains-node", default="", help="--ros: node whose impedance gains go to the precision "
