@@ -19,17 +19,21 @@ and retried every `disk_retry_s` (logged, `status`); meanwhile nothing new is ta
 Delivery is at least once: a crash between the buffers' commit and the ack table's write can
 store the last episode twice (microseconds wide); an acknowledged transition is never lost.
 
-Training runs continuously in the same loop, capped at `updates_per_step` updates per ingested
-transition (as the in-process loop) unless `free_running`. Weights are published at most every
+Training runs continuously in the same loop, with the run's update budget and minibatching
+(robot_rl/updates.py: `updates_per_step` updates per env step from `learning_starts` on, the
+steps of episodes still staged included; one full RLPD batch per gradient step) unless
+`free_running`. The in-process run (robot_rl/train.py) is this class too, fed by an in-memory
+link. Weights are published at most every
 `weights_every_s` (latest-only: the node publishes them TRANSIENT_LOCAL, depth 1). Acks go out
 on every commit and as a heartbeat every `heartbeat_every_s`, so a restarted actor or learner
 learns where the other stands.
 
-Restart: everything lives in the run directory (the layout of robot_rl/train.py):
-buffers/{online,demo}, checkpoint.{safetensors,json} (agent + update counter), and
-learner_state.json (per-session ack table, ingest counters; replaced atomically). A killed
-learner reopens the buffers at their last commit and the checkpoint, and answers actors from
-the table it wrote with that commit.
+Restart: everything lives in the run directory, opened as every run opens it
+(robot_rl/run_files.py): buffers/{online,demo}, demos.json (the demos are complete),
+checkpoint.{safetensors,json} (agent + update counter), and learner_state.json (per-session ack
+table; replaced atomically). A killed learner reopens the buffers at their last commit (they
+are the truth for env steps and episodes) and the checkpoint, and answers actors from the table
+it wrote with that commit.
 
 Authentication (robot_rl/auth.py): the run's key lives in RUN_DIR/auth.key (created here if
 the run has none). Every transition is verified before it is parsed; one without a valid tag
@@ -42,7 +46,7 @@ replay of an episode start the learner has staged matches what is staged and cha
 Demos: the demo buffer is filled once, at the first start: from a recorded episode dataset
 (TrainConfig.demo_dataset, e.g. `robot-rl record-demos --ros` on the robot; its successful
 episodes, checked against the env's observations and actions) or else with cfg.demos scripted
-demos in the twin. A run whose actors drive a real robot (`robot_backend="ros"`) refuses
+demos in the twin (robot_rl/demos.py, as every run). A run whose actors drive a real robot (`robot_backend="ros"`) refuses
 scripted twin demos: its demo buffer would fill with simulated data.
 
 Monitoring: every committed episode's return, length, intervention rate, success and cycle
