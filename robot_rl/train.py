@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from robot_rl import resume as resume_lib
 from robot_rl.actor import Actor, ActorConfig
 from robot_rl.agents.sac import SACConfig
 from robot_rl.buffers import BufferConfig
@@ -100,6 +101,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Runs (or resumes) one training run and returns the final evaluation."""
     validate_train_config(cfg)
     run_dir = Path(cfg.run_dir)
+    # A resume that changes a fixed setting is refused before the env is built (read-only; the
+    # learner plans it again and applies it).
+    resume_lib.plan_resume(cfg, run_dir)
     torch.manual_seed(cfg.seed)
     handle = make_run_env(cfg, reward_classifier=cfg.reward_classifier)
     if cfg.obs == "pixels" and device_for(cfg.device).type == "cpu":
