@@ -165,6 +165,10 @@ class Learner:
         self.epoch = max(int(state.get("epoch", 0)) + 1, time.time_ns())
         self._ack_seq = 0
 
+        if state.get("demos_done") and not (self.run_dir / "demos.json").exists():
+            # A run dir of an older learner that marked its (zero) demos done only here.
+            write_json_atomic(self.run_dir / "demos.json", {"demos": 0, "from": "learner_state.json"})
+
         def save_config() -> None:
             resume_lib.log_changes(resume_plan, self.run_dir)
             resume_lib.save_config(cfg, self.run_dir, resume_plan)
