@@ -191,7 +191,7 @@ class Learner:
                       "disk_full_retries": 0, "dropped_disk_full": 0, "unauthenticated": 0}
         # Episodes complete in memory that a full disk kept out of the buffers (oldest first):
         # not acked, retried every disk_retry_s; ingest pauses meanwhile (acks stay in order).
-        self.blocked: list[tuple[str, list[dict[str, Any]]]] = []
+        self.blocked: list[tuple[str, list[Transition]]] = []
         self.status: dict[str, Any] = {"disk_full": False, "error": ""}
         self._demo_written: set[int] = set()     # ids of held-back episodes whose demo part is on disk
         self._state_dirty = False
