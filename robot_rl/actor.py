@@ -58,8 +58,9 @@ import numpy as np
 
 from robot_rl import transport
 from robot_rl.auth import AuthError, MessageAuth
+from robot_rl.episode import EpisodeResult, Transition, from_chunk, to_chunk
 from robot_rl.spool import Spool, SpooledSession
-from robot_rl.transport import TransitionChunk, TransitionSchema
+from robot_rl.transport import TransitionSchema
 
 log = logging.getLogger("robot_rl.actor")
 
@@ -225,11 +226,14 @@ class Actor:
                  takeover: Takeover | None = None, session: str | None = None, writer: Any = None,
                  seed: int = 0, clock: Callable[[], float] = time.monotonic,
                  rotation: Callable[[], np.ndarray | None] | None = None,
-                 keys: OperatorKeys | None = None, *, key: bytes):
-        """key: the run's auth key (robot_rl.auth.load_key(RUN_DIR/auth.key))."""
+                 keys: OperatorKeys | None = None, *, key: bytes, assist: Any = None):
+        """key: the run's auth key (robot_rl.auth.load_key(RUN_DIR/auth.key)).
+        assist: a scripted human in the twin (robot_rl.scripted_human.ScriptedHuman: reset(),
+        step(obs, policy_action) -> (action, intervened)), consulted when no real human acts."""
         self.auth = MessageAuth(key)
         self.cfg, self.handle, self.env, self.agent = cfg, handle, handle.env, agent
         self.send = send
+        self.assist = assist
         self.takeover = takeover or Takeover(cfg.takeover, clock)
         self.keys = keys or OperatorKeys(clock)
         self.session = session or uuid.uuid4().hex[:12]
@@ -267,7 +271,7 @@ class Actor:
         # the weights lockstep. Set from the actor's episode log (tasks/actor_node.py).
         self.episodes_before = 0
         self.steps_before = 0
-        self.unacked: OrderedDict[int, dict[str, Any]] = OrderedDict()  # seq -> transition
+        self.unacked: OrderedDict[int, Transition] = OrderedDict()  # seq -> transition
         self.last_sent: dict[int, float] = {}
         self.acked = -1
         self.learner_session: str | None = None
@@ -368,29 +372,20 @@ class Actor:
         """Sends every unacked transition again, oldest first, in per-episode chunks."""
         now = self.clock()
         self.last_resend = now
-        run: list[tuple[int, dict[str, Any]]] = []
+        run: list[tuple[int, Transition]] = []
         for seq, t in self.unacked.items():
-            if run and (t["episode"] != run[-1][1]["episode"] or len(run) >= self.cfg.resend_chunk):
+            if run and (t.episode != run[-1][1].episode or len(run) >= self.cfg.resend_chunk):
                 self._send_run(run, now)
                 run = []
             run.append((seq, t))
         if run:
             self._send_run(run, now)
 
-    def _encode_run(self, run: list[tuple[int, dict[str, Any]]], session: str, unacked_from: int) -> bytes:
-        first_seq, first = run[0]
-        ts = [t for _, t in run]
-        frames = {k: np.stack([first["obs"][k]] + [t["next_obs"][k] for t in ts]) for k in first["obs"]}
-        chunk = TransitionChunk(
-            self.cfg.actor_id, session, first["episode"], first["step"], first_seq, frames,
-            np.stack([t["action"] for t in ts]).astype(np.float32),
-            *(np.array([t[k] for t in ts], dtype=dt) for k, dt in (
-                ("reward", np.float32), ("terminated", np.uint8), ("truncated", np.uint8),
-                ("grasp_penalty", np.float32), ("intervention", np.uint8))),
-            unacked_from=unacked_from)
+    def _encode_run(self, run: list[tuple[int, Transition]], session: str, unacked_from: int) -> bytes:
+        chunk = to_chunk([t for _, t in run], self.cfg.actor_id, session, run[0][0], unacked_from)
         return transport.encode_transitions(chunk)
 
-    def _send_run(self, run: list[tuple[int, dict[str, Any]]], now: float, first_time: bool = False,
+    def _send_run(self, run: list[tuple[int, Transition]], now: float, first_time: bool = False,
                   data: bytes | None = None) -> None:
         if data is None:
             data = self._encode_run(run, self.session, next(iter(self.unacked)))
@@ -489,12 +484,14 @@ class Actor:
         finally:
             self.keys.set_resetting(False)
 
-    def run_episode(self, seed: int | None = None) -> dict[str, Any]:
+    def run_episode(self, seed: int | None = None) -> EpisodeResult:
         """One episode: weights first (never mid-episode), then act / take over / send each step."""
         self._wait_for_room()
         self.apply_weights()
         self._wait_for_policy()
         obs, info = self._reset(seed)
+        if self.assist is not None:
+            self.assist.reset()
         episode, started = self.episode, self.clock()
         first_seq = self.next_seq
         ret, length, interventions, success = 0.0, 0, 0, False
@@ -507,6 +504,9 @@ class Actor:
                 time.sleep(max(0.0, tick - self.clock()))
             human = self.takeover.action(self.rotation())
             action = human if human is not None else self.policy_action(obs)
+            intervened = human is not None
+            if not intervened and self.assist is not None:
+                action, intervened = self.assist.step(obs, action)
             try:
                 next_obs, reward, terminated, truncated, info = self.env.step(action)
             except Exception as e:  # noqa: BLE001 - only data faults abort; the rest propagate
@@ -534,26 +534,23 @@ class Actor:
             if step_success and source is None:
                 source = "operator" if key == "success" else "classifier" if "classifier_prob" in info else "env"
             self._record(episode, length, obs, action, reward, next_obs, terminated, truncated,
-                         info.get("grasp_penalty", 0.0), human is not None, success=step_success)
+                         info.get("grasp_penalty", 0.0), intervened, success=step_success)
             ret += float(reward)
             length += 1
-            interventions += int(human is not None)
+            interventions += int(intervened)
             success = success or step_success
             obs = next_obs
             self.pump()
             if terminated or truncated or self.stop_event.is_set():
                 break
         self.episode += 1
-        result = {"session": self.session, "episode": episode, "return": ret, "length": length,
-                  "success": success, "success_source": source,
-                  "interventions": interventions, "intervention_rate": interventions / max(length, 1),
-                  "cycle_time_s": length / self.handle.control_hz if success else None,
-                  "wall_s": self.clock() - started, "weights_version": self.weights_version,
-                  "env_steps": self.env_steps, "operator_key": key,
-                  "classifier_success": classifier_success, "classifier_prob_max": classifier_prob,
-                  "aborted": aborted}
-        if truth is not None:
-            result["ground_truth_success"] = truth
+        result = EpisodeResult(
+            return_=ret, length=length, success=success, interventions=interventions,
+            cycle_time_s=length / self.handle.control_hz if success else None,
+            wall_s=self.clock() - started, session=self.session, episode=episode,
+            success_source=source, weights_version=self.weights_version, env_steps=self.env_steps,
+            operator_key=key, classifier_success=classifier_success, classifier_prob_max=classifier_prob,
+            aborted=aborted, ground_truth_success=truth)
         self._log(result)
         return result
 
@@ -567,11 +564,11 @@ class Actor:
         t = self.unacked.get(seq)
         if t is None:
             return
-        t["truncated"] = True
+        t.truncated = True
         data = self._encode_run([(seq, t)], self.session, next(iter(self.unacked)))
         if self.spool is not None:
             try:
-                self.spool.append(t["episode"], seq, data, False, episode_ends=True)
+                self.spool.append(t.episode, seq, data, False, episode_ends=True)
             except OSError as e:
                 self.stats["spool_errors"] += 1
                 log.error("spool write failed (%s); the aborted episode's end is in memory only", e)
@@ -584,12 +581,8 @@ class Actor:
         seq = self.next_seq
         self.next_seq += 1
         self.env_steps += 1
-        t = {"episode": episode, "step": step,
-             "obs": {k: np.array(v, copy=True) for k, v in obs.items()},
-             "next_obs": {k: np.array(v, copy=True) for k, v in next_obs.items()},
-             "action": np.asarray(action, np.float32).copy(), "reward": float(reward),
-             "terminated": bool(terminated), "truncated": bool(truncated),
-             "grasp_penalty": float(grasp_penalty), "intervention": bool(intervention)}
+        t = Transition.copy_of(obs, action, reward, next_obs, terminated, truncated, grasp_penalty,
+                               intervention, episode=episode, step=step)
         self.unacked[seq] = t
         data = self._encode_run([(seq, t)], self.session, next(iter(self.unacked)))
         if self.spool is not None:
@@ -604,7 +597,7 @@ class Actor:
 
     # ------------------------------------------------------------------ a killed session's spool
 
-    def recover_spooled(self, timeout_s: float | None = None) -> list[dict[str, Any]]:
+    def recover_spooled(self, timeout_s: float | None = None) -> list[EpisodeResult]:
         """Re-sends the spooled transitions of this actor's earlier (killed) sessions under their
         own session and seq numbers, until the learner acknowledges them all or `timeout_s`
         passes (then they stay spooled for the next start). A session's unfinished last episode
@@ -614,24 +607,17 @@ class Actor:
         results = []
         for old in list(self.spooled):
             key = transport.session_key(self.cfg.actor_id, old.session)
-            pending: OrderedDict[int, dict[str, Any]] = OrderedDict()
+            pending: OrderedDict[int, Transition] = OrderedDict()
             successes: dict[int, bool] = {}
             for rec in old.records:
                 chunk = transport.decode_transitions(rec.message, self.schema)
-                pending[chunk.seq] = {"episode": chunk.episode, "step": chunk.step, "obs": chunk.obs(0),
-                                      "next_obs": chunk.next_obs(0), "action": chunk.action[0],
-                                      "reward": float(chunk.reward[0]),
-                                      "terminated": bool(chunk.terminated[0]),
-                                      "truncated": bool(chunk.truncated[0]),
-                                      "grasp_penalty": float(chunk.grasp_penalty[0]),
-                                      "intervention": bool(chunk.intervention[0])}
+                pending[chunk.seq] = from_chunk(chunk, 0)
                 successes[chunk.episode] = successes.get(chunk.episode, False) or rec.success
-            last = pending[next(reversed(pending))]
-            if not (last["terminated"] or last["truncated"]):
-                last["truncated"] = True
-            episodes: dict[int, list[dict[str, Any]]] = {}
+            last_seq = next(reversed(pending))
+            pending[last_seq] = pending[last_seq].closed()
+            episodes: dict[int, list[Transition]] = {}
             for t in pending.values():
-                episodes.setdefault(t["episode"], []).append(t)
+                episodes.setdefault(t.episode, []).append(t)
             log.info("re-sending %d spooled transitions (%d episodes) of killed session %s",
                      len(pending), len(episodes), key)
             deadline, last_send = self.clock() + timeout_s, -np.inf
@@ -649,9 +635,9 @@ class Actor:
                     break
                 if now - last_send > self.cfg.resend_after_s:
                     last_send = now
-                    run: list[tuple[int, dict[str, Any]]] = []
+                    run: list[tuple[int, Transition]] = []
                     for seq, t in list(pending.items()) + [(None, None)]:
-                        if run and (t is None or t["episode"] != run[-1][1]["episode"]
+                        if run and (t is None or t.episode != run[-1][1].episode
                                     or len(run) >= self.cfg.resend_chunk):
                             self._send(self._encode_run(run, old.session, next(iter(pending))))
                             self.stats["recovered"] += len(run)
@@ -666,13 +652,11 @@ class Actor:
             Spool.forget(self.cfg.spool_dir, old.session)
             self.spooled.remove(old)
             for episode, ts in episodes.items():
-                results.append({"session": old.session, "episode": episode, "recovered": True,
-                                "return": float(sum(t["reward"] for t in ts)), "length": len(ts),
-                                "success": successes[episode],
-                                "interventions": int(sum(t["intervention"] for t in ts)),
-                                "intervention_rate": float(np.mean([t["intervention"] for t in ts])),
-                                "cycle_time_s": len(ts) / self.handle.control_hz if successes[episode] else None,
-                                "weights_version": None, "env_steps": None})
+                results.append(EpisodeResult(
+                    return_=float(sum(t.reward for t in ts)), length=len(ts), success=successes[episode],
+                    interventions=int(sum(t.intervention for t in ts)),
+                    cycle_time_s=len(ts) / self.handle.control_hz if successes[episode] else None,
+                    session=old.session, episode=episode, recovered=True))
         self.recovered_episodes += results
         return results
 
@@ -680,31 +664,31 @@ class Actor:
         if self.spool is not None:
             self.spool.close()
 
-    def _log(self, r: dict[str, Any]) -> None:
+    def _log(self, r: EpisodeResult) -> None:
         if self.writer is None:
             return
         step = self.env_steps
         w = self.writer
-        w.add_scalar("actor/return", r["return"], step)
-        w.add_scalar("actor/success", float(r["success"]), step)
-        w.add_scalar("actor/length", r["length"], step)
-        w.add_scalar("actor/interventions", r["interventions"], step)
-        w.add_scalar("actor/intervention_rate", r["intervention_rate"], step)
-        if r["cycle_time_s"] is not None:
-            w.add_scalar("actor/cycle_time_s", r["cycle_time_s"], step)
-        w.add_scalar("actor/weights_version", r["weights_version"], step)
-        w.add_scalar("actor/classifier_success", float(r.get("classifier_success", False)), step)
-        if r.get("classifier_prob_max") is not None:
-            w.add_scalar("actor/classifier_prob_max", r["classifier_prob_max"], step)
+        w.add_scalar("actor/return", r.return_, step)
+        w.add_scalar("actor/success", float(r.success), step)
+        w.add_scalar("actor/length", r.length, step)
+        w.add_scalar("actor/interventions", r.interventions, step)
+        w.add_scalar("actor/intervention_rate", r.intervention_rate, step)
+        if r.cycle_time_s is not None:
+            w.add_scalar("actor/cycle_time_s", r.cycle_time_s, step)
+        w.add_scalar("actor/weights_version", r.weights_version, step)
+        w.add_scalar("actor/classifier_success", float(r.classifier_success), step)
+        if r.classifier_prob_max is not None:
+            w.add_scalar("actor/classifier_prob_max", r.classifier_prob_max, step)
         for key in OPERATOR_KEYS:
-            w.add_scalar(f"actor/operator_{key}", float(r.get("operator_key") == key), step)
-        w.add_scalar("actor/aborted", float(bool(r.get("aborted"))), step)
-        if "ground_truth_success" in r:
-            w.add_scalar("actor/ground_truth_success", float(r["ground_truth_success"]), step)
+            w.add_scalar(f"actor/operator_{key}", float(r.operator_key == key), step)
+        w.add_scalar("actor/aborted", float(bool(r.aborted)), step)
+        if r.ground_truth_success is not None:
+            w.add_scalar("actor/ground_truth_success", float(r.ground_truth_success), step)
         w.add_scalar("actor/unacked", len(self.unacked), step)
 
     def run(self, steps: int, seed: int = 0, flush_timeout_s: float = 60.0,
-            on_episode: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+            on_episode: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
         """Episodes until `steps` env steps (or stop_event), then waits for the last acks."""
         results = []
         if self.spooled:

@@ -125,7 +125,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from robot_rl import config as config_lib
     from robot_rl.agents.sac import SACAgent
     from robot_rl.run_env import make_run_env
-    from robot_rl.train import TrainConfig, _device, checkpoint_exists, evaluate
+    from robot_rl.run_files import device_for
+    from robot_rl.train import TrainConfig, checkpoint_exists, evaluate
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -139,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CommandError(f"no checkpoint in {run_dir} (checkpoint.safetensors)")
     handle = make_run_env(cfg)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
-                     device=_device(cfg.device), seed=cfg.seed)
+                     device=device_for(cfg.device), seed=cfg.seed)
     counters = ckpt.load_agent(agent, run_dir / "checkpoint").get("counters", {})
     result = evaluate(handle, agent, args.episodes, seed=40_000_000 + args.seed)
     result.update({"task": cfg.env or cfg.task, "obs": cfg.obs, "env_steps": counters.get("env_steps")})

@@ -19,17 +19,21 @@ and retried every `disk_retry_s` (logged, `status`); meanwhile nothing new is ta
 Delivery is at least once: a crash between the buffers' commit and the ack table's write can
 store the last episode twice (microseconds wide); an acknowledged transition is never lost.
 
-Training runs continuously in the same loop, capped at `updates_per_step` updates per ingested
-transition (as the in-process loop) unless `free_running`. Weights are published at most every
+Training runs continuously in the same loop, with the run's update budget and minibatching
+(robot_rl/updates.py: `updates_per_step` updates per env step from `learning_starts` on, the
+steps of episodes still staged included; one full RLPD batch per gradient step) unless
+`free_running`. The in-process run (robot_rl/train.py) is this class too, fed by an in-memory
+link. Weights are published at most every
 `weights_every_s` (latest-only: the node publishes them TRANSIENT_LOCAL, depth 1). Acks go out
 on every commit and as a heartbeat every `heartbeat_every_s`, so a restarted actor or learner
 learns where the other stands.
 
-Restart: everything lives in the run directory (the layout of robot_rl/train.py):
-buffers/{online,demo}, checkpoint.{safetensors,json} (agent + update counter), and
-learner_state.json (per-session ack table, ingest counters; replaced atomically). A killed
-learner reopens the buffers at their last commit and the checkpoint, and answers actors from
-the table it wrote with that commit.
+Restart: everything lives in the run directory, opened as every run opens it
+(robot_rl/run_files.py): buffers/{online,demo}, demos.json (the demos are complete),
+checkpoint.{safetensors,json} (agent + update counter), and learner_state.json (per-session ack
+table; replaced atomically). A killed learner reopens the buffers at their last commit (they
+are the truth for env steps and episodes) and the checkpoint, and answers actors from the table
+it wrote with that commit.
 
 Authentication (robot_rl/auth.py): the run's key lives in RUN_DIR/auth.key (created here if
 the run has none). Every transition is verified before it is parsed; one without a valid tag
@@ -42,7 +46,7 @@ replay of an episode start the learner has staged matches what is staged and cha
 Demos: the demo buffer is filled once, at the first start: from a recorded episode dataset
 (TrainConfig.demo_dataset, e.g. `robot-rl record-demos --ros` on the robot; its successful
 episodes, checked against the env's observations and actions) or else with cfg.demos scripted
-demos in the twin. A run whose actors drive a real robot (`robot_backend="ros"`) refuses
+demos in the twin (robot_rl/demos.py, as every run). A run whose actors drive a real robot (`robot_backend="ros"`) refuses
 scripted twin demos: its demo buffer would fill with simulated data.
 
 Monitoring: every committed episode's return, length, intervention rate, success and cycle
@@ -58,7 +62,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import queue
 import threading
 import time
@@ -70,14 +73,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from robot_rl import checkpoint as ckpt
 from robot_rl import auth, transport
 from robot_rl.agents.sac import SACAgent
 from robot_rl.atomic_io import is_disk_full, write_json_atomic
 from robot_rl.buffers import ReplayBuffer
-from robot_rl.buffers.disk_full import WaitWhenDiskFull
-from robot_rl.buffers.rlpd import RLPDSampler, to_torch
+from robot_rl.buffers.rlpd import RLPDSampler
+from robot_rl.curve import LearningCurve
+from robot_rl.episode import EpisodeResult, Transition, from_chunk
+from robot_rl.interventions import intervention_segments
+from robot_rl.run_files import device_for, open_run_buffers, save_checkpoint
 from robot_rl.transport import TransitionChunk, TransitionSchema
+from robot_rl.updates import update_once, updates_owed
 
 log = logging.getLogger("robot_rl.learner")
 
@@ -103,10 +109,14 @@ class Learner:
 
     def __init__(self, cfg: Any, opts: LearnerConfig, publish_weights: Callable[[bytes], None],
                  publish_ack: Callable[[bytes], None], writer: Any = None,
-                 clock: Callable[[], float] = time.monotonic, key: bytes | None = None):
-        """key: the run's auth key; None: RUN_DIR/auth.key, created if the run has none."""
+                 clock: Callable[[], float] = time.monotonic, key: bytes | None = None,
+                 handle: Any = None, curve_file: str | None = "learner_progress.json"):
+        """key: the run's auth key; None: RUN_DIR/auth.key, created if the run has none.
+        handle: the run's env (robot_rl.run_env.EnvHandle) when the caller has one (the
+        in-process run shares its env: the learner steps it only for the scripted demos, before
+        any actor runs); None builds it. curve_file: where the actors' episodes are kept (None:
+        the caller keeps the curve, as the in-process run does in progress.json)."""
         from robot_rl.run_env import make_run_env
-        from robot_rl.train import _Curve, _device, checkpoint_exists, collect_demos
 
         if opts.robot_backend not in ("twin", "ros"):
             raise ValueError(f"robot_backend must be 'twin' or 'ros', got {opts.robot_backend!r}")
@@ -132,10 +142,10 @@ class Learner:
         self.auth = auth.MessageAuth(key)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = _device(cfg.device)
+        self.device = device_for(cfg.device)
 
         # The env gives the spaces (and the scripted demos in the twin); it is never stepped online here.
-        self.handle = make_run_env(cfg)
+        self.handle = handle if handle is not None else make_run_env(cfg)
         env = self.handle.env
         self.schema = TransitionSchema.from_spaces(env.observation_space, env.action_space)
         self._max_transition_bytes = self.schema.max_message_bytes()
@@ -146,56 +156,30 @@ class Learner:
         self.state_path = self.run_dir / "learner_state.json"
         self.online_dir, self.demo_dir = self.run_dir / "buffers" / "online", self.run_dir / "buffers" / "demo"
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
-        self.counters = {"env_steps": 0, "episodes": 0, "interventions": 0, "updates": 0,
-                         **state.get("counters", {})}
         # session key -> {"acked": int, "expected": int}; staged episodes live in self.staged
         self.sessions: dict[str, dict[str, int]] = {k: {"acked": v, "expected": v + 1}
                                                     for k, v in state.get("acked", {}).items()}
-        self.staged: dict[str, list[dict[str, Any]]] = {}
+        self.staged: dict[str, list[Transition]] = {}
         self.last_seen: dict[str, float] = {}
-        self.demos_done = bool(state.get("demos_done", False))
         # Orders this learner process after every earlier one of the run (acks and weights carry it).
         self.epoch = max(int(state.get("epoch", 0)) + 1, time.time_ns())
         self._ack_seq = 0
 
-        def open_or_create(directory: Path, capacity: int) -> ReplayBuffer:
-            if (directory / "header.json").exists():
-                return ReplayBuffer.open(directory)
-            return ReplayBuffer.create(directory, env.observation_space, self.schema.action_dim,
-                                       capacity=capacity, fsync=cfg.buffer.fsync)
-        self.online = open_or_create(self.online_dir, cfg.buffer.capacity)
-        self.demo = open_or_create(self.demo_dir, cfg.buffer.demo_capacity)
-        log.info("buffers: %d online, %d demo transitions", len(self.online), len(self.demo))
-        if checkpoint_exists(self.ckpt_path):
-            meta = ckpt.load_agent(self.agent, self.ckpt_path)
-            self.counters["updates"] = int(meta.get("counters", {}).get("updates", 0))
-            log.info("resumed agent from %s at %d updates", self.ckpt_path, self.counters["updates"])
-        resume_lib.log_changes(resume_plan, self.run_dir)
-        resume_lib.save_config(cfg, self.run_dir, resume_plan)
-        if not self.demos_done:
-            if self.online.transitions_added:
-                raise RuntimeError(f"{self.online_dir} holds data but learner_state.json does not say the "
-                                   "demos were finished; use a fresh run dir")
-            if self.demo.transitions_added:
-                # Killed while collecting the scripted demos: nothing was acknowledged yet, start over.
-                log.warning("%s: demos left unfinished by a killed learner; collecting them again", self.demo_dir)
-                self.demo.close()
-                shutil.rmtree(self.demo_dir)
-                self.demo = open_or_create(self.demo_dir, cfg.buffer.demo_capacity)
-            if cfg.demo_dataset:
-                from robot_rl.datasets import load_into_buffer  # only runs with recorded demos need it
-                stats = {"demo_dataset": cfg.demo_dataset,
-                         "loaded": load_into_buffer(cfg.demo_dataset, self.demo, successful_only=True),
-                         "demo_transitions": len(self.demo)}
-                write_json_atomic(self.run_dir / "demos.json", stats, indent=2)
-                log.info("demos: %s", stats)
-            elif cfg.demos > 0:
-                stats = collect_demos(self.handle, WaitWhenDiskFull(self.demo), cfg.demos,
-                                      seed=10_000_000 + cfg.seed * 1000)
-                write_json_atomic(self.run_dir / "demos.json", stats, indent=2)
-                log.info("demos: %s", stats)
-            self.demos_done = True
-            self._save_state()
+        if state.get("demos_done") and not (self.run_dir / "demos.json").exists():
+            # A run dir of an older learner that marked its (zero) demos done only here.
+            write_json_atomic(self.run_dir / "demos.json", {"demos": 0, "from": "learner_state.json"})
+
+        def save_config() -> None:
+            resume_lib.log_changes(resume_plan, self.run_dir)
+            resume_lib.save_config(cfg, self.run_dir, resume_plan)
+        # The buffers, the demos and the checkpoint, as the in-process run opens them: the
+        # buffers are the truth for env steps and episodes, the checkpoint for updates.
+        self.online, self.demo, counters = open_run_buffers(cfg, self.run_dir, self.handle, self.agent,
+                                                            save_config)
+        self.counters = {"interventions": int(state.get("counters", {}).get("interventions", 0)), **counters}
+        self.demos_done = True
+        log.info("buffers: %d online, %d demo transitions; %d updates", len(self.online), len(self.demo),
+                 self.counters["updates"])
 
         self.sampler = RLPDSampler(self.online, self.demo, batch_size=cfg.batch_size,
                                    demo_ratio=cfg.buffer.demo_ratio, pin_memory=cfg.buffer.pin_memory)
@@ -207,7 +191,7 @@ class Learner:
                       "disk_full_retries": 0, "dropped_disk_full": 0, "unauthenticated": 0}
         # Episodes complete in memory that a full disk kept out of the buffers (oldest first):
         # not acked, retried every disk_retry_s; ingest pauses meanwhile (acks stay in order).
-        self.blocked: list[tuple[str, list[dict[str, Any]]]] = []
+        self.blocked: list[tuple[str, list[Transition]]] = []
         self.status: dict[str, Any] = {"disk_full": False, "error": ""}
         self._demo_written: set[int] = set()     # ids of held-back episodes whose demo part is on disk
         self._state_dirty = False
@@ -215,7 +199,10 @@ class Learner:
         self._last_disk_retry = -np.inf
         self._last = {"weights": -np.inf, "heartbeat": -np.inf, "checkpoint": clock(), "weights_updates": -1}
         self._metrics: dict[str, float] = {}
-        self.curve = _Curve(self.run_dir, "learner_progress.json")   # the actors' episodes, for the PNGs
+        # The actors' episodes, for the PNGs (resumed: trimmed to what the buffers hold).
+        self.curve = LearningCurve(self.run_dir, curve_file) if curve_file else None
+        if self.curve is not None:
+            self.curve.trim(self.counters["env_steps"])
 
     # ------------------------------------------------------------------ inbound (any thread)
 
@@ -270,11 +257,11 @@ class Learner:
             if seq > s["expected"]:
                 self.stats["gaps"] += chunk.count - i
                 return
-            obs = chunk.obs(i)
+            t = from_chunk(chunk, i)
             if staged:
                 prev = staged[-1]
-                consistent = (chunk.episode == prev["episode"] and step == prev["step"] + 1
-                              and all(np.array_equal(obs[k], prev["next_obs"][k]) for k in obs))
+                consistent = (t.episode == prev.episode and step == prev.step + 1
+                              and all(np.array_equal(t.obs[k], prev.next_obs[k]) for k in t.obs))
             else:
                 consistent = step == 0
             if not consistent or len(staged) >= self.opts.max_staged_steps:
@@ -284,40 +271,28 @@ class Learner:
                 staged.clear()
                 s["expected"] = s["acked"] + 1
                 return
-            staged.append({"episode": chunk.episode, "step": step, "obs": obs,
-                           "next_obs": chunk.next_obs(i), "action": chunk.action[i],
-                           "reward": float(chunk.reward[i]), "terminated": bool(chunk.terminated[i]),
-                           "truncated": bool(chunk.truncated[i]),
-                           "grasp_penalty": float(chunk.grasp_penalty[i]),
-                           "intervention": bool(chunk.intervention[i])})
+            staged.append(t)
             s["expected"] = seq + 1
-            if staged[-1]["terminated"] or staged[-1]["truncated"]:
+            if t.ends_episode:
                 episode = list(staged)
                 staged.clear()
                 if not self._commit_episode(key, episode):
                     return
 
-    def _commit_episode(self, key: str, episode: list[dict[str, Any]]) -> bool:
+    def _commit_episode(self, key: str, episode: list[Transition]) -> bool:
         """Online buffer: the whole episode; demo buffer: each intervention segment. Then ack.
         False if it could not be written (a full disk keeps it in self.blocked for a retry)."""
         try:
             # Demo segments first, committed on their own: an episode a full disk held back
             # after this point is retried without writing its segments twice.
             if id(episode) not in self._demo_written:
-                for i, t in enumerate(episode):
-                    if not t["intervention"]:
-                        continue
-                    segment_ends = i + 1 == len(episode) or not episode[i + 1]["intervention"]
-                    # A segment that stops mid-episode is closed as a truncation: it bootstraps.
-                    self.demo.add(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
-                                  t["truncated"] or (segment_ends and not t["terminated"]),
-                                  grasp_penalty=t["grasp_penalty"], intervention=True)
+                for segment in intervention_segments(episode):
+                    for t in segment:
+                        t.add_to(self.demo)
                 self.demo.commit()
                 self._demo_written.add(id(episode))
             for t in episode:
-                self.online.add(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"],
-                                t["truncated"], grasp_penalty=t["grasp_penalty"],
-                                intervention=t["intervention"])
+                t.add_to(self.online)
             self.online.commit()
             self._demo_written.discard(id(episode))
         except Exception as e:
@@ -345,7 +320,7 @@ class Learner:
         n = len(episode)
         s = self.sessions[key]
         s["acked"] = s["expected"] - 1
-        interventions = sum(t["intervention"] for t in episode)
+        interventions = sum(t.intervention for t in episode)
         self.counters["env_steps"] += n
         self.counters["episodes"] += 1
         self.counters["interventions"] += interventions
@@ -354,31 +329,29 @@ class Learner:
         self._episode_stats(episode, interventions)
         return True
 
-    def _episode_stats(self, episode: list[dict[str, Any]], interventions: int) -> None:
+    def _episode_stats(self, episode: list[Transition], interventions: int) -> None:
         """An actor's episode as the learner sees it, in TensorBoard and the learning curve."""
         n, step, last = len(episode), self.counters["env_steps"], episode[-1]
-        success = bool(last["terminated"]) and last["reward"] >= 1.0 - 1e-6
-        result = {"return": float(sum(t["reward"] for t in episode)), "length": n, "success": success,
-                  "interventions": int(interventions), "intervention_rate": interventions / n,
-                  "cycle_time_s": n / self.handle.control_hz if success else None}
-        self.curve.add_episode(step, result)
+        success = last.terminated and last.reward >= 1.0 - 1e-6
+        result = EpisodeResult(return_=float(sum(t.reward for t in episode)), length=n, success=success,
+                               interventions=int(interventions),
+                               cycle_time_s=n / self.handle.control_hz if success else None)
+        if self.curve is not None:
+            self.curve.add_episode(step, result)
         if self.writer is not None:
-            self.writer.add_scalar("learner/episode_return", result["return"], step)
+            self.writer.add_scalar("learner/episode_return", result.return_, step)
             self.writer.add_scalar("learner/episode_length", n, step)
-            self.writer.add_scalar("learner/episode_intervention_rate", result["intervention_rate"], step)
+            self.writer.add_scalar("learner/episode_intervention_rate", result.intervention_rate, step)
             self.writer.add_scalar("learner/episode_success", float(success), step)
             if success:
-                self.writer.add_scalar("learner/episode_cycle_time_s", result["cycle_time_s"], step)
+                self.writer.add_scalar("learner/episode_cycle_time_s", result.cycle_time_s, step)
 
     def write_curves(self) -> None:
         """learner_progress.json, learning_curve.png and episodes.png from the episodes so far."""
-        title = f"{self.cfg.task} ({self.cfg.obs}), seed {self.cfg.seed}, actors over ROS"
+        if self.curve is None:
+            return
         self.curve.save()
-        try:
-            self.curve.plot(self.run_dir / "learning_curve.png", title)
-            self.curve.plot_episodes(self.run_dir / "episodes.png", title + ": training episodes")
-        except OSError as e:
-            log.error("learning curves not drawn: %s", e)
+        self.curve.draw(self.run_dir, f"{self.cfg.task} ({self.cfg.obs}), seed {self.cfg.seed}, actors over ROS")
 
     def _retry_blocked(self) -> None:
         """Writes the episodes a full disk held back, oldest first, while there is room."""
@@ -429,36 +402,39 @@ class Learner:
         self._last["weights"] = self.clock()
         self._last["weights_updates"] = self.counters["updates"]
 
-    def checkpoint(self) -> bool:
-        """Saves the agent; a full disk is logged and leaves the previous checkpoint intact."""
+    def checkpoint(self, wait: bool = False) -> bool:
+        """Saves the agent; a full disk is logged and leaves the previous checkpoint intact, and
+        is waited out with wait=True (a run's last checkpoint)."""
         self._last["checkpoint"] = self.clock()
-        try:
-            ckpt.save_agent(self.agent, self.ckpt_path, {"counters": {"updates": self.counters["updates"],
-                                                                      "env_steps": self.counters["env_steps"]}})
-            self.curve.save()
-            return True
-        except OSError as e:
-            if not is_disk_full(e):
-                raise
-            log.error("disk full: checkpoint %s not saved (the previous one is intact): %s", self.ckpt_path, e)
-            self.status.update(disk_full=True, error=str(e))
+        counters = {"updates": self.counters["updates"], "env_steps": self.counters["env_steps"]}
+        if not save_checkpoint(self.agent, self.ckpt_path, counters, wait=wait):
+            self.status.update(disk_full=True, error="checkpoint not saved: disk full")
             return False
+        if self.curve is not None:
+            self.curve.save()
+        return True
 
     # ------------------------------------------------------------------ training
 
+    def steps_seen(self) -> int:
+        """Env steps taken by the actors so far: committed, and staged in unfinished episodes
+        (the learner trains on older data while an episode runs, as the in-process loop did)."""
+        return self.counters["env_steps"] + sum(len(v) for v in self.staged.values())
+
     def update_budget(self) -> int:
-        """Updates allowed now: the in-process ratio of updates per ingested transition."""
-        if len(self.online) < self.cfg.learning_starts:
+        """Updates allowed now (robot_rl/updates.py: the same ratio for every run)."""
+        if len(self.online) == 0 and len(self.demo) == 0:
             return 0
         if self.opts.free_running:
-            return 1 << 30
-        return int(self.cfg.updates_per_step * self.counters["env_steps"]) - self.counters["updates"]
+            return 1 << 30 if len(self.online) >= self.cfg.learning_starts else 0
+        return updates_owed(self.cfg.updates_per_step, self.cfg.learning_starts, self.steps_seen(),
+                            self.counters["updates"])
 
-    def train_some(self, max_seconds: float = 0.05) -> int:
-        done, until = 0, self.clock() + max_seconds
+    def train_some(self, max_seconds: float | None = 0.05) -> int:
+        """Updates while the budget allows, for at most max_seconds (None: all that are owed)."""
+        done, until = 0, (np.inf if max_seconds is None else self.clock() + max_seconds)
         while self.update_budget() > 0 and self.clock() < until:
-            batch = to_torch(self.sampler.sample(self.rng), self.device)
-            self._metrics = self.agent.update(batch)
+            self._metrics = update_once(self.agent, self.sampler, self.rng, self.device)
             self.counters["updates"] += 1
             done += 1
             if self.writer is not None and self.counters["updates"] % 100 == 0:
@@ -471,14 +447,32 @@ class Learner:
         return (n > 0 and self.counters["env_steps"] >= n and self.update_budget() <= 0
                 and not any(self.staged.values()) and not self.blocked)
 
+    @property
+    def state_dirty(self) -> bool:
+        """learner_state.json is behind (a full disk kept it from being written)."""
+        return self._state_dirty
+
+    def retry_disk(self) -> None:
+        """Writes what a full disk held back: the episodes, then the ack table."""
+        self._retry_blocked()
+        if self._state_dirty:
+            self._save_state()
+
+    def ingest_queued(self) -> None:
+        """Takes in every queued message now, without waiting (the in-process link)."""
+        while not self.blocked:
+            try:
+                chunk = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self.ingest(chunk)
+
     def step(self) -> None:
         """One loop iteration: ingest what arrived, train a little, publish and checkpoint when due."""
         now = self.clock()
         if self.blocked or self._state_dirty:
             if now - self._last_disk_retry >= self.opts.disk_retry_s:
-                self._retry_blocked()
-                if self._state_dirty:
-                    self._save_state()
+                self.retry_disk()
         try:
             while not self.blocked:          # a full disk pauses ingest: acks stay in order
                 chunk = self.inbox.get(timeout=0.0 if self.update_budget() > 0 else 0.02)
@@ -514,25 +508,15 @@ class Learner:
         return dict(self.counters)
 
     def close(self) -> None:
-        self.curve.save()
+        if self.curve is not None:
+            self.curve.save()
         self.online.close()
         self.demo.close()
         self.handle.close()
 
 
-def _matches_staged(chunk: TransitionChunk, staged: list[dict[str, Any]]) -> bool:
+def _matches_staged(chunk: TransitionChunk, staged: list[Transition]) -> bool:
     """Whether a chunk from an episode start repeats what is staged (a resend or a replay of the
     same transitions: nothing to redo), rather than differing (a killed session's spool with its
     last episode closed: take the episode again from its start)."""
-    for i in range(min(chunk.count, len(staged))):
-        t = staged[i]
-        if not (t["episode"] == chunk.episode and t["step"] == chunk.step + i
-                and np.array_equal(t["action"], chunk.action[i])
-                and t["reward"] == float(chunk.reward[i])
-                and t["terminated"] == bool(chunk.terminated[i]) and t["truncated"] == bool(chunk.truncated[i])
-                and t["grasp_penalty"] == float(chunk.grasp_penalty[i])
-                and t["intervention"] == bool(chunk.intervention[i])
-                and all(np.array_equal(t["obs"][k], v) for k, v in chunk.obs(i).items())
-                and all(np.array_equal(t["next_obs"][k], v) for k, v in chunk.next_obs(i).items())):
-            return False
-    return True
+    return all(staged[i].same_as(from_chunk(chunk, i)) for i in range(min(chunk.count, len(staged))))

@@ -38,6 +38,7 @@ from drivers.teleop import (FAILURE, GRIPPER_CLOSE, GRIPPER_OPEN, RESET, SUCCESS
                             TAKEOVER)                                            # contract
 from robot_rl.atomic_io import write_json_atomic
 from robot_rl.auth import KEY_FILE, AuthError, load_key
+from robot_rl.episode import EpisodeResult
 from robot_rl.transport import TransportError
 from tasks import rl_graph
 from tasks.rl_graph import declare, train_config_from_params
@@ -49,7 +50,7 @@ class ActorNode(Node):
         from robot_rl.actor import Actor, ActorConfig, Takeover, TakeoverConfig
         from robot_rl.agents.sac import SACAgent
         from robot_rl.run_env import EnvHandle, make_run_env
-        from robot_rl.train import _device
+        from robot_rl.run_files import device_for
 
         cfg = self.train_cfg = train_config_from_params(self)
         # The run's auth key first: without it nothing the actor sends would be accepted.
@@ -136,7 +137,7 @@ class ActorNode(Node):
                 handle.env = ClassifierReward(handle.env, classifier)
         self.env_handle = handle
         agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
-                         device=_device(cfg.device), seed=cfg.seed)
+                         device=device_for(cfg.device), seed=cfg.seed)
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(Path(cfg.run_dir) / "tb" / f"actor_{acfg.actor_id}"))
         self.transitions_pub = self.create_publisher(UInt8MultiArray, topics["transitions"], rl_graph.TRANSITIONS_QOS)
@@ -148,7 +149,7 @@ class ActorNode(Node):
         self.create_subscription(UInt8MultiArray, topics["weights"], self._on_weights, rl_graph.WEIGHTS_QOS)
         self.create_subscription(UInt8MultiArray, topics["acks"], self._on_acks, rl_graph.ACKS_QOS)
         self.rejected = 0
-        self.episodes: list[dict[str, Any]] = []
+        self.episodes: list[EpisodeResult] = []
         self.get_logger().info(f"actor {acfg.actor_id} session {self.actor.session}: {cfg.task}/{cfg.obs}, "
                                f"{self.steps} steps, backend {backend}")
 
@@ -185,7 +186,7 @@ class ActorNode(Node):
             kind = "" if isinstance(e, TransportError) else f" ({type(e).__name__})"
             self.get_logger().error(f"rejected a {what} message{kind}: {e}")
 
-    def _log_episode(self, r: dict[str, Any]) -> None:
+    def _log_episode(self, r: EpisodeResult) -> None:
         logged = set()
         if r.get("recovered") and self.episode_log.exists():     # a line may exist already
             logged = {(e.get("session"), e.get("episode")) for e in read_episode_log(self.episode_log)}
@@ -193,10 +194,10 @@ class ActorNode(Node):
             return
         self.episode_log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.episode_log, "a") as f:
-            f.write(json.dumps(r) + "\n")
+            f.write(json.dumps(dict(r)) + "\n")
 
-    def run(self) -> list[dict[str, Any]]:
-        def on_episode(r: dict[str, Any]) -> None:
+    def run(self) -> list[EpisodeResult]:
+        def on_episode(r: EpisodeResult) -> None:
             self.episodes.append(r)
             try:
                 self._log_episode(r)
@@ -229,7 +230,7 @@ class ActorNode(Node):
                 "weights_version": a.weights_version, "stats": dict(a.stats), "rejected": self.rejected,
                 "success_rate": float(np.mean([e["success"] for e in self.episodes])) if self.episodes else 0.0,
                 "ignored_keys": list(a.keys.ignored),
-                "episodes": self.episodes}
+                "episodes": [dict(e) for e in self.episodes]}
 
     def close(self) -> None:
         out = Path(self.train_cfg.run_dir) / f"actor_{self.actor.cfg.actor_id}.json"

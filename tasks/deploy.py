@@ -126,10 +126,10 @@ def profile_robot(profile: str) -> tuple[str, str]:
 def required_graph(namespace: str, cameras: tuple[str, ...], task_state: bool
                    ) -> dict[str, list[str]]:
     """What the env's ROS backend needs: published topics, a subscribed topic, services."""
-    from tasks.ros_backend import _STATE_TOPICS
+    from tasks.ros_backend import STATE_TOPICS
 
     ns = namespace.rstrip("/")
-    published = [f"{ns}/{t}" for t in _STATE_TOPICS] + ([f"{ns}/task/state"] if task_state else [])
+    published = [f"{ns}/{t}" for t in STATE_TOPICS] + ([f"{ns}/task/state"] if task_state else [])
     published += [f"/cameras/{cam}/image_raw" for cam in cameras]
     return {"published": published, "subscribed": [f"{ns}/equilibrium_pose"],
             "services": [f"{ns}/reset", f"{ns}/recover"]}
@@ -389,7 +389,7 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
     """Runs the deploy and writes OUT/deploy.json (+ deploy.png, videos/); returns the summary.
     On an error mid-run the results so far are written with "error" set, then it re-raises."""
     from robot_rl.export import load_run_agent, load_run_config
-    from robot_rl.train import _device
+    from robot_rl.run_files import device_for
 
     cfg.validate()
     run_dir = Path(cfg.run_dir)
@@ -421,7 +421,7 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
                 success_fn = classifier_success
         scene_pause = make_scene_pause(cfg, context, stack)
         agent, train_cfg, env_steps = load_run_agent(run_dir, env.observation_space, env.action_space,
-                                                     device=str(_device(cfg.device)))
+                                                     device=str(device_for(cfg.device)))
         hz = control_hz(env)
         task = getattr(env.unwrapped, "task", None)
         max_steps = task.max_steps if task is not None else env.max_episode_steps

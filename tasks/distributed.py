@@ -84,7 +84,10 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
     from robot_rl import checkpoint as ckpt
     from robot_rl.agents.sac import SACAgent
     from robot_rl.run_env import make_run_env
-    from robot_rl.train import _Curve, _device, evaluate
+    from robot_rl.curve import LearningCurve
+    from robot_rl.episode import EpisodeResult
+    from robot_rl.run_files import device_for
+    from robot_rl.evaluation import evaluate
     from robot_rl.auth import copy_hint, ensure_key
     from tasks.actor_node import read_episode_log
 
@@ -129,7 +132,7 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
 
     handle = make_run_env(cfg)
     agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
-                     device=_device(cfg.device), seed=cfg.seed)
+                     device=device_for(cfg.device), seed=cfg.seed)
     counters = ckpt.load_agent(agent, run_dir / "checkpoint").get("counters", {})
     final = evaluate(handle, agent, cfg.final_eval_episodes, seed=30_000_000 + cfg.seed)
     handle.close()
@@ -138,13 +141,13 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
     # one's recovered episodes too) in the order they ended, at the cumulative step count.
     episodes = read_episode_log(run_dir / "actor_actor0_episodes.jsonl") if (
         run_dir / "actor_actor0_episodes.jsonl").exists() else []
-    curve = _Curve(run_dir)
+    curve = LearningCurve(run_dir)
     evals = list(zip(curve.data["eval_step"], curve.data["eval_success"]))
     curve.data = {k: [] for k in curve.data}
     step = 0
     for e in episodes:
         step += e["length"]
-        curve.add_episode(step, {"interventions": 0, "intervention_rate": 0.0, "cycle_time_s": None, **e})
+        curve.add_episode(step, EpisodeResult.from_dict({"interventions": 0, "cycle_time_s": None, **e}))
     for s_, v in evals + [(int(counters.get("env_steps", cfg.steps)), final["success_rate"])]:
         curve.data["eval_step"].append(s_)
         curve.data["eval_success"].append(v)

@@ -109,7 +109,7 @@ class RosRobotConfig:
     reset_gains: dict = field(default_factory=dict)  # more ImpedanceConfig fields for the reset (the task's)
 
 
-_STATE_TOPICS = {"ee_pose": PoseStamped, "ee_twist": TwistStamped, "wrench": WrenchStamped,
+STATE_TOPICS = {"ee_pose": PoseStamped, "ee_twist": TwistStamped, "wrench": WrenchStamped,
                  "joint_states": JointState, "gripper/state": JointState}
 _HISTORY = 20   # newest messages kept per state topic, for matching stamps
 
@@ -131,11 +131,11 @@ class RosRobot:
         self._spinner = NodeThread("robot_env", ns, context, start=False)   # spun once wired
         self.context, self.node = self._spinner.context, self._spinner.node
         self._cond = threading.Condition()
-        self._history: dict[str, deque] = {t: deque(maxlen=_HISTORY) for t in _STATE_TOPICS}
+        self._history: dict[str, deque] = {t: deque(maxlen=_HISTORY) for t in STATE_TOPICS}
         if cfg.task_state:
             self._history["task/state"] = deque(maxlen=_HISTORY)
         self._images: dict[str, Image] = {}
-        for topic, msg_type in _STATE_TOPICS.items():
+        for topic, msg_type in STATE_TOPICS.items():
             name = cfg.wrench_topic if topic == "wrench" else topic     # kept under its role's key
             self.node.create_subscription(msg_type, name, self._keeper(topic), 10)
         if cfg.task_state:

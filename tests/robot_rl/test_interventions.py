@@ -14,6 +14,7 @@ import pytest
 from robot_rl import config as config_lib
 from robot_rl.buffers import ReplayBuffer
 from robot_rl.run_env import make_env_and_expert
+from robot_rl.episode import Transition, to_chunk
 from robot_rl.interventions import InterventionRouter, intervention_segments
 from robot_rl.scripted_human import InterventionConfig, ScriptedHuman, action_distance, make_expert
 from robot_rl.train import TrainConfig, train
@@ -222,7 +223,8 @@ def test_router_sends_interventions_to_both_buffers_and_the_rest_to_online():
     for i, flag in enumerate(pattern):
         next_obs, reward, _, _, info = handle.env.step(handle.expert.act(obs))
         last = i == len(pattern) - 1
-        router.add(obs, np.full(7, 0.1 * i, np.float32), reward, next_obs, False, last, 0.0, flag)
+        router.add(Transition.copy_of(obs, np.full(7, 0.1 * i, np.float32), reward, next_obs, False, last,
+                                      0.0, flag))
         obs = next_obs
     assert len(online) == 8 and len(demo) == 5
     on = online.gather(online.transition_indices())
@@ -244,9 +246,8 @@ def _episode(handle, pattern, seed=0):
     out = []
     for i, flag in enumerate(pattern):
         next_obs, reward, _, _, info = handle.env.step(handle.expert.act(obs))
-        out.append({"obs": obs, "action": np.full(7, 0.1 * i, np.float32), "reward": float(reward),
-                    "next_obs": next_obs, "terminated": False, "truncated": i == len(pattern) - 1,
-                    "grasp_penalty": 0.0, "intervention": flag})
+        out.append(Transition.copy_of(obs, np.full(7, 0.1 * i, np.float32), reward, next_obs, False,
+                                      i == len(pattern) - 1, 0.0, flag, episode=0, step=i))
         obs = next_obs
     return out
 
@@ -255,13 +256,12 @@ def test_segments_of_a_whole_episode():
     handle = make_env_and_expert("point_reach")
     segs = intervention_segments(_episode(handle, [True, True, False, True, False, False, True]))
     assert [len(s) for s in segs] == [2, 1, 1]
-    assert [[t["truncated"] for t in s] for s in segs] == [[False, True], [True], [True]]
+    assert [[t.truncated for t in s] for s in segs] == [[False, True], [True], [True]]
     assert intervention_segments(_episode(handle, [False] * 4)) == []
 
 
 def test_in_process_routing_matches_the_distributed_learner(tmp_path):
     """The learner (distributed path) and the in-process router store the same buffers."""
-    from robot_rl import transport
     from robot_rl.learner import Learner, LearnerConfig
 
     handle = make_env_and_expert("point_reach")
@@ -272,19 +272,12 @@ def test_in_process_routing_matches_the_distributed_learner(tmp_path):
     demo = ReplayBuffer.create(None, space, 7, capacity=100)
     router = InterventionRouter(online, demo)
     for t in episode:
-        router.add(t["obs"], t["action"], t["reward"], t["next_obs"], t["terminated"], t["truncated"],
-                   t["grasp_penalty"], t["intervention"])
+        router.add(t)
 
     cfg = _cfg(tmp_path, demos=0)
     learner = Learner(cfg, LearnerConfig(), publish_weights=lambda b: None, publish_ack=lambda b: None)
     try:
-        frames = {k: np.stack([episode[0]["obs"][k]] + [t["next_obs"][k] for t in episode]) for k in episode[0]["obs"]}
-        chunk = transport.TransitionChunk(
-            "a0", "s0", 0, 0, 0, frames, np.stack([t["action"] for t in episode]),
-            *(np.array([t[k] for t in episode], dtype=dt) for k, dt in (
-                ("reward", np.float32), ("terminated", np.uint8), ("truncated", np.uint8),
-                ("grasp_penalty", np.float32), ("intervention", np.uint8))), unacked_from=0)
-        learner.ingest(chunk)
+        learner.ingest(to_chunk(episode, "a0", "s0", seq=0, unacked_from=0))
         for mine, theirs in ((online, learner.online), (demo, learner.demo)):
             a, b = mine.gather(mine.transition_indices()), theirs.gather(theirs.transition_indices())
             assert len(mine) == len(theirs) > 0

@@ -106,7 +106,7 @@ def test_classifier_positive_ends_the_episode(actor):
     assert r["success"] and r["success_source"] == "classifier" and r["length"] == 1
     assert r["classifier_success"] and r["classifier_prob_max"] == pytest.approx(0.1, abs=1e-4)
     last = actor.actor.unacked[next(reversed(actor.actor.unacked))]
-    assert last["reward"] == 1.0 and last["terminated"]
+    assert last.reward == 1.0 and last.terminated
 
 
 @pytest.mark.parametrize("button, key", [("success", "success"), ("failure", "failure"), ("reset", "rerecord")])
@@ -120,11 +120,11 @@ def test_operator_keys_end_and_mark_the_episode(actor, button, key):
     assert out["success"] is (key == "success") and out["classifier_success"] is False
     last = actor.actor.unacked[next(reversed(actor.actor.unacked))]
     if key == "success":
-        assert out["success_source"] == "operator" and last["reward"] == 1.0 and last["terminated"]
+        assert out["success_source"] == "operator" and last.reward == 1.0 and last.terminated
     elif key == "failure":
-        assert last["terminated"] and last["reward"] == 0.0
+        assert last.terminated and last.reward == 0.0
     else:
-        assert last["truncated"] and not last["terminated"]
+        assert last.truncated and not last.terminated
 
 
 def test_a_key_during_the_reset_is_ignored_and_logged(actor):
@@ -170,7 +170,7 @@ def test_stale_camera_aborts_and_marks_the_episode(actor, twin_graph):
     thread.join(timeout=20.0)
     assert "/cameras/front/image_raw" in out["aborted"] and not out["success"]
     last = actor.actor.unacked[next(reversed(actor.actor.unacked))]
-    assert last["truncated"] and last["step"] == out["length"] - 1
+    assert last.truncated and last.step == out["length"] - 1
     assert actor.actor.stats["resent"] - sent == out["length"]      # re-sent, closed, from its start
     # Nothing more is commanded after the abort: the robot's watchdog holds the arm where it is.
     wait_for(lambda: twin_graph.twin.holds > holds, timeout=5.0, what="the twin's watchdog hold")

@@ -340,7 +340,7 @@ def test_the_pair_still_works_after_every_hostile_case(pair):
     """The unfinished episode goes on where it was, ends, is stored once and acked."""
     a, lr = pair.actor, pair.learner
     stored = len(lr.online)
-    obs = a.unacked[next(reversed(a.unacked))]["next_obs"]
+    obs = a.unacked[next(reversed(a.unacked))].next_obs
     for i in range(5, 8):
         act = a.agent.act(obs)
         nxt, r, *_ = a.env.step(act)
