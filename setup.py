@@ -68,5 +68,7 @@ setup(
             "robot-rl-actor = tasks.actor_node:main",
             "robot-rl-learner = tasks.learner_node:main",
         ],
+        # The twin tasks, found by robot_rl.run_env.task_provider (the core never imports tasks/).
+        "robot_rl.task_providers": ["twin = tasks.provider"],
     },
 )

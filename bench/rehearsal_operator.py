@@ -209,7 +209,7 @@ class Operator:
     def drive(self, action: np.ndarray, wander: float = 0.0, also: set[str] | frozenset[str] = frozenset()) -> None:
         """The expert's end-effector action as the base-frame twist (and the gripper button held)
         that the takeover maps back to it; `also`: more buttons held (labels: success)."""
-        from tasks.frames import quat_to_rot
+        from controllers.rotations import quat_to_matrix as quat_to_rot
 
         rot = quat_to_rot(self.view.last_state.tcp_quat)
         a = np.asarray(action, float).copy()

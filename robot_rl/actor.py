@@ -56,6 +56,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from controllers.rotations import quat_to_matrix
 from robot_rl import transport
 from robot_rl.auth import AuthError, MessageAuth
 from robot_rl.episode import EpisodeResult, Transition, from_chunk, to_chunk
@@ -150,19 +151,12 @@ class OperatorKeys:
             self._pending.clear()
 
 
-def quat_to_rot(q: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) -> 3x3 rotation matrix."""
-    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
 def tcp_rotation(env: Any) -> np.ndarray | None:
     """The TCP rotation (base <- EE) of a tasks.RobotEnv, or None for envs without one."""
     state = getattr(getattr(env, "unwrapped", env), "last_state", None)
     quat = getattr(state, "tcp_quat", None)
-    return None if quat is None else quat_to_rot(quat)
+    # Normalised here: the pose arrives from a message (the rotation helper expects a unit quaternion).
+    return None if quat is None else quat_to_matrix(np.asarray(quat, np.float64) / np.linalg.norm(quat))
 
 
 class Takeover:

@@ -2,7 +2,7 @@
 for a run with `env` set, any gymnasium env through robot_rl/envs/gym_adapter.py.
 
 The learning core does not depend on the twin: the built-in `point_reach` task needs only
-numpy, and the twin tasks are imported from `tasks/` when asked for.
+numpy, and the twin tasks come from the task provider that tasks/ registers (an entry point).
 """
 from __future__ import annotations
 
@@ -69,17 +69,27 @@ def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
             raise ValueError("point_reach has no cameras for a reward classifier")
         env = PointReachEnv()
         return EnvHandle(env, PointReachExpert(env, noise=expert_noise, seed=seed), control_hz=10.0)
-    try:
-        import tasks
-    except ImportError as e:  # pragma: no cover - only on a broken install
-        raise RuntimeError(f"twin tasks are unavailable ({e}); built-in tasks: {BUILTIN_TASKS}") from e
-    if task not in tasks.TASKS and not task.endswith((".yaml", ".yml")):
-        raise ValueError(f"unknown task {task!r}: built-in tasks are {sorted(tasks.TASKS) + list(BUILTIN_TASKS)}, "
+    provider = task_provider()
+    if not provider.provides(task):
+        raise ValueError(f"unknown task {task!r}: built-in tasks are {provider.task_names() + list(BUILTIN_TASKS)}, "
                          "or give a task file (my_task.yaml)")
-    env = tasks.make_env(task, obs=obs, seed=seed, **dict(task_overrides or {}))
-    from tasks.experts import make_expert
-    expert = make_expert(task, env, noise=expert_noise, seed=seed)
-    if reward_classifier:
-        from tasks.classifier_reward import ClassifierReward
-        env = ClassifierReward(env, reward_classifier)
-    return EnvHandle(env, expert, control_hz=float(getattr(env.unwrapped, "control_hz", 10.0)))
+    return provider.make_env_and_expert(task, obs, seed=seed, expert_noise=expert_noise,
+                                        reward_classifier=reward_classifier, task_overrides=task_overrides)
+
+
+# Higher layers register their tasks downward, as packages do for pytest or gymnasium: an entry
+# point in this group names a module with task_names(), provides(task), make_env_and_expert(...)
+# and make_expert(task, env, noise, seed). robot_rl's own twin tasks are `twin = tasks.provider`.
+TASK_PROVIDERS = "robot_rl.task_providers"
+
+
+def task_provider(name: str = "twin") -> Any:
+    """The installed task provider `name` (its module)."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group=TASK_PROVIDERS)}
+    if name not in found:
+        raise RuntimeError(f"no task provider {name!r} is installed (entry point group {TASK_PROVIDERS}; "
+                           f"found {sorted(found)}): reinstall robot_rl (pip install -e . or make) for the "
+                           f"twin tasks; built-in tasks without it: {BUILTIN_TASKS}")
+    return found[name].load()

@@ -87,8 +87,8 @@ def make_expert(task: str, env: Any, noise: float = 0.0, seed: int = 0) -> Any:
     if task == "point_reach":
         from robot_rl.toy_env import PointReachExpert
         return PointReachExpert(env.unwrapped, noise=noise, seed=seed)
-    from tasks.experts import make_expert as make_twin_expert
-    return make_twin_expert(task, env, noise=noise, seed=seed)
+    from robot_rl.run_env import task_provider
+    return task_provider().make_expert(task, env, noise=noise, seed=seed)
 
 
 def action_distance(a: np.ndarray, b: np.ndarray, compare_gripper: bool = False) -> float:

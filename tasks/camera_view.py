@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.robot import RobotState
+from robot_rl.robot import RobotState
 
 # The twin's offscreen buffer (sim.scene: offwidth/offheight >= 640x480): larger frames are
 # rendered scaled down, with the crop scaled alike.

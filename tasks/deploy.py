@@ -239,7 +239,7 @@ def make_gym_deploy_env(cfg: DeployConfig, train_cfg, stack: ExitStack):
 
 def hold(env) -> None:
     """Commands the measured pose (clipped into the safety box) and the current gripper command."""
-    from tasks.frames import quat_to_rot
+    from controllers.rotations import quat_to_matrix as quat_to_rot
 
     env = env.unwrapped
     state = getattr(env, "last_state", None)   # None too for a --env env: no robot to hold

@@ -21,7 +21,7 @@ import numpy as np
 
 import tasks
 from tasks.experts import ScriptedExpert
-from tasks.frames import quat_to_rot
+from controllers.rotations import quat_to_matrix as quat_to_rot
 
 OVERRIDES: dict[str, Any] = dict(
     cameras=("front",), image_size=32, max_steps=12,

@@ -128,7 +128,7 @@ class ExpertSource:
 
 def _twist_to_action(env, twist: np.ndarray, gripper: float) -> np.ndarray:
     """Base-frame twist (normalised units) -> the env's end-effector-frame action."""
-    from tasks.frames import quat_to_rot
+    from controllers.rotations import quat_to_matrix as quat_to_rot
     rot = quat_to_rot(env.unwrapped.last_state.tcp_quat)
     a = np.zeros(7, dtype=np.float32)
     a[:3] = rot.T @ twist[:3]

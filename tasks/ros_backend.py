@@ -1,4 +1,4 @@
-"""RosRobot: tasks.robot.RobotInterface over the ROS 2 topic contract (real drivers or the twin node).
+"""RosRobot: robot_rl.robot.RobotInterface over the ROS 2 topic contract (real drivers or the twin node).
 
     robot = RosRobot(RosRobotConfig(namespace="/franka", cameras=("wrist", "front")))
     env = tasks.make_env("pick_cube", obs="pixels", robot=robot)
@@ -67,7 +67,7 @@ from std_srvs.srv import Trigger
 
 from controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg, stamp_seconds
 from tasks.node_thread import NodeThread
-from tasks.robot import RobotState
+from robot_rl.robot import RobotState
 
 
 class StaleDataError(RuntimeError):
@@ -349,7 +349,7 @@ class RosRobot:
     def _move_to(self, pos: np.ndarray, quat: np.ndarray, gripper: float) -> str:
         """Moves the equilibrium pose to (pos, quat) in a straight line and waits for the TCP;
         '' when it arrived, else what is left (distance, angle)."""
-        from tasks.frames import exp_so3, matrix_to_quat, quat_to_rot
+        from controllers.rotations import exp_so3, matrix_to_quat, quat_to_matrix as quat_to_rot
 
         cfg = self.config
         start = self.observe()
@@ -453,7 +453,7 @@ class RosRobot:
 
 
 def _log_so3(r: np.ndarray) -> np.ndarray:
-    """Rotation vector of a rotation matrix (the inverse of tasks.frames.exp_so3)."""
+    """Rotation vector of a rotation matrix (the inverse of controllers.rotations.exp_so3)."""
     cos = np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)
     angle = float(np.arccos(cos))
     axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])

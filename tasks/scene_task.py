@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.robot import RobotState
+from robot_rl.robot import RobotState
 from tasks.spec import TaskSpec
 
 SUCCESS_KINDS = {"reach": {"object", "distance"}, "lift": {"object", "height", "held_within"},

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from tasks.robot import RobotState
+from robot_rl.robot import RobotState
 
 # The proprio parts obs["state"] can hold, in order (20 floats in all); see RobotEnv for frames.
 PROPRIO_KEYS = (
@@ -232,7 +232,7 @@ class TaskSpec:
     # ---- reset distribution --------------------------------------------------------------
     def sample_reset(self, rng: np.random.Generator) -> dict[str, Any]:
         """Options for RobotInterface.reset: the TCP start pose (and, in subclasses, objects)."""
-        from tasks.frames import matrix_to_quat, quat_to_rot, rpy_to_matrix
+        from controllers.rotations import matrix_to_quat, quat_to_matrix as quat_to_rot, rpy_to_matrix
 
         xy = rng.uniform(-self.tcp_start_xy_range, self.tcp_start_xy_range, size=2)
         yaw = rng.uniform(-self.tcp_start_yaw_range, self.tcp_start_yaw_range)

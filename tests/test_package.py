@@ -70,6 +70,9 @@ ROS_PACKAGES = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "std_srvs",
                 "rcl_interfaces", "launch", "launch_ros", "ament_index_python"}
 # Per-file layers where a folder holds more than one role; the rest take their folder's layer.
 FILE_LAYERS = {
+    # The `robot-rl` command composes every layer (train, bring-up, tools, benchmarks): an app,
+    # kept in the robot_rl package because its console script is the package's front door.
+    "robot_rl/cli.py": APPS,
     "controllers/node.py": ROS,
     "sim/twin_node.py": ROS,
     **{f"tasks/{name}.py": ROS for name in ("ros_backend", "node_thread", "ros_teleop", "rl_graph",
@@ -82,19 +85,9 @@ FILE_LAYERS = {
 }
 FOLDER_LAYERS = {"robot_rl": CORE, "controllers": CORE, "sim": SIM, "tasks": ENV, "drivers": ROS,
                  "bench": APPS, "launch": APPS}
-# Upward imports that exist today, in files another change rewrites (the one-run-path work);
-# each is "file: imported module". Shrink this list; never grow it.
-KNOWN_UPWARD = {
-    "robot_rl/cli.py: tasks.distributed",         # `train --distributed`: a command registry will let
-    "robot_rl/cli.py: tasks.bringup",             # tasks/ and bench/ register their commands here
-    "robot_rl/cli.py: bench.learner",
-    "robot_rl/cli.py: bench.impedance",
-    "robot_rl/cli.py: bench.twin",
-    "robot_rl/run_env.py: tasks",                 # the env registry: `if task == ...` today
-    "robot_rl/run_env.py: tasks.experts",
-    "robot_rl/run_env.py: tasks.classifier_reward",
-    "robot_rl/scripted_human.py: tasks.experts",  # the scripted operator asks tasks for an expert
-}
+# Upward imports: none. The core finds the twin tasks through the task-provider entry point
+# (robot_rl/run_env.py, tasks/provider.py), and the CLI is an app. Keep it empty.
+KNOWN_UPWARD: set[str] = set()
 
 
 def _layer_of_file(rel: str) -> int:

@@ -19,7 +19,7 @@ from geometry_msgs.msg import PoseStamped  # noqa: E402
 
 from drivers.franka_node import FrankaNode  # noqa: E402
 from drivers.franka_sim import FrankySim  # noqa: E402
-from tasks.frames import quat_to_rot  # noqa: E402
+from controllers.rotations import quat_to_matrix as quat_to_rot  # noqa: E402
 from tasks.ros_backend import make_ros_env  # noqa: E402
 
 

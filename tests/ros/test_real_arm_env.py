@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.frames import quat_to_rot
+from controllers.rotations import quat_to_matrix as quat_to_rot
 from tasks.ros_backend import _log_so3, make_ros_env
 
 

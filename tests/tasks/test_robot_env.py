@@ -6,7 +6,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import tasks
-from tasks.frames import matrix_to_quat, matrix_to_rpy, quat_to_rot, rpy_to_matrix
+from controllers.rotations import matrix_to_quat, matrix_to_rpy, quat_to_matrix as quat_to_rot, rpy_to_matrix
 from tasks.spec import PROPRIO_DIM
 
 

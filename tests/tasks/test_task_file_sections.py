@@ -89,7 +89,7 @@ def test_defaults_and_short_forms(tmp_path):
 
 
 def test_the_reset_pose_and_its_random_range_are_sampled(tmp_path):
-    from tasks.frames import matrix_to_rpy, quat_to_rot
+    from controllers.rotations import matrix_to_rpy, quat_to_matrix as quat_to_rot
     spec = tasks.make_spec(str(_write(tmp_path, FULL)))
     nominal = quat_to_rot(spec.nominal_quat)
     rng = np.random.default_rng(0)
