@@ -220,14 +220,17 @@ class Actor:
                  takeover: Takeover | None = None, session: str | None = None, writer: Any = None,
                  seed: int = 0, clock: Callable[[], float] = time.monotonic,
                  rotation: Callable[[], np.ndarray | None] | None = None,
-                 keys: OperatorKeys | None = None, *, key: bytes, assist: Any = None):
+                 keys: OperatorKeys | None = None, *, key: bytes, assist: Any = None,
+                 video: Any = None):
         """key: the run's auth key (robot_rl.auth.load_key(RUN_DIR/auth.key)).
         assist: a scripted human in the twin (robot_rl.scripted_human.ScriptedHuman: reset(),
-        step(obs, policy_action) -> (action, intervened)), consulted when no real human acts."""
+        step(obs, policy_action) -> (action, intervened)), consulted when no real human acts.
+        video: a robot_rl.video.EpisodeVideo: every N-th episode as GIFs of the cameras."""
         self.auth = MessageAuth(key)
         self.cfg, self.handle, self.env, self.agent = cfg, handle, handle.env, agent
         self.send = send
         self.assist = assist
+        self.video = video
         self.takeover = takeover or Takeover(cfg.takeover, clock)
         self.keys = keys or OperatorKeys(clock)
         self.session = session or uuid.uuid4().hex[:12]
@@ -487,6 +490,9 @@ class Actor:
         if self.assist is not None:
             self.assist.reset()
         episode, started = self.episode, self.clock()
+        if self.video is not None:
+            self.video.begin(self.episodes_before + episode)
+            self.video.grab(self.env)
         first_seq = self.next_seq
         ret, length, interventions, success = 0.0, 0, 0, False
         source = key = aborted = None
@@ -534,9 +540,13 @@ class Actor:
             interventions += int(intervened)
             success = success or step_success
             obs = next_obs
+            if self.video is not None:
+                self.video.grab(self.env)
             self.pump()
             if terminated or truncated or self.stop_event.is_set():
                 break
+        if self.video is not None:
+            self.video.end(self.episodes_before + episode)
         self.episode += 1
         result = EpisodeResult(
             return_=ret, length=length, success=success, interventions=interventions,

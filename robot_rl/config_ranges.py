@@ -57,6 +57,7 @@ TRAIN_RANGES: dict[str, Any] = {
     "reward_classifier": Text(allow_empty=True),
     "demo_noise": Range(0.0, 10.0),
     "random_steps": COUNT,
+    "video_every": COUNT,
     "learning_starts": COUNT,
     "updates_per_step": Range(0.0, 1000.0),
     "batch_size": Range(1, 1 << 20),

@@ -31,7 +31,7 @@ CONFIG_FILE = "config.yaml"
 APPLIES_ON_RESUME = frozenset({
     "steps", "eval_every", "eval_episodes", "final_eval_episodes", "stop_at_success",
     "checkpoint_every", "device", "threads", "progress", "updates_per_step", "batch_size",
-    "learning_starts", "random_steps",
+    "learning_starts", "random_steps", "video_every",
     "buffer.fsync", "buffer.demo_ratio", "buffer.check_continuity", "buffer.pin_memory",
     "agent.discount", "agent.tau", "agent.bc_weight", "agent.grasp_epsilon",
     "agent.critic_actor_ratio", "agent.critic_subsample_size", "agent.backup_entropy",

@@ -13,6 +13,7 @@ everything a person or a resume needs (robot_rl/run_files.py):
     RUN_DIR/learning_curve.png, episodes.png
                                  the learning curve and the training episodes, as pictures
     RUN_DIR/eval.json            the final evaluation
+    RUN_DIR/videos/              every video_every-th training episode as GIFs (when set)
 
 Everything a run does is implemented once and shared with the distributed run: the demos
 (robot_rl/demos.py), the buffers, checkpoint and resume (run_files.py), intervention routing
@@ -45,6 +46,7 @@ from robot_rl.learner import Learner, LearnerConfig
 from robot_rl.local_link import LocalLink
 from robot_rl.run_env import make_run_env
 from robot_rl.run_files import checkpoint_exists, device_for  # noqa: F401
+from robot_rl.video import EpisodeVideo
 from robot_rl.scripted_human import InterventionConfig, ScriptedHuman
 from robot_rl.scripted_human import make_expert as make_human_expert
 
@@ -85,6 +87,8 @@ class TrainConfig:
     device: str = "auto"                # auto: cuda when available
     threads: int = 0                    # torch intra-op threads (0: torch's default)
     progress: bool = True
+    video_every: int = 0                # every N-th training episode as GIFs of the cameras,
+                                        # RUN_DIR/videos/ep*.gif (0: none); the actor node too
     agent: SACConfig = field(default_factory=SACConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)
     intervention: InterventionConfig = field(default_factory=InterventionConfig)  # scripted human (twin)
@@ -126,8 +130,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     learner.writer = writer
     human = (ScriptedHuman(cfg.intervention, make_human_expert(cfg.task, handle.env, seed=cfg.seed), seed=cfg.seed)
              if cfg.intervention.enabled else None)
+    video = EpisodeVideo(run_dir / "videos", cfg.video_every, handle.control_hz) if cfg.video_every else None
     actor = Actor(ActorConfig(random_steps=cfg.random_steps), handle, learner.agent, link.send,
-                  seed=cfg.seed, key=key, assist=human)
+                  seed=cfg.seed, key=key, assist=human, video=video)
     link.connect(actor, learner)
     # A resume continues the episode seeds and the random_steps count where the buffers stand.
     actor.episodes_before, actor.steps_before = learner.counters["episodes"], learner.counters["env_steps"]

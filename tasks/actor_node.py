@@ -40,6 +40,7 @@ from robot_rl.atomic_io import write_json_atomic
 from robot_rl.auth import KEY_FILE, AuthError, load_key
 from robot_rl.episode import EpisodeResult
 from robot_rl.transport import TransportError
+from robot_rl.video import EpisodeVideo
 from tasks import rl_graph
 from tasks.rl_graph import declare, train_config_from_params
 
@@ -142,7 +143,9 @@ class ActorNode(Node):
         self.writer = SummaryWriter(str(Path(cfg.run_dir) / "tb" / f"actor_{acfg.actor_id}"))
         self.transitions_pub = self.create_publisher(UInt8MultiArray, topics["transitions"], rl_graph.TRANSITIONS_QOS)
         self.actor = Actor(acfg, handle, agent, send=lambda b: self.transitions_pub.publish(rl_graph.to_msg(b)),
-                           takeover=Takeover(takeover), writer=self.writer, seed=cfg.seed, key=key)
+                           takeover=Takeover(takeover), writer=self.writer, seed=cfg.seed, key=key,
+                           video=(EpisodeVideo(Path(cfg.run_dir) / "videos" / f"actor_{acfg.actor_id}",
+                                               cfg.video_every, handle.control_hz) if cfg.video_every else None))
         self.twist_stamps: list[float] = []     # arrival times (monotonic), for latency checks
         self.create_subscription(TwistStamped, topics["twist"], self._on_twist, 10)
         self.create_subscription(Joy, topics["joy"], self._on_joy, 10)

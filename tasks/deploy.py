@@ -53,6 +53,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
+from robot_rl.video import camera_frames, write_gif
+
 PROFILES = ("twin", "franka", "widowx")
 SEED_OFFSET = 50_000_000        # deploy seeds never overlap training's or evaluation's
 
@@ -249,18 +251,6 @@ def hold(env) -> None:
     env.robot.command(pos, quat, env.gripper_command)
 
 
-def camera_frames(env) -> dict[str, np.ndarray]:
-    """Images of every camera now: those the robot observed, else rendered by the twin."""
-    env = env.unwrapped
-    if not hasattr(env, "robot"):   # a --env gymnasium env: no cameras of ours
-        return {}
-    if env.last_state is not None and env.last_state.images:
-        return dict(env.last_state.images)
-    if hasattr(env.robot, "render"):
-        return {cam: env.robot.render(cam) for cam in env.task.cameras}
-    return {}
-
-
 # ----------------------------------------------------------------------------- one episode
 def run_episode(env, policy: Callable[[dict], np.ndarray], seed: int, clock: str = "env",
                 video: bool = False, success_fn: Callable[[dict, dict], bool] | None = None
@@ -317,16 +307,6 @@ def run_episode(env, policy: Callable[[dict], np.ndarray], seed: int, clock: str
 
 
 # ----------------------------------------------------------------------------- outputs
-def write_gif(frames: list[np.ndarray], path: Path, fps: float) -> Path:
-    """An animated GIF (Pillow), one frame per control step, looping."""
-    from PIL import Image
-
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=max(20, round(1000 / fps)),
-                   loop=0, optimize=False)
-    return path
-
-
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     known = [r for r in records if r["success"] is not None]
     cycles = [r["cycle_time_s"] for r in records if r["success"] and r["cycle_time_s"] is not None]
