@@ -60,7 +60,7 @@ class ActorNode(Node):
                        or Path(cfg.run_dir) / KEY_FILE)
         self.steps = declare(self, "steps", cfg.steps, "env steps to run, then flush and exit")
         backend = declare(self, "backend", "twin", "twin: env in this process; ros: over the topic contract")
-        robot_ns = declare(self, "robot_namespace", "/franka", "robot namespace for backend=ros")
+        robot_ns = declare(self, "robot_namespace", "", "robot namespace for backend=ros ('': the task's)")
         task_state = declare(self, "task_state", False, "backend=ros: read the twin's ground truth "
                              "(tests and benchmarks only; no real robot has it)")
         reset_mode = declare(self, "reset_mode", "cartesian", "backend=ros: cartesian (through the "
@@ -111,31 +111,36 @@ class ActorNode(Node):
         import tasks
         from tasks.classifier_reward import ClassifierReward, load_for_task
 
-        spec = (tasks.make_spec(cfg.task, **cfg.task_overrides)
-                if backend == "ros" or cfg.reward_classifier else None)   # point_reach has none
         # The classifier may use any camera of the task: the run's `cameras` override narrows only
         # what the policy observes (e.g. [] for a proprio-only policy rewarded from the cameras).
         rig = (tasks.make_spec(cfg.task, **{k: v for k, v in cfg.task_overrides.items() if k != "cameras"})
-               if cfg.reward_classifier else None)
-        classifier = (load_for_task(cfg.reward_classifier, rig, images_from_robot=backend == "ros")
-                      if cfg.reward_classifier else None)
+               if cfg.task != "point_reach" else None)                 # point_reach has no spec
+        # The run config's classifier, else the task file's reward section (with its threshold and
+        # state check).
+        clf_path = cfg.reward_classifier or (rig.reward_classifier if rig is not None else "")
+        spec = (tasks.make_spec(cfg.task, **cfg.task_overrides)
+                if backend == "ros" or clf_path else None)
+        classifier = (load_for_task(clf_path, rig, images_from_robot=backend == "ros")
+                      if clf_path else None)
+        reward_options = ({"threshold": rig.reward_threshold, "state_check": rig.success_state_check or None}
+                          if classifier is not None else {})
         if backend == "ros":
             from tasks.ros_backend import make_ros_env
             # The robot's cameras: the policy's (pixels) and the classifier's.
             cameras = tuple(spec.cameras if cfg.obs == "pixels" else ())
             cameras += tuple(c for c in (classifier.cfg.cameras if classifier else ()) if c not in cameras)
-            env = make_ros_env(cfg.task, cfg.obs, seed=cfg.seed, namespace=robot_ns, task_state=task_state,
+            env = make_ros_env(cfg.task, cfg.obs, seed=cfg.seed, namespace=robot_ns or None, task_state=task_state,
                                robot_options={"cameras": cameras, "reset_mode": reset_mode,
                                               "gains_node": gains_node,
                                               "reset_tolerance_pos": reset_tolerance},
                                **cfg.task_overrides)
             if classifier is not None:
-                env = ClassifierReward(env, classifier)
+                env = ClassifierReward(env, classifier, **reward_options)
             handle = EnvHandle(env, None, float(env.unwrapped.task.control_hz))
         else:
             handle = make_run_env(cfg)
             if classifier is not None:
-                handle.env = ClassifierReward(handle.env, classifier)
+                handle.env = ClassifierReward(handle.env, classifier, **reward_options)
         self.env_handle = handle
         agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                          device=device_for(cfg.device), seed=cfg.seed)

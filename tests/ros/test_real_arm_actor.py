@@ -222,3 +222,24 @@ def test_a_demo_dataset_of_other_cameras_stops_the_learner_with_one_line(tmp_pat
     lines = [line for line in done.stderr.splitlines() if "cannot start" in line]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert str(tmp_path / "front_only") in lines[0] and "do not match" in lines[0] and "wrist" in lines[0]
+
+
+def test_the_task_files_reward_section_is_the_reward_when_the_run_names_none(twin_graph, tmp_path):
+    """reward.classifier and reward.threshold of the task (here as task_overrides, as a task file
+    sets them) reward the actor when the run config has no reward_classifier."""
+    from tasks.actor_node import ActorNode
+
+    clf = save_classifier(tmp_path / "clf", p_success=0.1)
+    cfg = write_config(tmp_path, "", task_overrides={"max_steps": 40, "cameras": ["front"],
+                                                     "reward_classifier": str(clf), "reward_threshold": 0.05})
+    node = ActorNode(context=twin_graph.context, parameter_overrides=actor_params(cfg))
+    twin_graph.add(node)
+    try:
+        assert node.actor.env.threshold == pytest.approx(0.05)       # the task's, not the file's 0.5
+        r = node.actor.run_episode(seed=0)
+        assert r["success"] and r["success_source"] == "classifier" and r["length"] == 1
+    finally:
+        twin_graph.executor.remove_node(node)
+        twin_graph.nodes.remove(node)
+        node.close()
+        node.destroy_node()
