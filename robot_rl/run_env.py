@@ -33,7 +33,30 @@ def make_run_env(cfg: Any, **kwargs: Any) -> EnvHandle:
         return make_gym_run_env(cfg, **kwargs)
     kw: dict[str, Any] = dict(seed=cfg.seed, expert_noise=cfg.demo_noise, task_overrides=cfg.task_overrides)
     kw.update(kwargs)
-    return make_env_and_expert(cfg.task, cfg.obs, **kw)
+    handle = make_env_and_expert(cfg.task, cfg.obs, **kw)
+    try:
+        check_gripper_mode(cfg, handle.env)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def check_gripper_mode(cfg: Any, env: gym.Env) -> None:
+    """A task whose gripper mode is grasp_critic (its task file's `gripper:`) is learned with the
+    grasp critic, and only such a task: otherwise a[6] would be learned by the wrong head."""
+    from robot_rl.config import ConfigError
+
+    mode = getattr(getattr(env.unwrapped, "task", None), "gripper_mode", "")
+    agent = getattr(cfg, "agent", None)
+    if agent is None or not mode:
+        return
+    if mode == "grasp_critic" and not agent.grasp_critic:
+        raise ConfigError(f"task {cfg.task}: gripper mode grasp_critic needs the grasp critic: "
+                          "--set agent.grasp_critic=true (or gripper: binary in the task file)")
+    if mode == "none" and agent.grasp_critic:
+        raise ConfigError(f"task {cfg.task}: gripper mode none has no gripper action for "
+                          "agent.grasp_critic=true to learn")
 
 
 def make_gym_run_env(cfg: Any, reward_classifier: str = "") -> EnvHandle:

@@ -306,3 +306,20 @@ def test_a_run_on_fewer_cameras_keeps_the_file_s_settings_of_those(tmp_path):
     spec = tasks.make_spec(str(_write(tmp_path, FULL)), cameras=["front"])
     assert spec.cameras == ("front",) and spec.camera_crops == {} and spec.camera_frames == {}
     assert spec.camera_topic("front") == "/cameras/side/image_raw"
+
+
+def test_gripper_mode_grasp_critic_is_learned_by_the_grasp_critic():
+    """The task's gripper mode and the run's agent must agree, or the run refuses at start."""
+    from robot_rl.config import ConfigError
+    from robot_rl.run_env import make_run_env
+    from robot_rl.train import TrainConfig
+
+    cfg = TrainConfig(task="pick_cube", task_overrides={"gripper_mode": "grasp_critic"})
+    with pytest.raises(ConfigError, match="gripper mode grasp_critic needs the grasp critic"):
+        make_run_env(cfg)
+    cfg.agent.grasp_critic = True
+    make_run_env(cfg).close()
+    peg = TrainConfig(task="peg_insert")
+    peg.agent.grasp_critic = True
+    with pytest.raises(ConfigError, match="gripper mode none"):
+        make_run_env(peg)
