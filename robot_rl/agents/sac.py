@@ -102,7 +102,9 @@ class SACConfig:
     # The BC term also trains the image encoder (the actor's other losses still see detached
     # features): with an encoder learned from scratch, the demos' actions are a far denser signal
     # about where things are than the sparse reward the critic learns from (docs/benchmarks.md, "Pixels").
-    bc_trains_encoder: bool = False
+    # None (auto): on when the encoder is the small conv net learned from scratch (what `auto`
+    # picks without a pretrained file), off for a pretrained or frozen backbone, as in SERL.
+    bc_trains_encoder: Optional[bool] = None
     # backbone "auto": the pretrained frozen ResNet-10 when its file is set, else the CPU-viable
     # small conv net (robot_rl/networks/encoder_choice.py); the agent logs which and why.
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(backbone="auto"))
@@ -203,6 +205,9 @@ class SACAgent:
             self.critic = EnsembleMLP(cfg.critic_ensemble_size, feat + self.arm_dim, cfg.hidden_dims, 1)
             self.grasp_critic = (MLP(feat, cfg.grasp_hidden_dims, NUM_GRASP_ACTIONS)
                                  if cfg.grasp_critic else None)
+        self.bc_trains_encoder = (cfg.bc_trains_encoder if cfg.bc_trains_encoder is not None else
+                                  bool(self.spec.camera_names) and not self.encoder.frozen
+                                  and getattr(self.encoder, "backbone_name", "") == "small_conv")
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
         self.state_norm = StateNormalizer(self.spec.state_dim) if cfg.normalize_state else None
 
@@ -399,7 +404,7 @@ class SACAgent:
             if cfg.bc_weight > 0:
                 # On the mode (the deployed action), not a sample: cloning the sampled action also
                 # shrinks the spread, and on pick_cube it learned slower (docs/benchmarks.md).
-                bc_features = features if cfg.bc_trains_encoder else actor_features
+                bc_features = features if self.bc_trains_encoder else actor_features
                 b_loss = bc_loss(self.actor.mode(bc_features), action[:, :self.arm_dim], intervention)
                 loss = loss + cfg.bc_weight * b_loss
                 metrics["bc_loss"] = b_loss.detach()

@@ -100,3 +100,26 @@ def test_robot_rl_train_obs_pixels_picks_the_encoder_and_says_why(tmp_path, capl
     assert len(lines) == 1
     assert lines[0].startswith("image encoder: resnet10 (its pretrained file is configured")
     assert "frozen" in lines[0]
+
+
+def test_bc_trains_the_encoder_by_default_only_when_it_learns_from_scratch(weights_file):
+    """The pixel default learns: the small conv net gets the BC gradient (what made it learn the
+    reduced task, docs/benchmarks.md "Pixels"); a pretrained frozen backbone and the state learner
+    do not; an explicit setting wins."""
+    import gymnasium as gym
+
+    from robot_rl.agents.sac import SACAgent
+
+    obs = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (5,), np.float32),
+                           "front": gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)})
+    state_only = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (5,), np.float32)})
+    act = gym.spaces.Box(-1, 1, (7,), np.float32)
+
+    def agent(space, **kw):
+        return SACAgent(SACConfig(hidden_dims=(8, 8), critic_ensemble_size=2, **kw), space, act, device="cpu")
+
+    assert agent(obs).bc_trains_encoder is True                                   # auto -> small_conv
+    assert agent(obs, bc_trains_encoder=False).bc_trains_encoder is False
+    pretrained = EncoderConfig(backbone="auto", pretrained_backbone=weights_file)
+    assert agent(obs, encoder=pretrained).bc_trains_encoder is False              # frozen ResNet-10
+    assert agent(state_only).bc_trains_encoder is False
