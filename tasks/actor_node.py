@@ -109,21 +109,14 @@ class ActorNode(Node):
         if backend not in ("twin", "ros"):
             raise ValueError(f"backend must be 'twin' or 'ros', got {backend!r}")
         import tasks
-        from tasks.classifier_reward import ClassifierReward, load_for_task
+        from tasks.classifier_reward import ClassifierReward, task_classifier
 
-        # The classifier may use any camera of the task: the run's `cameras` override narrows only
-        # what the policy observes (e.g. [] for a proprio-only policy rewarded from the cameras).
-        rig = (tasks.make_spec(cfg.task, **{k: v for k, v in cfg.task_overrides.items() if k != "cameras"})
-               if cfg.task != "point_reach" else None)                 # point_reach has no spec
-        # The run config's classifier, else the task file's reward section (with its threshold and
-        # state check).
-        clf_path = cfg.reward_classifier or (rig.reward_classifier if rig is not None else "")
+        # The run's classifier, else the task file's reward section (tasks.classifier_reward).
+        clf_path, classifier, reward_options = (
+            task_classifier(cfg.task, cfg.task_overrides, cfg.reward_classifier, images_from_robot=backend == "ros")
+            if cfg.task != "point_reach" else ("", None, {}))                # point_reach has no spec
         spec = (tasks.make_spec(cfg.task, **cfg.task_overrides)
                 if backend == "ros" or clf_path else None)
-        classifier = (load_for_task(clf_path, rig, images_from_robot=backend == "ros")
-                      if clf_path else None)
-        reward_options = ({"threshold": rig.reward_threshold, "state_check": rig.success_state_check or None}
-                          if classifier is not None else {})
         if backend == "ros":
             from tasks.ros_backend import make_ros_env
             # The robot's cameras: the policy's (pixels) and the classifier's.
@@ -138,9 +131,7 @@ class ActorNode(Node):
                 env = ClassifierReward(env, classifier, **reward_options)
             handle = EnvHandle(env, None, float(env.unwrapped.task.control_hz))
         else:
-            handle = make_run_env(cfg)
-            if classifier is not None:
-                handle.env = ClassifierReward(handle.env, classifier, **reward_options)
+            handle = make_run_env(cfg)      # the twin: the task's classifier as in-process runs wrap it
         self.env_handle = handle
         agent = SACAgent(cfg.agent, handle.env.observation_space, handle.env.action_space,
                          device=device_for(cfg.device), seed=cfg.seed)

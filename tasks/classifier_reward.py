@@ -86,6 +86,24 @@ def load_for_task(path: str | Path, spec: Any, images_from_robot: bool = False):
     return clf
 
 
+def task_classifier(task: str, task_overrides: Any = None, path: str | Path = "",
+                    images_from_robot: bool = False) -> tuple[str, Any, dict[str, Any]]:
+    """The reward classifier of a run's task, the one way every tool finds it (the in-process
+    run, the actor node, deploy): `path` (the run's reward_classifier), else the task file's
+    reward section. Returns (file, classifier, ClassifierReward options: the task's threshold
+    and state check), or ('', None, {}) when there is none. The classifier is checked against
+    every camera of the task: the run's `cameras` override narrows only what the policy
+    observes (a proprio-only policy may be rewarded from the cameras)."""
+    import tasks
+
+    rig = tasks.make_spec(task, **{k: v for k, v in dict(task_overrides or {}).items() if k != "cameras"})
+    path = str(path or rig.reward_classifier or "")
+    if not path:
+        return "", None, {}
+    clf = load_for_task(path, rig, images_from_robot=images_from_robot)
+    return path, clf, {"threshold": rig.reward_threshold, "state_check": rig.success_state_check or None}
+
+
 class ClassifierReward(gym.Wrapper):
     def __init__(self, env: gym.Env, classifier, threshold: float | None = None,
                  state_check: Callable[[RobotState], bool] | str | None = None,

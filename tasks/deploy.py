@@ -384,19 +384,19 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
     summary: dict[str, Any] = {}
     started = time.monotonic()
     with ExitStack() as stack:
-        classifier_file, classifier = "", None
+        classifier_file, classifier, reward_options = "", None, {}
         context = None
         if train_cfg.env:
             env, backend = make_gym_deploy_env(cfg, train_cfg, stack)
         else:
-            classifier_file, classifier = load_classifier(cfg, train_cfg)
+            classifier_file, classifier, reward_options = load_classifier(cfg, train_cfg)
             env, backend = make_deploy_env(cfg, train_cfg.task, train_cfg.obs, stack,
                                            train_cfg.task_overrides,
                                            extra_cameras=tuple(classifier.cfg.cameras) if classifier else ())
             context = backend.pop("context", None)
         if classifier is not None:
             from tasks.classifier_reward import ClassifierReward
-            env = ClassifierReward(env, classifier)
+            env = ClassifierReward(env, classifier, **reward_options)
             if success_fn is None:      # the classifier's verdict is the success (info["success"])
                 success_fn = classifier_success
         scene_pause = make_scene_pause(cfg, context, stack)
@@ -449,24 +449,20 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
         return finish(None)
 
 
-def load_classifier(cfg: DeployConfig, train_cfg) -> tuple[str, Any]:
-    """(file, RewardClassifier) judging success: --reward-classifier, else the run's own where
-    the backend has no ground truth (a real robot); ('', None) when none applies. Checked
+def load_classifier(cfg: DeployConfig, train_cfg) -> tuple[str, Any, dict[str, Any]]:
+    """(file, RewardClassifier, ClassifierReward options) judging success: --reward-classifier,
+    else the run's own (or its task file's) where the backend has no ground truth (a real
+    robot); ('', None, {}) when none applies. Checked
     against the task's cameras and image size at start (ValueError naming the file)."""
-    import tasks
-    from tasks.classifier_reward import load_for_task
+    from tasks.classifier_reward import task_classifier
 
     path = cfg.reward_classifier
     ground_truth = cfg.resolved_backend == "inprocess" or cfg.profile == "twin"
-    if path is None:
-        path = "" if ground_truth else train_cfg.reward_classifier
-    if not path:
-        return "", None
-    # The classifier may use any camera of the task; the run's `cameras` override only narrows
-    # what the policy observes (a proprio-only policy rewarded by a camera classifier).
-    overrides = {k: v for k, v in train_cfg.task_overrides.items() if k != "cameras"}
-    spec = tasks.make_spec(train_cfg.task, **overrides)
-    return path, load_for_task(path, spec, images_from_robot=cfg.resolved_backend == "ros")
+    if path == "" or (path is None and ground_truth):
+        return "", None, {}
+    # The run's classifier (else its task file's), found and checked as the actor does.
+    return task_classifier(train_cfg.task, train_cfg.task_overrides, path or train_cfg.reward_classifier,
+                           images_from_robot=cfg.resolved_backend == "ros")
 
 
 def classifier_success(obs: dict, info: dict) -> bool:

@@ -27,11 +27,13 @@ def make_env_and_expert(task: str, obs: str = "state", seed: int = 0, expert_noi
     import tasks
     from tasks.experts import make_expert
 
+    from tasks.classifier_reward import ClassifierReward, task_classifier
+
+    _, classifier, options = task_classifier(task, task_overrides, reward_classifier)
     env = tasks.make_env(task, obs=obs, seed=seed, **dict(task_overrides or {}))
     expert = make_expert(task, env, noise=expert_noise, seed=seed)
-    if reward_classifier:
-        from tasks.classifier_reward import ClassifierReward
-        env = ClassifierReward(env, reward_classifier)
+    if classifier is not None:
+        env = ClassifierReward(env, classifier, **options)
     return EnvHandle(env, expert, control_hz=float(getattr(env.unwrapped, "control_hz", 10.0)))
 
 
