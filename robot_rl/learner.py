@@ -374,7 +374,9 @@ class Learner:
 
         A full disk leaves the previous table (the episode is in the buffers; a learner killed
         now would take it twice at most, never lose it) and the write is retried in step()."""
-        doc = {"counters": self.counters, "demos_done": self.demos_done, "epoch": self.epoch,
+        # No "demos_done" here: demos.json is the one mark that the demos are complete (an older
+        # learner wrote it here; __init__ still reads that).
+        doc = {"counters": self.counters, "epoch": self.epoch,
                "acked": {k: v["acked"] for k, v in self.sessions.items() if v["acked"] >= 0}}
         try:
             write_json_atomic(self.state_path, doc)
