@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             flops = matmul_flops(agent.encoder, agent.cfg, 256)
             rate = res[f"matmul_gflops_{dt}"]
             print(f"\n{threads} thread(s), head_dtype={dt}: one joint gradient step, best of {args.reps}")
-            print(f"| stage | ms | share |\n|---|---|---|")
+            print("| stage | ms | share |\n|---|---|---|")
             for k, v in stages.items():
                 print(f"| {k} | {v:.2f} | {100 * v / stage_sum:.0f}% |")
             print(f"| sum of stages | {stage_sum:.1f} | |")

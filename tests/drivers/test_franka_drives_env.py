@@ -7,7 +7,6 @@ reset (the driver's joint-space home move), actions along the end-effector axes,
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest

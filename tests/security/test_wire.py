@@ -15,7 +15,6 @@ import copy
 import hashlib
 import json
 import os
-import signal
 import stat
 import struct
 import subprocess
