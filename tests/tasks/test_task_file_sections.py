@@ -237,7 +237,7 @@ success: {kind: reach, object: block, distance: 0.05}
 """
 
 
-def test_a_yaml_only_widowx_scene_task_steps_and_scores_in_the_widowx_twin(tmp_path):
+def test_a_yaml_only_widowx_scene_task_steps_and_scores_in_the_widowx_twin(tmp_path, servo_onto):
     from sim.widowx import WidowXTwin
     env = tasks.make_env(str(_write(tmp_path, WIDOWX_SCENE)), obs="state", seed=0)
     try:
@@ -247,15 +247,7 @@ def test_a_yaml_only_widowx_scene_task_steps_and_scores_in_the_widowx_twin(tmp_p
         assert set(truth) == {"block_pos", "block_quat", "pad_pos", "pad_quat"}
         assert np.all(np.abs(truth["block_pos"][:2] - [0.3, 0.0]) <= 0.03 + 1e-3)
         assert obs["state"].shape == (20 + 3,)
-        info = {}
-        for _ in range(40):                                   # servo the TCP onto the block
-            st = env.unwrapped.last_state
-            d = env.unwrapped.robot.task_state()["block_pos"] - st.tcp_pos
-            action = np.zeros(7, np.float32)
-            action[:3] = np.clip([d[0] / 0.02, -d[1] / 0.02, -d[2] / 0.02], -1, 1)
-            obs, reward, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                break
+        obs, reward, terminated, truncated, info = servo_onto(env, "block")
         assert info["success"] and terminated and reward == 1.0
     finally:
         env.close()

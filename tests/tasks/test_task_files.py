@@ -14,7 +14,7 @@ from robot_rl.cli import main as cli_main
 from tasks.peg_insert import PegInsertSpec
 from tasks.pick_cube import PickCubeSpec
 from tasks.rig import parse_rig
-from tasks.task_file import SHIPPED_DIR, TaskFileError, build_spec, check_cameras
+from tasks.task_file import SHIPPED_DIR, TaskFileError, check_cameras
 from tasks.widowx_pick_cube import WidowXPickCubeSpec
 
 REACH = (SHIPPED_DIR / "reach_block.yaml").read_text()
@@ -85,7 +85,7 @@ def test_a_task_s_cameras_must_be_in_the_rig():
     check_cameras(tasks.make_spec("pick_cube", cameras=["wrist"]), rig)
 
 
-def test_a_file_task_builds_its_scene_in_the_twin_and_scores_it(tmp_path):
+def test_a_file_task_builds_its_scene_in_the_twin_and_scores_it(tmp_path, servo_onto):
     path = _write(tmp_path, REACH)
     env = tasks.make_env(str(path), obs="state", seed=0)
     try:
@@ -95,14 +95,7 @@ def test_a_file_task_builds_its_scene_in_the_twin_and_scores_it(tmp_path):
         # The block was placed within +-object_xy_range of its pos, on the table.
         assert np.all(np.abs(truth["block_pos"][:2] - [0.5, 0.0]) <= 0.05 + 1e-6)
         assert obs["state"].shape == (20 + 3,)          # proprio + the free block relative to the TCP
-        for _ in range(40):                             # move the TCP onto the block (EE frame: z down)
-            st = env.unwrapped.last_state
-            d = env.unwrapped.robot.task_state()["block_pos"] - st.tcp_pos
-            action = np.zeros(7, np.float32)
-            action[:3] = np.clip([d[0] / 0.02, -d[1] / 0.02, -d[2] / 0.02], -1, 1)
-            obs, reward, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                break
+        obs, reward, terminated, truncated, info = servo_onto(env, "block")
         assert info["success"] and terminated and reward == 1.0
     finally:
         env.close()
