@@ -5,9 +5,9 @@ A segment that stops before its episode ends is closed in the demo buffer as a t
 its last step bootstraps from the value of where the human handed back; one that reaches the
 episode's end keeps its terminated/truncated flags.
 
-The learner (robot_rl/learner.py) routes whole episodes with `intervention_segments`; every run,
-in-process or distributed, goes through it. `InterventionRouter` routes one step at a time, for
-a tool that writes buffers as it steps.
+The learner (robot_rl/learner.py) routes every run, in-process or distributed: an episode staged
+whole goes through `intervention_segments`; the running episode of a lone actor goes through
+`InterventionRouter` one step at a time (written through, so updates train on it at once).
 """
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ def intervention_segments(episode: Iterable[Transition]) -> list[list[Transition
 
 
 class InterventionRouter:
-    """The routing one step at a time: each transition to the online buffer, committed at once,
-    and each intervention segment to the demo buffer as a whole when it ends (the next step is
-    the policy's, or the episode ends)."""
+    """The routing one step at a time: each transition to the online buffer at once, and each
+    intervention segment to the demo buffer as a whole when it ends (the next step is the
+    policy's, or the episode ends). The caller commits (the learner: when the episode ends)."""
 
     def __init__(self, online: Any, demo: Any):
         self.online, self.demo = online, demo
@@ -48,7 +48,6 @@ class InterventionRouter:
         if self.segment and not t.intervention:
             self.flush()
         t.add_to(self.online)
-        self.online.commit()
         if t.intervention:
             self.segment.append(t)
         if t.ends_episode:
@@ -60,5 +59,4 @@ class InterventionRouter:
             return
         for t in demo_segment(self.segment):
             t.add_to(self.demo)
-        self.demo.commit()
         self.segment = []

@@ -2,11 +2,16 @@
 
 Ingest. Each actor session (actor id + a random session id per actor process) numbers its
 transitions 0, 1, 2, ... The learner accepts them strictly in order per session, stages each
-episode in memory, and writes it to the buffers only when the episode ends: then the whole
-episode goes to the online buffer, its intervention segments to the demo buffer too
-(HIL-SERL), both buffers commit(), the session's ack table is written to disk, and only then is
-the new highest contiguous seq acknowledged. Whole-episode writes keep episodes of concurrent
-actors from interleaving in the buffers (a buffer holds one open episode at a time).
+episode in memory, and commits it to the buffers only when the episode ends: the whole episode
+in the online buffer, its intervention segments in the demo buffer too (HIL-SERL), both
+buffers commit(), the session's ack table is written to disk, and only then is the new highest
+contiguous seq acknowledged. Concurrent actors' episodes are written whole at their end, so they
+never interleave (a buffer holds one open episode at a time). A lone actor's running episode is
+written through (`write_through`): each transition goes into the buffers as it arrives,
+uncommitted, so the updates train on it at once, as a one-process loop does; it is committed
+at the episode's end like any other. A second actor appearing rolls the running episode back to
+the last commit (it stays staged and is written whole); so does a dropped episode. A crash
+loses only uncommitted, unacknowledged data, which the actor resends.
 Duplicates (seq below what the session's table says) are dropped; a gap (a lost message, or
 the learner restarted mid-episode) drops what follows until the actor resends from its oldest
 unacked transition - which always starts an episode, because acks cover whole episodes. Every
@@ -80,7 +85,7 @@ from robot_rl.buffers import ReplayBuffer
 from robot_rl.buffers.rlpd import RLPDSampler
 from robot_rl.curve import LearningCurve
 from robot_rl.episode import EpisodeResult, Transition, from_chunk
-from robot_rl.interventions import intervention_segments
+from robot_rl.interventions import InterventionRouter, intervention_segments
 from robot_rl.run_files import device_for, open_run_buffers, save_checkpoint
 from robot_rl.transport import TransitionChunk, TransitionSchema
 from robot_rl.updates import update_once, updates_owed
@@ -102,6 +107,8 @@ class LearnerConfig:
                                        # the update cap for them is reached
     robot_backend: str = "twin"        # the actors' robot: twin | ros (a real robot, or the twin
                                        # node standing in for one: no scripted twin demos)
+    write_through: bool = True         # a lone actor's running episode is sampled as it arrives
+    lone_actor_s: float = 30.0         # ... when no other session was heard for this long
 
 
 class Learner:
@@ -194,6 +201,9 @@ class Learner:
         self.blocked: list[tuple[str, list[Transition]]] = []
         self.status: dict[str, Any] = {"disk_full": False, "error": ""}
         self._demo_written: set[int] = set()     # ids of held-back episodes whose demo part is on disk
+        # The session whose running episode is written through, and its router (module docstring).
+        self._through: str | None = None
+        self._router: InterventionRouter | None = None
         self._state_dirty = False
         self._save_state()                     # the epoch, before anything is published
         self._last_disk_retry = -np.inf
@@ -236,6 +246,7 @@ class Learner:
                 if other.split("/")[0] == chunk.actor_id and self.staged[other]:
                     log.info("actor %s restarted (new session %s): dropping the unfinished episode of %s",
                              chunk.actor_id, chunk.session, other)
+                    self._drop_staged(other)
                     del self.staged[other]
                     self.sessions[other]["expected"] = self.sessions[other]["acked"] + 1
             s = self.sessions[key] = {"acked": chunk.unacked_from - 1, "expected": chunk.unacked_from}
@@ -246,7 +257,7 @@ class Learner:
             # A resend from the oldest unacked transition (an episode start): take the episode
             # again from there. Needed when a restarted actor re-sends a killed session's spool
             # with its unfinished last episode closed (the closing flag differs from what we staged).
-            self.staged[key].clear()
+            self._drop_staged(key)
             s["expected"] = chunk.seq
         staged = self.staged.setdefault(key, [])
         for i in range(chunk.count):
@@ -268,31 +279,69 @@ class Learner:
                 log.error("session %s: seq %d does not continue its episode (episode %d step %d); "
                           "dropping the staged episode", key, seq, chunk.episode, step)
                 self.stats["rejected"] += 1
-                staged.clear()
+                self._drop_staged(key)
                 s["expected"] = s["acked"] + 1
                 return
             staged.append(t)
             s["expected"] = seq + 1
+            if self.opts.write_through:
+                self._write_through(key, t, len(staged) == 1)
             if t.ends_episode:
                 episode = list(staged)
                 staged.clear()
                 if not self._commit_episode(key, episode):
                     return
 
+    def _write_through(self, key: str, t: Transition, starts_episode: bool) -> None:
+        """Puts a lone actor's transition into the buffers now (uncommitted); see the module docstring."""
+        if self._through is None:
+            now = self.clock()
+            lone = all(other == key or now - seen > self.opts.lone_actor_s
+                       for other, seen in self.last_seen.items())
+            if not (starts_episode and lone and not self.blocked):
+                return                 # only whole episodes are written through
+            self._through, self._router = key, InterventionRouter(self.online, self.demo)
+        elif self._through != key:
+            log.info("a second actor (%s): the running episode of %s is written whole at its end",
+                     key, self._through)
+            self._stop_write_through()
+            return
+        try:
+            self._router.add(t)
+        except Exception as e:  # noqa: BLE001 - the staged copy is written at the episode's end
+            log.warning("writing the running episode through failed (%s); it is written whole at its end", e)
+            self._stop_write_through()
+
+    def _stop_write_through(self) -> None:
+        """Back to the last commit: the running episode stays staged (written whole, if kept)."""
+        self._through = self._router = None
+        self._reopen_buffers(verify=False)     # committed rows are as opened and verified
+
+    def _drop_staged(self, key: str) -> None:
+        """Forgets a session's unfinished episode, in memory and (written through) in the buffers."""
+        self.staged.get(key, []).clear()
+        if self._through == key:
+            self._stop_write_through()
+
     def _commit_episode(self, key: str, episode: list[Transition]) -> bool:
         """Online buffer: the whole episode; demo buffer: each intervention segment. Then ack.
         False if it could not be written (a full disk keeps it in self.blocked for a retry)."""
+        through = self._through == key          # already in the buffers, uncommitted
+        if through:
+            self._through = self._router = None
         try:
             # Demo segments first, committed on their own: an episode a full disk held back
             # after this point is retried without writing its segments twice.
             if id(episode) not in self._demo_written:
-                for segment in intervention_segments(episode):
-                    for t in segment:
-                        t.add_to(self.demo)
+                if not through:
+                    for segment in intervention_segments(episode):
+                        for t in segment:
+                            t.add_to(self.demo)
                 self.demo.commit()
                 self._demo_written.add(id(episode))
-            for t in episode:
-                t.add_to(self.online)
+            if not through:
+                for t in episode:
+                    t.add_to(self.online)
             self.online.commit()
             self._demo_written.discard(id(episode))
         except Exception as e:
@@ -363,10 +412,13 @@ class Learner:
                 self.blocked.insert(0, self.blocked.pop())     # back in front, in order
                 return
 
-    def _reopen_buffers(self) -> None:
+    def _reopen_buffers(self, verify: bool = True) -> None:
+        """Both buffers back to their last commit."""
         self.online.close()
         self.demo.close()
-        self.online, self.demo = ReplayBuffer.open(self.online_dir), ReplayBuffer.open(self.demo_dir)
+        opts = dict(fsync=self.cfg.buffer.fsync, check_continuity=self.cfg.buffer.check_continuity, verify=verify)
+        self.online = ReplayBuffer.open(self.online_dir, **opts)
+        self.demo = ReplayBuffer.open(self.demo_dir, **opts)
         self.sampler.online, self.sampler.demo = self.online, self.demo
 
     def _save_state(self) -> None:
@@ -496,7 +548,7 @@ class Learner:
         for key, seen in list(self.last_seen.items()):
             if now - seen > self.opts.stale_session_s and self.staged.get(key):
                 log.info("session %s silent for %.0f s: dropping its unfinished episode", key, now - seen)
-                self.staged[key].clear()
+                self._drop_staged(key)
                 self.sessions[key]["expected"] = self.sessions[key]["acked"] + 1
 
     def run(self) -> dict[str, Any]:

@@ -338,7 +338,7 @@ def test_hostile_message_changes_nothing_and_is_counted(pair, case):
 def test_the_pair_still_works_after_every_hostile_case(pair):
     """The unfinished episode goes on where it was, ends, is stored once and acked."""
     a, lr = pair.actor, pair.learner
-    stored = len(lr.online)
+    stored = lr.counters["env_steps"]     # committed (the running episode is in the buffer, uncommitted)
     obs = a.unacked[next(reversed(a.unacked))].next_obs
     for i in range(5, 8):
         act = a.agent.act(obs)
