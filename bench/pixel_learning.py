@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.learner import machine
     from bench.sample_efficiency import steps_to
     from robot_rl import config as config_lib
+    from robot_rl.stop_signals import stop_on_signals
     from robot_rl.train import TrainConfig, train
 
     parser = argparse.ArgumentParser(prog="bench.pixel_learning")
@@ -62,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
                 "progress=false"] + args.set
             cfg = config_lib.load(TrainConfig, None, overrides)
             started, cpu_started = time.perf_counter(), time.process_time()
-            final = train(cfg)
+            with stop_on_signals() as stop:      # Ctrl-C / SIGTERM: checkpoint, then the same command resumes
+                final = train(cfg, stop=stop)
+            if final.get("stopped"):
+                print(f"{row} seed {seed}: stopped at env step {final['env_steps']}; rerun the same "
+                      "command to resume", flush=True)
+                return 130
             curve = json.loads((run_dir / "progress.json").read_text())
             evals = list(zip(curve["eval_step"], curve["eval_success"]))  # the last is the final one
             runs.append({"seed": seed, f"steps_to_{GOAL}": steps_to(evals, GOAL),

@@ -99,8 +99,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from tasks.distributed import run_distributed
         final = run_distributed(cfg)
     else:
+        from robot_rl.stop_signals import stop_on_signals
         from robot_rl.train import train
-        final = train(cfg)
+        with stop_on_signals() as stop:
+            final = train(cfg, stop=stop)
+        if final.get("stopped"):
+            print(json.dumps(final))
+            print(f"stopped at env step {final['env_steps']}; checkpoint saved in {cfg.run_dir}: "
+                  "the same command resumes the run")
+            return 130
     print(json.dumps(final))
     print(f"success rate {final['success_rate']:.2f} over {final['episodes']} episodes; "
           f"results in {cfg.run_dir} (eval.json, learning_curve.png, checkpoint/, tb/)")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,8 +101,12 @@ def _crossed(step: int, length: int, every: int) -> bool:
     return bool(every) and step // every > (step - length) // every
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Runs (or resumes) one training run and returns the final evaluation."""
+def train(cfg: TrainConfig, stop: threading.Event | None = None) -> dict[str, Any]:
+    """Runs (or resumes) one training run and returns the final evaluation.
+
+    stop (robot_rl/stop_signals.py: Ctrl-C): once set, the run ends after the current env step
+    with a checkpoint and returns {"stopped": True, ...} without the final evaluation; the
+    unfinished episode is dropped (never committed), and the same command resumes the run."""
     validate_train_config(cfg)
     run_dir = Path(cfg.run_dir)
     # A resume that changes a fixed setting is refused before the env is built (read-only; the
@@ -134,6 +139,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     actor = Actor(ActorConfig(random_steps=cfg.random_steps), handle, learner.agent, link.send,
                   seed=cfg.seed, key=key, assist=human, video=video)
     link.connect(actor, learner)
+    if stop is not None:
+        actor.stop_event = stop       # the actor checks it after every env step
     # A resume continues the episode seeds and the random_steps count where the buffers stand.
     actor.episodes_before, actor.steps_before = learner.counters["episodes"], learner.counters["env_steps"]
     curve = LearningCurve(run_dir)
@@ -146,6 +153,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     reached_target = False
     while learner.counters["env_steps"] < cfg.steps and not reached_target:
         result = actor.run_episode(seed=cfg.seed * 1_000_003 + actor.episodes_before + actor.episode)
+        if actor.stop_event.is_set():
+            break                     # the unfinished episode is dropped: resumed runs start afresh
         step = learner.counters["env_steps"]
         bar.update(result.length)
         for name in ("interventions", "intervention_rate", "return", "length"):
@@ -177,6 +186,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_wall = time.perf_counter() - started
     learner.checkpoint(wait=True)
     counters = learner.counters
+    if actor.stop_event.is_set():
+        curve.save()
+        curve.draw(run_dir, f"{cfg.task} ({cfg.obs}), seed {cfg.seed}")
+        writer.close()
+        actor.close()
+        learner.close()
+        log.warning("stopped at env step %d (%d updates); checkpoint saved: the same command resumes",
+                    counters["env_steps"], counters["updates"])
+        return {"stopped": True, "task": cfg.env or cfg.task, "seed": cfg.seed,
+                "env_steps": counters["env_steps"], "updates": counters["updates"], "train_wall_s": train_wall}
     final = evaluate(handle, learner.agent, cfg.final_eval_episodes, seed=30_000_000 + cfg.seed)
     final.update({
         "task": cfg.env or cfg.task, "obs": cfg.obs, "seed": cfg.seed,
