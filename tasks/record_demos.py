@@ -159,6 +159,10 @@ class TeleopOperator:
         self._rotation = lambda: tcp_rotation(self.env)
         self._held: set[int] = set()
 
+    def snapshot(self) -> tuple[np.ndarray, list[int]]:
+        """The devices' twists added and their buttons ORed (a teleop source, for the scene pause)."""
+        return self._read()
+
     def _read(self) -> tuple[np.ndarray, list[int]]:
         twist, buttons = np.zeros(6), []
         for d in self.devices:
@@ -236,9 +240,14 @@ def record_episode(env: Any, operator: Operator, seed: int, hz: float,
 
 def record_demos(env: Any, operator: Operator, dataset: Any, episodes: int, task: str, seed: int = 0,
                  hz: float = 0.0, max_attempts: int | None = None,
-                 say: Callable[[str], None] = print) -> dict[str, Any]:
+                 say: Callable[[str], None] = print, scene_reset_timeout: float = 0.0) -> dict[str, Any]:
     """Records until `episodes` successful episodes are saved, the operator stops (a stop mark
-    or Ctrl-C), or `max_attempts` attempts are used. Returns the summary."""
+    or Ctrl-C), or `max_attempts` attempts are used. Returns the summary.
+
+    scene_reset_timeout > 0 (a human operator): before each attempt the tool says so and waits
+    for a new press of any button (the scene is set) or the timeout (tasks/scene_pause.py); the
+    arm holds meanwhile. The press that ends the pause marks nothing."""
+    from tasks.scene_pause import wait_for_scene_reset
     from robot_rl.datasets import DatasetWriteError
 
     robot_env = env.unwrapped
@@ -255,6 +264,9 @@ def record_demos(env: Any, operator: Operator, dataset: Any, episodes: int, task
         counts["attempts"] += 1
         t0 = time.time()
         try:
+            if scene_reset_timeout > 0:
+                wait_for_scene_reset(operator, scene_reset_timeout, lambda line: say(f"episode {n}/{episodes}: {line}"))
+                operator.poll_marks()       # the pause's press is not a mark of the next episode
             outcome, builder, info = record_episode(
                 env, operator, episode_seed, hz, on_start=lambda: say(
                     f"episode {n}/{episodes} (attempt {counts['attempts']}, seed {episode_seed}): recording"))
@@ -370,6 +382,14 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
         return 2
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
+    if not 0.0 <= args.scene_reset_timeout <= 3600.0:
+        print(f"robot-rl record-demos: --scene-reset-timeout must be in [0, 3600] s, got {args.scene_reset_timeout}",
+              file=sys.stderr)
+        return 2
+    if args.scene_reset_timeout > 0 and args.input == "expert":
+        print("robot-rl record-demos: --scene-reset-timeout waits for a human's key; --input expert has none",
+              file=sys.stderr)
+        return 2
     if args.ros:
         if args.input == "expert":
             print("robot-rl record-demos: --input expert needs the in-process twin, not --ros", file=sys.stderr)
@@ -427,7 +447,7 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
         try:
             summary = record_demos(env, operator, dataset, args.episodes, args.task, seed=seed,
                                    hz=hz, max_attempts=None if operator.realtime else 3 * args.episodes,
-                                   say=say)
+                                   say=say, scene_reset_timeout=args.scene_reset_timeout)
         finally:
             operator.close()
             dataset.close()
@@ -470,6 +490,8 @@ def register(subparsers) -> None:
                    help="--ros: reset through the controller to the task's reset pose, or the driver's reset service")
     p.add_argument("--gains-node", default="", help="--ros: node whose impedance gains go to the precision "
                    "profile during resets, e.g. /franka/franka ('' = keep)")
+    p.add_argument("--scene-reset-timeout", type=float, default=0.0, help="before each attempt, wait "
+                   "for a new press of any button (the scene is reset) or this many s; the arm holds (0: no pause)")
     p.set_defaults(func=cmd_record_demos)
 
 

@@ -250,3 +250,42 @@ def test_spacemouse_without_a_device_fails_clearly(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no spacemouse input" in err and "SpaceMouse found" in err
     assert len(EpisodeDataset.open(tmp_path / "demos")) == 0
+
+
+def test_a_scene_pause_before_each_attempt_ends_on_a_key_or_its_timeout(tmp_path):
+    """--scene-reset-timeout: the tool says so before each attempt and waits; the key that ends
+    the pause marks nothing, and a pause nobody ends times out."""
+    master, slave = os.openpty()
+    out = tmp_path / "demos"
+    rec = Recorder(["--task", "pick_cube", "--episodes", "1", "--input", "keyboard",
+                    "--keyboard-device", os.ttyname(slave), "--out", str(out), "--hz", "20",
+                    "--max-steps", "400", "--scene-reset-timeout", "4"])
+    try:
+        assert "episode 1/1: reset the scene, then press a key" in rec.wait_for("reset the scene")
+        os.write(master, b"r")      # the re-record key ends the pause ...
+        rec.wait_for("scene reset: ended by button")
+        rec.wait_for("attempt 1")
+        time.sleep(1.0)
+        os.write(master, b"f")      # ... and did not mark the attempt: this failure mark ends it
+        rec.wait_for("failure mark")
+        rec.wait_for("reset the scene")
+        rec.wait_for("scene reset: timed out", timeout=30)
+        rec.wait_for("attempt 2")
+        os.write(master, b"\x03")
+        rec.wait_for("stopped by the operator")
+        stdout, _ = rec.proc.communicate(timeout=30)
+    finally:
+        rec.stop()
+        os.close(master)
+        os.close(slave)
+    assert rec.proc.returncode == 0
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert (summary["failures"], summary["rerecords"], summary["attempts"]) == (1, 0, 2)
+    assert not any("re-record asked" in line for line in rec.lines)
+
+
+def test_a_scene_pause_needs_a_human_input(capsys):
+    from robot_rl import cli
+    assert cli.main(["record-demos", "--task", "pick_cube", "--episodes", "1", "--input", "expert",
+                     "--out", "/nonexistent", "--scene-reset-timeout", "5"]) == 2
+    assert "--input expert has none" in capsys.readouterr().err
