@@ -35,11 +35,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -255,6 +256,13 @@ class RosTopicSource:
         print(f"episode {episode}: move with the SpaceMouse; HOLD the success button for success; "
               "the reset button ends the episode; Ctrl-C stops", flush=True)
 
+    def snapshot(self) -> tuple[np.ndarray, list[int]]:
+        """The teleop state (for the scene pause); a reset button held now ends no episode."""
+        from drivers.teleop import RESET
+        twist, buttons = self.teleop.snapshot()
+        self._reset_held = len(buttons) > RESET and bool(buttons[RESET])
+        return twist, buttons
+
     def label_now(self, env) -> bool:
         from drivers.teleop import SUCCESS
         _, buttons = self.teleop.snapshot()
@@ -279,9 +287,10 @@ def _frames(env, obs, cameras) -> dict[str, np.ndarray]:
 
 
 def record_labels(env, source, writer, positives: int = 200, max_episodes: int = 1000,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, scene_pause: Callable[[int], Any] | None = None) -> dict[str, Any]:
     """Runs episodes, labelling every frame (the reset frame and each step's), until `positives`
-    success frames are recorded (finishing the episode in progress) or `max_episodes` ran."""
+    success frames are recorded (finishing the episode in progress) or `max_episodes` ran.
+    scene_pause(episode), when given, runs before each reset (the operator puts the scene back)."""
     if positives < 1:
         raise ValueError(f"positives must be >= 1, got {positives}")
     cameras = writer.cameras
@@ -291,6 +300,8 @@ def record_labels(env, source, writer, positives: int = 200, max_episodes: int =
     try:
         while writer.counts()[-1] < positives and episodes < max_episodes and not stopped:
             episode = first_episode + episodes
+            if scene_pause is not None:
+                scene_pause(episode)
             obs, info = env.reset(seed=seed + episode)
             source.start_episode(env, episode)
             step = 0
@@ -353,6 +364,12 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
         overrides["image_size"] = args.image_size
     if args.input == "ros" and not args.ros:
         raise SystemExit("--input ros reads the graph's teleop topics; add --ros")
+    if not 0.0 <= args.scene_reset_timeout <= 3600.0:
+        raise SystemExit(f"robot-rl record-labels: --scene-reset-timeout must be in [0, 3600] s, "
+                         f"got {args.scene_reset_timeout}")
+    if args.scene_reset_timeout > 0 and args.input != "ros":
+        raise SystemExit("robot-rl record-labels: --scene-reset-timeout waits for a button of the "
+                         "graph's teleop; use it with --ros --input ros")
     if args.ros:
         if args.input == "expert":
             raise SystemExit("--input expert labels with the twin's ground truth; it needs the "
@@ -381,8 +398,16 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
         else:
             source = SpaceMouseSource(args.spacemouse_path)
         writer = LabelWriter(args.out, spec.cameras, spec.image_size, task=args.task)
+        scene_pause = None
+        if args.scene_reset_timeout > 0:
+            from tasks.scene_pause import wait_for_scene_reset
+
+            def scene_pause(episode: int) -> None:
+                wait_for_scene_reset(source, args.scene_reset_timeout, lambda line: print(
+                    f"record-labels: episode {episode}: {line}", file=sys.stderr, flush=True))
         stats = record_labels(env, source, writer, positives=args.positives,
-                              max_episodes=args.max_episodes, seed=args.seed * 100_000)
+                              max_episodes=args.max_episodes, seed=args.seed * 100_000,
+                              scene_pause=scene_pause)
     finally:
         env.close()
     print(json.dumps(stats))
@@ -413,4 +438,6 @@ def register(subparsers) -> None:
                    help="a task field, e.g. tcp_start_xy_range=0; repeatable")
     p.add_argument("--keyboard-device", default="", help="tty path or /dev/input/eventN (default: this terminal)")
     p.add_argument("--spacemouse-path", default="", help="HID path (default: the first SpaceMouse)")
+    p.add_argument("--scene-reset-timeout", type=float, default=0.0, help="--input ros: before each "
+                   "episode, wait for a new press of any button (the scene is reset) or this many s (0: no pause)")
     p.set_defaults(func=cmd_record_labels)

@@ -188,3 +188,40 @@ def test_scene_pause_ends_on_a_new_press_not_a_held_button(twin_graph):
         stop.set()
         thread.join(timeout=2.0)
         source.close()
+
+
+def test_record_labels_pauses_for_the_scene_before_each_episode(twin_graph, tmp_path, capsys):
+    """--scene-reset-timeout: each episode waits for a button press first; the reset button
+    that ends the pause does not also end the episode it starts."""
+    from robot_rl.cli import main
+
+    twist = twin_graph.probe.create_publisher(TwistStamped, "/spacemouse/twist", 10)
+    joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
+    stop = threading.Event()
+
+    def operate():
+        t0 = time.monotonic()
+        while not stop.is_set():
+            t = (time.monotonic() - t0) % 1.5
+            twist.publish(TwistStamped())
+            held = {"success"} if 0.6 < t < 1.1 else {"reset"} if t > 1.3 else set()
+            joy.publish(Joy(axes=[0.0] * 6, buttons=joy_buttons(held)))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=operate, daemon=True)
+    thread.start()
+    try:
+        rc = main(["record-labels", "--ros", "--input", "ros", "--task", "pick_cube", "--out",
+                   str(tmp_path / "labels"), "--positives", "2", "--max-episodes", "2", "--cameras", "front",
+                   "--scene-reset-timeout", "30"])
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    stats = json.loads(out.out.strip().splitlines()[-1])
+    ended = [line for line in out.err.splitlines() if "scene reset: ended by button" in line]
+    assert len(ended) == stats["episodes"] >= 1
+    assert "reset the scene, then press a key" in out.err
+    # The episodes recorded frames (a pause-ending press did not end them at their first step).
+    assert stats["frames_this_session"] > 3 * stats["episodes"]
