@@ -65,12 +65,17 @@ def committed_frames(online_dir: Path) -> int:
     return cursor["high"]
 
 
-def kill_when(proc: subprocess.Popen, online_dir: Path, frames: int, extra_s: float, log: Path) -> None:
+def wait_for_frames(proc: subprocess.Popen, online_dir: Path, frames: int, log: Path) -> None:
+    """Until the run has committed `frames` online frames (it must not exit first)."""
     deadline = time.monotonic() + 120
     while committed_frames(online_dir) < frames:
         assert proc.poll() is None, f"train exited early ({proc.returncode}):\n{log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, f"no progress to frame {frames}:\n{log.read_text()[-3000:]}"
         time.sleep(0.01)
+
+
+def kill_when(proc: subprocess.Popen, online_dir: Path, frames: int, extra_s: float, log: Path) -> None:
+    wait_for_frames(proc, online_dir, frames, log)
     time.sleep(extra_s)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 
 from robot_rl.buffers import ReplayBuffer
-from test_resume_kill import committed_frames, start_train, write_config
+from test_resume_kill import start_train, wait_for_frames, write_config
 
 
 def _stop_when(proc, online_dir, frames: int, log, sig) -> None:
-    deadline = time.monotonic() + 120
-    while committed_frames(online_dir) < frames:
-        assert proc.poll() is None, f"train exited early ({proc.returncode}):\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no progress to frame {frames}:\n{log.read_text()[-3000:]}"
-        time.sleep(0.01)
+    wait_for_frames(proc, online_dir, frames, log)
     proc.send_signal(sig)
 
 
