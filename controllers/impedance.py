@@ -52,10 +52,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from controllers.rotations import slerp_scalar
+from robot_rl.config import Range, param
 
 try:  # numpy's LAPACK gufunc without np.linalg.solve's ~10 us of Python checks (a 1 kHz loop)
     from numpy.linalg._umath_linalg import solve1 as _solve_vector
@@ -102,29 +104,49 @@ UPPER_BOUNDS = {
 }
 
 
+def _gain(default: Any, help: str, name: str, low_open: bool = False) -> Any:
+    """A law field with its help text and allowed range, [0, UPPER_BOUNDS[name]]: the one
+    declaration the controller's and the twin's ROS parameters are derived from."""
+    return param(default, help, Range(0.0, UPPER_BOUNDS[name], low_open=low_open))
+
+
 @dataclass
 class ImpedanceConfig:
-    translational_stiffness: float = 2000.0          # N/m
-    translational_damping: float = 89.0              # N s/m (~critical: 2 sqrt(2000))
-    rotational_stiffness: float = 150.0              # Nm per unit orientation error
-    rotational_damping: float = 7.0                  # Nm s/rad
+    translational_stiffness: float = _gain(2000.0, "translational stiffness (N/m)", "translational_stiffness")
+    translational_damping: float = _gain(89.0, "translational damping (N s/m; ~critical: 2 sqrt(stiffness))",
+                                         "translational_damping")
+    rotational_stiffness: float = _gain(150.0, "rotational stiffness (Nm per unit orientation error)",
+                                        "rotational_stiffness")
+    rotational_damping: float = _gain(7.0, "rotational damping (Nm s/rad)", "rotational_damping")
     # The error (ee - target) is clipped per axis to [-clip_neg, clip_pos]; m and e_rot units.
-    translational_clip_neg: tuple[float, float, float] = (0.01, 0.01, 0.01)
-    translational_clip_pos: tuple[float, float, float] = (0.01, 0.01, 0.01)
-    rotational_clip_neg: tuple[float, float, float] = (0.05, 0.05, 0.05)
-    rotational_clip_pos: tuple[float, float, float] = (0.05, 0.05, 0.05)
-    translational_ki: float = 0.0                    # N per (m s) of integrated error
-    rotational_ki: float = 0.0                       # Nm per (unit e_rot s)
+    translational_clip_neg: tuple[float, float, float] = _gain(
+        (0.01, 0.01, 0.01), "per axis: the position error is clipped to -this (m)", "translational_clip_neg")
+    translational_clip_pos: tuple[float, float, float] = _gain(
+        (0.01, 0.01, 0.01), "per axis: the position error is clipped to +this (m)", "translational_clip_pos")
+    rotational_clip_neg: tuple[float, float, float] = _gain(
+        (0.05, 0.05, 0.05), "per axis: the orientation error is clipped to -this (e_rot units)",
+        "rotational_clip_neg")
+    rotational_clip_pos: tuple[float, float, float] = _gain(
+        (0.05, 0.05, 0.05), "per axis: the orientation error is clipped to +this (e_rot units)",
+        "rotational_clip_pos")
+    translational_ki: float = _gain(0.0, "translational integral gain (N per m s of error)", "translational_ki")
+    rotational_ki: float = _gain(0.0, "rotational integral gain (Nm per unit e_rot s)", "rotational_ki")
     # Clamp on the integral wrench |Ki * integral(e dt)| per axis: N for the translational
     # axes; the rotational axes use rotational_integral_limit (Nm). The integral state is
     # clamped too (anti-windup), so it never stores more than the limit can use.
-    integral_limit: float = 10.0
-    rotational_integral_limit: float = 1.0
-    nullspace_stiffness: float = 0.2                 # Nm/rad; damping is 2 sqrt(stiffness)
-    nullspace_pinv_damping: float = 0.2              # damped pinv(J^T), as franka_example_controllers
-    filter_factor: float = 0.005                     # per control tick, targets and gains
-    torque_rate_limit: float = 1.0                   # Nm per tick
-    dt: float = 0.001                                # control tick (s)
+    integral_limit: float = _gain(10.0, "clamp on the translational integral force per axis (N)",
+                                  "integral_limit")
+    rotational_integral_limit: float = _gain(1.0, "clamp on the rotational integral torque per axis (Nm)",
+                                             "rotational_integral_limit")
+    nullspace_stiffness: float = _gain(0.2, "nullspace stiffness toward the home posture (Nm/rad; "
+                                       "damping 2 sqrt(stiffness))", "nullspace_stiffness")
+    nullspace_pinv_damping: float = _gain(0.2, "damping of pinv(J^T), as franka_example_controllers",
+                                          "nullspace_pinv_damping")
+    filter_factor: float = _gain(0.005, "per control tick: how far targets and gains move toward "
+                                 "their new values (1: no filter)", "filter_factor", low_open=True)
+    torque_rate_limit: float = _gain(1.0, "torque change limit (Nm per tick)", "torque_rate_limit",
+                                     low_open=True)
+    dt: float = _gain(0.001, "control tick (s); the loop's own, fixed", "dt", low_open=True)
 
     def __post_init__(self) -> None:
         # YAML/CLI loaders hand lists; keep the typed tuples.

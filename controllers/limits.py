@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from controllers.impedance import ImpedanceConfig
+from robot_rl.config import Range, param
 
 UNIT_QUAT_TOLERANCE = 1e-3   # |norm - 1| accepted (float32 round trips, hand-typed values)
 BOX_BOUND = 2.0              # m: |box_low|, |box_high| per axis (beyond any arm's reach)
@@ -42,12 +43,18 @@ _FIXED = {"nominal_quat", "dt"}
 @dataclass(frozen=True)
 class SafetyBox:
     """Where the controller lets an equilibrium pose go, and how long it waits for the next."""
-    box_low: tuple[float, float, float] = (0.3, -0.3, 0.0)       # m, base frame
-    box_high: tuple[float, float, float] = (0.7, 0.3, 0.5)
-    rpy_low: tuple[float, float, float] = (-0.5, -0.5, -3.2)     # rad, relative to nominal_quat
-    rpy_high: tuple[float, float, float] = (0.5, 0.5, 3.2)
-    nominal_quat: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)  # x, y, z, w
-    command_timeout: float = 0.5                                  # s
+    box_low: tuple[float, float, float] = param(
+        (0.3, -0.3, 0.0), "safety box min xyz (m, base frame)", Range(-BOX_BOUND, BOX_BOUND))
+    box_high: tuple[float, float, float] = param(
+        (0.7, 0.3, 0.5), "safety box max xyz (m, base frame)", Range(-BOX_BOUND, BOX_BOUND))
+    rpy_low: tuple[float, float, float] = param(
+        (-0.5, -0.5, -3.2), "min roll-pitch-yaw relative to nominal_quat (rad)", Range(-RPY_BOUND, RPY_BOUND))
+    rpy_high: tuple[float, float, float] = param(
+        (0.5, 0.5, 3.2), "max roll-pitch-yaw relative to nominal_quat (rad)", Range(-RPY_BOUND, RPY_BOUND))
+    nominal_quat: tuple[float, float, float, float] = param(
+        (1.0, 0.0, 0.0, 0.0), "reference orientation of the rpy limits (x, y, z, w; unit)", Range(-1.0, 1.0))
+    command_timeout: float = param(0.5, "s without equilibrium_pose before holding the measured pose",
+                                   Range(0.0, COMMAND_TIMEOUT_BOUND, low_open=True))
 
     @classmethod
     def checked(cls, **values) -> "SafetyBox":

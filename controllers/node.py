@@ -43,14 +43,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterException
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -59,9 +58,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from controllers.impedance import ImpedanceConfig
+from controllers.impedance import UPPER_BOUNDS, ImpedanceConfig
 from controllers.limits import UNIT_QUAT_TOLERANCE, SafetyBox, envelope, loosenings
 from controllers.rotations import matrix_to_quat, matrix_to_rpy, quat_to_matrix, rpy_to_matrix
+from drivers.ros_common import declare_config, range_problem
+from robot_rl.config import Range, Text, param
 
 # Reliable, keep-last: commands and states that must not silently vanish.
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -147,31 +148,47 @@ def clip_to_box(pos, quat, box_low, box_high, rpy_low, rpy_high, nominal_quat):
 
 
 # ---------------------------------------------------------------- live limit parameters
-def declare_checked(node: Node, name: str, default, description: str, read_only: bool = False):
-    """declare_parameter, with a wrongly typed override (e.g. integers for a double array)
-    turned into a ValueError naming the parameter, for the one-line start-up error."""
-    try:
-        node.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
-    except ParameterException as err:
-        raise ValueError(f"{name}: {err}") from None
-    return node.get_parameter(name).value
-
-
-def declare_impedance_parameters(node: Node, cfg: ImpedanceConfig) -> ImpedanceConfig:
-    """Declares one parameter per ImpedanceConfig field (tuples as double arrays) and returns the
-    config they hold (defaults from `cfg`, overridden by a params file or the command line);
-    ValueError (from ImpedanceConfig.validate, naming the field) when those values are bad."""
-    values = {}
-    for f in fields(ImpedanceConfig):
-        default = getattr(cfg, f.name)
-        default = [float(v) for v in default] if isinstance(default, tuple) else float(default)
-        values[f.name] = declare_checked(
-            node, f.name, default, f"impedance law: {f.name} (controllers.impedance.ImpedanceConfig); "
-            "tighten-only at run time unless allow_loosening")
-    return ImpedanceConfig(**values)
+@dataclass
+class ControllerNodeConfig:
+    """The controller node's start-up-only parameters (the box, the gains and the loosening
+    switch are declared from SafetyBox, ImpedanceConfig and StartupEnvelope)."""
+    base_frame: str = param("fr3_link0", "frame of every pose (robot base)", Text(), read_only=True)
+    driver_node: str = param("", "node whose parameters get the gains ('' = none), e.g. /franka/franka",
+                             Text(allow_empty=True), read_only=True)
 
 
 RESET_PROFILES = ("", "precision")
+
+
+@dataclass
+class ResetEnvelope:
+    """The gain profile a run-time change may switch to for resets (read-only parameters)."""
+    reset_profile: str = param("", "start-up only: a gain profile run-time changes may switch to for "
+                               "resets ('' none, 'precision': wide clips, stiffer rotation)",
+                               Text(allow_empty=True, choices=RESET_PROFILES), read_only=True)
+    reset_translational_ki: float = param(1000.0, "start-up only: the largest translational_ki the "
+                                          "reset profile allows",
+                                          Range(0.0, UPPER_BOUNDS["translational_ki"]), read_only=True)
+
+
+@dataclass
+class LooseningSwitch:
+    allow_loosening: bool = param(False, "start-up only: let run-time parameter changes loosen the "
+                                  "safety limits beyond their start-up values (default false: tighten "
+                                  "only)", read_only=True)
+
+
+def declare_impedance_parameters(node: Node, cfg: ImpedanceConfig) -> ImpedanceConfig:
+    """Declares one parameter per ImpedanceConfig field (tuples as double arrays, help and range
+    from the field) and returns the config they hold (defaults from `cfg`, overridden by a
+    params file or the command line); ValueError (from ImpedanceConfig.validate, naming the
+    field) when those values are bad. Tighten-only at run time unless allow_loosening."""
+    return declare_config(node, cfg, make=ImpedanceConfig)
+
+
+def declare_safety_box(node: Node) -> SafetyBox:
+    """The box parameters, checked (SafetyBox.checked names the field and the bound)."""
+    return declare_config(node, SafetyBox(), make=SafetyBox.checked)
 
 
 def declare_reset_envelope(node: Node, start: ImpedanceConfig) -> ImpedanceConfig:
@@ -180,28 +197,17 @@ def declare_reset_envelope(node: Node, start: ImpedanceConfig) -> ImpedanceConfi
     switch to ImpedanceConfig.precision() plus an integral term of up to
     `reset_translational_ki` and back (tasks/ros_backend.py, gains_node); '' allows nothing
     beyond the start-up gains. Either way nothing past the profile is accepted."""
-    profile = declare_checked(node, "reset_profile", "",
-                              "start-up only: a gain profile run-time changes may switch to for "
-                              "resets ('' none, 'precision': wide clips, stiffer rotation)", read_only=True)
-    ki = declare_checked(node, "reset_translational_ki", 1000.0,
-                         "start-up only: the largest translational_ki the reset profile allows",
-                         read_only=True)
-    if profile not in RESET_PROFILES:
-        raise ValueError(f"reset_profile must be one of {list(RESET_PROFILES)}, got {profile!r}")
-    if not profile:
+    env = declare_config(node, ResetEnvelope())
+    if not env.reset_profile:
         return start
-    reset = ImpedanceConfig.precision().replace(translational_ki=float(ki))
+    reset = ImpedanceConfig.precision().replace(translational_ki=float(env.reset_translational_ki))
     reset.validate()
     return envelope(start, reset)
 
 
 def declare_allow_loosening(node: Node) -> bool:
     """The start-up-only switch that lets run-time changes loosen the limits (read-only after)."""
-    value = declare_checked(node, "allow_loosening", False,
-                            "start-up only: let run-time parameter changes loosen the safety "
-                            "limits beyond their start-up values (default false: tighten only)",
-                            read_only=True)
-    return bool(value)
+    return declare_config(node, LooseningSwitch()).allow_loosening
 
 
 def parameter_clients(node: Node) -> list[str]:
@@ -231,7 +237,8 @@ def refuse_change(node: Node, params, reason: str) -> SetParametersResult:
 
 
 def log_descriptor_refusals(node: Node) -> None:
-    """rclpy refuses read-only parameters and wrong types itself, before any on-set callback;
+    """rclpy refuses read-only parameters, wrong types and values outside a parameter's range
+    itself, before any on-set callback;
     this pre-set callback logs those attempts the same way, so every refusal is logged."""
     def pre_set(params):
         for p in params:
@@ -242,6 +249,8 @@ def log_descriptor_refusals(node: Node) -> None:
                 refuse_change(node, [p], f"{p.name} is read-only (set at start-up only)")
             elif p.type_ not in (current.type_, Parameter.Type.NOT_SET):
                 refuse_change(node, [p], f"{p.name} must be a {current.type_.name}, got {p.type_.name}")
+            elif (problem := range_problem(node.describe_parameter(p.name), p.value)) is not None:
+                refuse_change(node, [p], f"{p.name} {problem} (the parameter's range)")
         return params
     node.add_pre_set_parameters_callback(pre_set)
 
@@ -301,29 +310,14 @@ class ControllerNode(Node):
     def _declare_limits(self) -> str:
         """Declares the frame, the box and the gains, checks them, keeps the start-up values
         (the envelope run-time changes stay inside) and returns the driver node's name."""
-        def declare(name, default, description, read_only=False):
-            return declare_checked(self, name, default, description, read_only)
-
-        default = SafetyBox()
-        self.base_frame = declare("base_frame", "fr3_link0", "frame of every pose (robot base)", True)
-        box = {
-            "box_low": declare("box_low", list(default.box_low), "safety box min xyz (m, base frame)"),
-            "box_high": declare("box_high", list(default.box_high), "safety box max xyz (m, base frame)"),
-            "rpy_low": declare("rpy_low", list(default.rpy_low), "min roll-pitch-yaw relative to nominal_quat (rad)"),
-            "rpy_high": declare("rpy_high", list(default.rpy_high), "max roll-pitch-yaw relative to nominal_quat (rad)"),
-            "nominal_quat": declare("nominal_quat", list(default.nominal_quat),
-                                    "reference orientation of the rpy limits (x, y, z, w; unit)"),
-            "command_timeout": declare("command_timeout", default.command_timeout,
-                                       "s without equilibrium_pose before holding the measured pose"),
-        }
+        own = declare_config(self, ControllerNodeConfig())
+        self.base_frame = own.base_frame
+        self._apply_limits(declare_safety_box(self))
         self.allow_loosening = declare_allow_loosening(self)
-        driver = declare("driver_node", "", "node whose parameters get the gains ('' = none), "
-                         "e.g. /franka/franka", True)
-        self._apply_limits(SafetyBox.checked(**box))
         self.impedance = declare_impedance_parameters(self, ImpedanceConfig())
         self.start_limits = self.limits
         self.start_impedance = declare_reset_envelope(self, self.impedance)
-        return driver
+        return own.driver_node
 
     def _apply_limits(self, limits: SafetyBox) -> None:
         self.limits = limits

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rcl_interfaces.msg import SetParametersResult
@@ -31,7 +31,8 @@ from controllers.node import (declare_allow_loosening, declare_reset_envelope, j
 from drivers.franka import FrankaArm, LoopSettings
 from drivers.franka_hand import FrankaHand, HandSettings
 from drivers.franka_loop import (DEFAULT_FORCE_THRESHOLDS, DEFAULT_TORQUE_THRESHOLDS, FRANKA_HOME_Q)
-from drivers.ros_common import declare, run_node
+from drivers.ros_common import declare, declare_config, run_node
+from robot_rl.config import Range, Text, help_of, param, rule_of
 
 # Parameters that map one to one onto ImpedanceConfig fields (live).
 _GAIN_PARAMS = ("translational_stiffness", "translational_damping", "rotational_stiffness", "rotational_damping",
@@ -47,37 +48,66 @@ _LOOP_PARAMS = {"watchdog_timeout": "watchdog_s", "safety_box_min": "box_lo", "s
                 "upper_force_thresholds": "upper_force_thresholds"}
 
 
+_LOOP = LoopSettings()
+
+
+@dataclass
+class FrankaNodeConfig:
+    """The Franka node's start-up parameters (robot, frames, rates)."""
+    robot_ip: str = param("172.16.0.2", "the FR3's control IP (the shop-floor network port)", Text())
+    realtime_config: str = param("enforce", "'enforce' (needs a PREEMPT_RT kernel, as libfranka asks) or "
+                                 "'ignore' (sim, tests)", Text(choices=("enforce", "ignore")))
+    impedance_profile: str = param("compliant", "starting gains: 'compliant' (SERL, 1 cm clips) or "
+                                   "'precision' (wide clips)", Text(choices=("compliant", "precision")))
+    frame_id: str = param("fr3_link0", "base frame of poses, twists and wrenches", Text())
+    arm_id: str = param("fr3", "joint name prefix (franka_ros2: fr3_joint1..7)", Text())
+    publish_rate: float = param(200.0, "state topics per second (>= 100)", Range(100.0, 1000.0))
+    use_gripper: bool = param(True, "drive the Franka hand")
+
+
+@dataclass
+class FrankaLoopConfig:
+    """The 1 kHz loop's live parameters beside the gains (LoopSettings, names in _LOOP_PARAMS);
+    LoopSettings.validate checks the relations between them."""
+    watchdog_timeout: float = param(0.5, "no equilibrium_pose for this long (s) -> hold the current pose",
+                                    Range(0.0, 60.0, low_open=True))
+    safety_box_min: tuple[float, ...] = param(_LOOP.box_lo, "targets are clipped into this box (m, base frame)",
+                                              Range(-2.0, 2.0))
+    safety_box_max: tuple[float, ...] = param(_LOOP.box_hi, "upper corner of the safety box", Range(-2.0, 2.0))
+    home_joint_positions: tuple[float, ...] = param(FRANKA_HOME_Q, "reset posture and nullspace target (rad)",
+                                                    Range(-3.2, 3.2))
+    reset_joint_speed: float = param(0.6, "peak joint speed of the reset move (rad/s)", Range(0.0, 2.6, low_open=True))
+    lower_torque_thresholds: tuple[float, ...] = param(DEFAULT_TORQUE_THRESHOLDS, "collision: joint torques (Nm)",
+                                                       Range(0.0, 1e4, low_open=True))
+    upper_torque_thresholds: tuple[float, ...] = param(DEFAULT_TORQUE_THRESHOLDS, "reflex: joint torques (Nm)",
+                                                       Range(0.0, 1e4, low_open=True))
+    lower_force_thresholds: tuple[float, ...] = param(DEFAULT_FORCE_THRESHOLDS, "collision: Cartesian (N, Nm)",
+                                                      Range(0.0, 1e4, low_open=True))
+    upper_force_thresholds: tuple[float, ...] = param(DEFAULT_FORCE_THRESHOLDS, "reflex: Cartesian (N, Nm)",
+                                                      Range(0.0, 1e4, low_open=True))
+
+
+@dataclass
+class FrankaHandConfig:
+    gripper_speed: float = param(0.1, "finger speed (m/s)", Range(0.0, 0.2, low_open=True))
+    gripper_force: float = param(40.0, "grasp force (N)", Range(0.0, 140.0, low_open=True))
+
+
 class FrankaNode(Node):
     def __init__(self, **kwargs):
         super().__init__("franka", namespace=kwargs.pop("namespace", "franka"), **kwargs)
-        ip = declare(self, "robot_ip", "172.16.0.2", "the FR3's control IP (the shop-floor network port)")
-        rt = declare(self, "realtime_config", "enforce",
-                     "'enforce' (needs a PREEMPT_RT kernel, as libfranka asks) or 'ignore' (sim, tests)")
-        if rt not in ("enforce", "ignore"):
-            raise ValueError(f"realtime_config must be 'enforce' or 'ignore', got {rt!r}")
-        profile = declare(self, "impedance_profile", "compliant",
-                          "starting gains: 'compliant' (SERL, 1 cm clips) or 'precision' (wide clips)")
-        if profile not in ("compliant", "precision"):
-            raise ValueError(f"impedance_profile must be 'compliant' or 'precision', got {profile!r}")
+        p = declare_config(self, FrankaNodeConfig())
+        ip, rt, profile = p.robot_ip, p.realtime_config, p.impedance_profile
         base = ImpedanceConfig.compliant() if profile == "compliant" else ImpedanceConfig.precision()
-        for name in _GAIN_PARAMS:
+        law = {f.name: f for f in fields(ImpedanceConfig)}
+        for name in _GAIN_PARAMS:           # the law's own description and range, live here
             value = getattr(base, name)
             declare(self, name, list(value) if isinstance(value, tuple) else float(value),
-                    f"impedance law: {name} (live)")
-        defaults = LoopSettings()
-        declare(self, "watchdog_timeout", 0.5, "no equilibrium_pose for this long (s) -> hold the current pose")
-        declare(self, "safety_box_min", list(defaults.box_lo), "targets are clipped into this box (m, base frame)")
-        declare(self, "safety_box_max", list(defaults.box_hi), "upper corner of the safety box")
-        declare(self, "home_joint_positions", list(FRANKA_HOME_Q), "reset posture and nullspace target (rad)")
-        declare(self, "reset_joint_speed", 0.6, "peak joint speed of the reset move (rad/s)")
-        declare(self, "lower_torque_thresholds", list(DEFAULT_TORQUE_THRESHOLDS), "collision: joint torques (Nm)")
-        declare(self, "upper_torque_thresholds", list(DEFAULT_TORQUE_THRESHOLDS), "reflex: joint torques (Nm)")
-        declare(self, "lower_force_thresholds", list(DEFAULT_FORCE_THRESHOLDS), "collision: Cartesian (N, Nm)")
-        declare(self, "upper_force_thresholds", list(DEFAULT_FORCE_THRESHOLDS), "reflex: Cartesian (N, Nm)")
-        self.frame_id = declare(self, "frame_id", "fr3_link0", "base frame of poses, twists and wrenches")
-        prefix = declare(self, "arm_id", "fr3", "joint name prefix (franka_ros2: fr3_joint1..7)")
-        self.publish_period = 1.0 / declare(self, "publish_rate", 200.0, "state topics per second (>= 100)")
-        use_hand = declare(self, "use_gripper", True, "drive the Franka hand")
+                    f"{help_of(law[name])} (live)", rule_of(law[name]))
+        declare_config(self, FrankaLoopConfig())     # read by _settings_from_params, live
+        self.frame_id, prefix = p.frame_id, p.arm_id
+        self.publish_period = 1.0 / p.publish_rate
+        use_hand = p.use_gripper
         self.joint_names = [f"{prefix}_joint{i}" for i in range(1, 8)]
         self.finger_name = f"{prefix}_finger_joint1"
 
@@ -90,9 +120,8 @@ class FrankaNode(Node):
         try:
             self.arm.wait_ready()
             if use_hand:
-                self.hand = FrankaHand(HandSettings(
-                    robot_ip=ip, speed=declare(self, "gripper_speed", 0.1, "finger speed (m/s)"),
-                    force=declare(self, "gripper_force", 40.0, "grasp force (N)")))
+                hand = declare_config(self, FrankaHandConfig())
+                self.hand = FrankaHand(HandSettings(robot_ip=ip, speed=hand.gripper_speed, force=hand.gripper_force))
         except Exception:
             self.close()
             raise
@@ -157,12 +186,12 @@ class FrankaNode(Node):
                             "upper_torque_thresholds": "upper_torque_thresholds",
                             "lower_force_thresholds": "lower_force_thresholds",
                             "upper_force_thresholds": "upper_force_thresholds"}
-        for field, param in (*higher_is_looser.items(), ("box_lo", "safety_box_min")):
+        for field, name in (*higher_is_looser.items(), ("box_lo", "safety_box_min")):
             olds, news = getattr(start, field), getattr(new, field)
             olds, news = (olds, news) if isinstance(olds, tuple) else ((olds,), (news,))
             for axis, (o, n) in enumerate(zip(olds, news)):
                 if (n < o) if field == "box_lo" else (n > o):
-                    found.append(f"{param}[{axis}] {n:g} is looser than the start-up {o:g}")
+                    found.append(f"{name}[{axis}] {n:g} is looser than the start-up {o:g}")
         return found
 
     # ------------------------------------------------------------------ inputs

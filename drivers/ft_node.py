@@ -9,6 +9,7 @@ while it is silent, so a listener sees the gap instead of a frozen value.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from rclpy.node import Node
 
@@ -16,27 +17,43 @@ from drivers.errors import DeviceNotFoundError
 
 from drivers.ft import WrenchProcessor
 from drivers.ft_sensors import FT300_BAUDRATE, RDT_PORT, Ft300Stream, NetFtStream
-from drivers.ros_common import declare, run_node
+from drivers.ros_common import declare_config, run_node
 from drivers.wrench_output import WrenchOutput
+from robot_rl.config import Range, Text, param
+
+
+_SECONDS = Range(0.0, 3600.0, low_open=True)
+
+
+@dataclass
+class FtSensorNodeConfig:
+    """The F/T sensor node's ROS 2 parameters."""
+    sensor: str = param("ft300", "'ft300' (Robotiq, serial) or 'netft' (ATI, UDP RDT)",
+                        Text())       # the node names both in its own error
+    frame_id: str = param("ft_sensor", "frame id of the published wrench", Text())
+    port: str = param("/dev/ttyUSB0", "ft300: serial port (prefer /dev/serial/by-id/...)", Text())
+    baudrate: int = param(FT300_BAUDRATE, "ft300: baud rate (19200)", Range(1, 10_000_000))
+    host: str = param("192.168.1.1", "netft: sensor address", Text())
+    udp_port: int = param(RDT_PORT, "netft: RDT port (49152)", Range(1, 65535))
+    counts_per_force: float = param(1000000.0, "netft: counts per N (see the sensor's netftapi2.xml)",
+                                    Range(0.0, 1e12, low_open=True))
+    counts_per_torque: float = param(1000000.0, "netft: counts per Nm", Range(0.0, 1e12, low_open=True))
+    cutoff_hz: float = param(0.0, "low-pass cutoff (Hz); 0 = off", Range(0.0, 1e5))
+    force_limit: float = param(0.0, "|F| (N) above which a safety event fires; 0 = off", Range(0.0, 1e6))
+    torque_limit: float = param(0.0, "|T| (Nm) above which a safety event fires; 0 = off", Range(0.0, 1e6))
+    timeout: float = param(0.5, "no sample for this long (s) = sensor lost", _SECONDS)
+    reconnect_backoff: float = param(0.2, "first wait (s) before reconnecting, doubled per failure", _SECONDS)
+    reconnect_backoff_max: float = param(5.0, "longest wait (s) between reconnects", _SECONDS)
 
 
 class FtSensorNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("ft_sensor", **node_kwargs)
-        sensor = declare(self, "sensor", "ft300", "'ft300' (Robotiq, serial) or 'netft' (ATI, UDP RDT)")
-        frame_id = declare(self, "frame_id", "ft_sensor", "frame id of the published wrench")
-        port = declare(self, "port", "/dev/ttyUSB0", "ft300: serial port (prefer /dev/serial/by-id/...)")
-        baudrate = declare(self, "baudrate", FT300_BAUDRATE, "ft300: baud rate (19200)")
-        host = declare(self, "host", "192.168.1.1", "netft: sensor address")
-        udp_port = declare(self, "udp_port", RDT_PORT, "netft: RDT port (49152)")
-        cpf = declare(self, "counts_per_force", 1000000.0, "netft: counts per N (see the sensor's netftapi2.xml)")
-        cpt = declare(self, "counts_per_torque", 1000000.0, "netft: counts per Nm")
-        cutoff = declare(self, "cutoff_hz", 0.0, "low-pass cutoff (Hz); 0 = off")
-        force_limit = declare(self, "force_limit", 0.0, "|F| (N) above which a safety event fires; 0 = off")
-        torque_limit = declare(self, "torque_limit", 0.0, "|T| (Nm) above which a safety event fires; 0 = off")
-        timeout = declare(self, "timeout", 0.5, "no sample for this long (s) = sensor lost")
-        backoff = declare(self, "reconnect_backoff", 0.2, "first wait (s) before reconnecting, doubled per failure")
-        backoff_max = declare(self, "reconnect_backoff_max", 5.0, "longest wait (s) between reconnects")
+        p = declare_config(self, FtSensorNodeConfig())
+        sensor, frame_id, port, baudrate, host, udp_port = p.sensor, p.frame_id, p.port, p.baudrate, p.host, p.udp_port
+        cpf, cpt, cutoff, force_limit, torque_limit = (p.counts_per_force, p.counts_per_torque, p.cutoff_hz,
+                                                       p.force_limit, p.torque_limit)
+        timeout, backoff, backoff_max = p.timeout, p.reconnect_backoff, p.reconnect_backoff_max
         self.output = WrenchOutput(self, WrenchProcessor(cutoff, force_limit, torque_limit), frame_id)
         on_event = lambda level, text: self.output.report(level, f"{sensor}: {text}", kind="sensor")  # noqa: E731
         if sensor == "ft300":

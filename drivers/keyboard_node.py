@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 from geometry_msgs.msg import TwistStamped
@@ -16,33 +17,48 @@ from sensor_msgs.msg import Joy
 
 from drivers.errors import DeviceNotFoundError
 from drivers.keyboard import EvdevKeys, KeyBindings, KeyboardTeleop, KeyReader, TerminalKeys
-from drivers.ros_common import declare, run_node
+from drivers.ros_common import declare_config, run_node
+from robot_rl.config import Range, Text, param
 
 HELP = ("keyboard teleop: space takeover | s success f failure r reset | c close x open | "
         "i/k x  j/l y  u/o z  q/e yaw | Ctrl-C quit")
 
 
+_KEYS = KeyBindings()          # the default key of each operator action
+
+
+@dataclass
+class KeyboardNodeConfig:
+    """The keyboard teleop node's ROS 2 parameters."""
+    device: str = param("", "'' = this terminal (stdin); a tty/pty path; or /dev/input/eventN", Text(allow_empty=True))
+    input_type: str = param("auto", "'auto' (evdev for /dev/input/*, else terminal), 'terminal' or 'evdev'",
+                            Text(choices=("auto", "terminal", "evdev")))
+    topic_prefix: str = param("/spacemouse", "publishes <prefix>/twist and <prefix>/joy", Text())
+    frame_id: str = param("base", "frame id of the twist", Text())
+    speed: float = param(0.5, "command magnitude of a motion key (normalised, 1 = full)", Range(0.0, 1.0))
+    hold_s: float = param(0.2, "terminal input: how long one press of a motion key acts", Range(0.0, 60.0))
+    event_hold_s: float = param(0.3, "how long success/failure/reset/gripper stay 1 in Joy", Range(0.0, 60.0))
+    publish_rate: float = param(50.0, "Hz at which the current command is re-published",
+                                Range(0.0, 1000.0, low_open=True))
+    key_takeover: str = param(_KEYS.takeover, "toggles takeover", Text())
+    key_success: str = param(_KEYS.success, "marks the episode a success", Text())
+    key_failure: str = param(_KEYS.failure, "marks the episode a failure", Text())
+    key_reset: str = param(_KEYS.reset, "asks for a reset", Text())
+    key_gripper_close: str = param(_KEYS.gripper_close, "closes the gripper", Text())
+    key_gripper_open: str = param(_KEYS.gripper_open, "opens the gripper", Text())
+    key_axes: tuple[str, ...] = param(tuple(_KEYS.axes), "6 x '<plus><minus>' keys for vx,vy,vz,wx,wy,wz ('' = none)",
+                                      Text(allow_empty=True))
+
+
 class KeyboardNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("keyboard_teleop", **node_kwargs)
-        device = declare(self, "device", "", "'' = this terminal (stdin); a tty/pty path; or /dev/input/eventN")
-        input_type = declare(self, "input_type", "auto", "'auto' (evdev for /dev/input/*, else terminal), 'terminal' or 'evdev'")
-        prefix = declare(self, "topic_prefix", "/spacemouse", "publishes <prefix>/twist and <prefix>/joy")
-        self.frame_id = declare(self, "frame_id", "base", "frame id of the twist")
-        speed = declare(self, "speed", 0.5, "command magnitude of a motion key (normalised, 1 = full)")
-        hold = declare(self, "hold_s", 0.2, "terminal input: how long one press of a motion key acts")
-        event_hold = declare(self, "event_hold_s", 0.3, "how long success/failure/reset/gripper stay 1 in Joy")
-        rate = declare(self, "publish_rate", 50.0, "Hz at which the current command is re-published")
-        b = KeyBindings()
-        bindings = KeyBindings(
-            takeover=declare(self, "key_takeover", b.takeover, "toggles takeover"),
-            success=declare(self, "key_success", b.success, "marks the episode a success"),
-            failure=declare(self, "key_failure", b.failure, "marks the episode a failure"),
-            reset=declare(self, "key_reset", b.reset, "asks for a reset"),
-            gripper_close=declare(self, "key_gripper_close", b.gripper_close, "closes the gripper"),
-            gripper_open=declare(self, "key_gripper_open", b.gripper_open, "opens the gripper"),
-            axes=tuple(declare(self, "key_axes", list(b.axes), "6 x '<plus><minus>' keys for vx,vy,vz,wx,wy,wz ('' = none)")),
-        )
+        p = declare_config(self, KeyboardNodeConfig())
+        device, input_type, prefix, self.frame_id = p.device, p.input_type, p.topic_prefix, p.frame_id
+        speed, hold, event_hold, rate = p.speed, p.hold_s, p.event_hold_s, p.publish_rate
+        bindings = KeyBindings(takeover=p.key_takeover, success=p.key_success, failure=p.key_failure,
+                               reset=p.key_reset, gripper_close=p.key_gripper_close,
+                               gripper_open=p.key_gripper_open, axes=p.key_axes)
         self.teleop = KeyboardTeleop(bindings, speed, hold, event_hold)
         self.twist_pub = self.create_publisher(TwistStamped, f"{prefix}/twist", 10)
         self.joy_pub = self.create_publisher(Joy, f"{prefix}/joy", 10)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from rclpy.node import Node
@@ -29,7 +30,38 @@ from drivers.realsense import (
     parse_crop,
     parse_profile,
 )
-from drivers.ros_common import declare, log, run_node, stamp
+from drivers.ros_common import declare_config, log, run_node, stamp
+from robot_rl.config import Range, Text, param
+
+
+@dataclass
+class RealSenseNodeConfig:
+    """Which camera this node opens (realsense-ros names where they exist)."""
+    serial_no: str = param("", "camera serial number ('' = the first found); see rs-enumerate-devices -s",
+                           Text(allow_empty=True), dynamic=True)   # digits on the command line arrive as an int
+    camera_name: str = param("camera", "name of this camera (status topic, default output key)", Text())
+
+
+@dataclass
+class CameraOutputConfig:
+    """What the node publishes; `outputs` defaults to the camera's name (declared after it)."""
+    outputs: list[str] = param(["camera"], "observation keys fed by this camera", Text())
+    crops: list[str] = param([""], "per output: 'x,y,width,height' in source pixels, '' = full frame",
+                             Text(allow_empty=True))
+    output_width: int = param(128, "width of the published image", Range(1, 8192))
+    output_height: int = param(128, "height of the published image", Range(1, 8192))
+    frame_timeout: float = param(1.0, "no frame for this long (s) = frozen stream", Range(0.0, 3600.0, low_open=True))
+    reconnect_backoff: float = param(0.5, "first wait (s) before re-opening, doubled per failure",
+                                     Range(0.0, 3600.0, low_open=True))
+    reconnect_backoff_max: float = param(5.0, "longest wait (s) between re-opens", Range(0.0, 3600.0, low_open=True))
+
+
+@dataclass
+class ColorStreamConfig:
+    """The color stream's parameters, declared under `rgb_camera.` as realsense-ros names them."""
+    color_profile: str = param("640,480,30", "width,height,fps of the rgb8 color stream", Text())
+    enable_auto_exposure: bool = param(True, "auto exposure on/off")
+    exposure: float = param(0.0, "manual exposure (us) when auto exposure is off; 0 = leave", Range(0.0, 1e6))
 
 
 class RealSenseNode(Node):
@@ -37,19 +69,13 @@ class RealSenseNode(Node):
         """devices: where cameras are looked up (pyrealsense2 context by default; software devices in tests).
         Several cameras in one graph: give each node its own name (or `--ros-args -r __node:=wrist_camera`)."""
         super().__init__(name, **node_kwargs)
-        serial = str(declare(self, "serial_no", "", "camera serial number ('' = the first found); see rs-enumerate-devices -s",
-                             dynamic_typing=True))  # digits on the command line arrive as an int
-        self.camera_name = declare(self, "camera_name", "camera", "name of this camera (status topic, default output key)")
-        profile = declare(self, "rgb_camera.color_profile", "640,480,30", "width,height,fps of the rgb8 color stream")
-        auto_exposure = declare(self, "rgb_camera.enable_auto_exposure", True, "auto exposure on/off")
-        exposure = declare(self, "rgb_camera.exposure", 0.0, "manual exposure (us) when auto exposure is off; 0 = leave")
-        outputs = declare(self, "outputs", [self.camera_name], "observation keys fed by this camera")
-        crops = declare(self, "crops", [""], "per output: 'x,y,width,height' in source pixels, '' = full frame")
-        out_w = declare(self, "output_width", 128, "width of the published image")
-        out_h = declare(self, "output_height", 128, "height of the published image")
-        self.frame_timeout = declare(self, "frame_timeout", 1.0, "no frame for this long (s) = frozen stream")
-        self.backoff0 = declare(self, "reconnect_backoff", 0.5, "first wait (s) before re-opening, doubled per failure")
-        self.backoff_max = declare(self, "reconnect_backoff_max", 5.0, "longest wait (s) between re-opens")
+        camera = declare_config(self, RealSenseNodeConfig())
+        serial, self.camera_name = camera.serial_no, camera.camera_name
+        color = declare_config(self, ColorStreamConfig(), prefix="rgb_camera.")
+        profile, auto_exposure, exposure = color.color_profile, color.enable_auto_exposure, color.exposure
+        p = declare_config(self, CameraOutputConfig(outputs=[self.camera_name]))
+        outputs, crops, out_w, out_h = p.outputs, p.crops, p.output_width, p.output_height
+        self.frame_timeout, self.backoff0, self.backoff_max = p.frame_timeout, p.reconnect_backoff, p.reconnect_backoff_max
         width, height, fps = parse_profile(profile)
         crops = list(crops) + [""] * (len(outputs) - len(crops))
         if len(crops) > len(outputs):

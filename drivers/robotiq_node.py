@@ -22,6 +22,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -30,31 +31,50 @@ from std_msgs.msg import Float64, String
 from drivers.errors import DeviceNotFoundError
 from drivers.robotiq import (BAUDRATE, DEVICE_ID, STROKE_2F85, GripperStatus, GripperSupervisor, OpeningCalibration,
                              RobotiqGripper, make_client)
-from drivers.ros_common import declare, log, run_node
+from drivers.ros_common import declare_config, log, run_node
+from robot_rl.config import Range, Text, param
+
+
+_SECONDS = Range(0.0, 3600.0, low_open=True)
+
+
+@dataclass
+class RobotiqNodeConfig:
+    """The Robotiq gripper node's ROS 2 parameters."""
+    transport: str = param("rtu", "'rtu' (USB/RS-485 serial) or 'tcp' (Modbus TCP gateway)",
+                           Text(choices=("rtu", "tcp")))
+    port: str = param("/dev/ttyUSB0", "serial port for rtu; prefer /dev/serial/by-id/...", Text())
+    baudrate: int = param(BAUDRATE, "rtu baud rate (the 2F-85 uses 115200 8N1)", Range(1, 10_000_000))
+    host: str = param("", "tcp: gateway address", Text(allow_empty=True))
+    tcp_port: int = param(502, "tcp: Modbus port", Range(1, 65535))
+    device_id: int = param(DEVICE_ID, "Modbus unit id (9 for Robotiq grippers)", Range(0, 247))
+    timeout: float = param(0.1, "Modbus response timeout (s)", _SECONDS)
+    speed: float = param(1.0, "finger speed 0..1 (rSP)", Range(0.0, 1.0))
+    force: float = param(0.5, "grip force 0..1 (rFR)", Range(0.0, 1.0))
+    poll_rate: float = param(50.0, "status polls per second", Range(0.0, 1000.0, low_open=True))
+    joint_name: str = param("gripper", "name in gripper/state", Text())
+    open_counts: int = param(13, "gPO of the fully open gripper (calibrate: docs/hardware.md)", Range(0, 255))
+    closed_counts: int = param(230, "gPO closed on nothing, fingertips touching", Range(0, 255))
+    stroke: float = param(STROKE_2F85, "opening of the fully open gripper (m; 2F-140: 0.14)",
+                          Range(0.0, 1.0, low_open=True))
+    command_timeout: float = param(1.0, "report a command not delivered after this long (s)", _SECONDS)
+    reconnect_backoff: float = param(0.2, "first wait before reconnecting (s), doubled per failure", _SECONDS)
+    reconnect_backoff_max: float = param(5.0, "longest wait between reconnects (s)", _SECONDS)
+    auto_reset_faults: bool = param(False, "reset + re-activate after a major fault (else report only)")
 
 
 class RobotiqNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("robotiq_gripper", **node_kwargs)
-        transport = declare(self, "transport", "rtu", "'rtu' (USB/RS-485 serial) or 'tcp' (Modbus TCP gateway)")
-        port = declare(self, "port", "/dev/ttyUSB0", "serial port for rtu; prefer /dev/serial/by-id/...")
-        baudrate = declare(self, "baudrate", BAUDRATE, "rtu baud rate (the 2F-85 uses 115200 8N1)")
-        host = declare(self, "host", "", "tcp: gateway address")
-        tcp_port = declare(self, "tcp_port", 502, "tcp: Modbus port")
-        device_id = declare(self, "device_id", DEVICE_ID, "Modbus unit id (9 for Robotiq grippers)")
-        timeout = declare(self, "timeout", 0.1, "Modbus response timeout (s)")
-        speed = declare(self, "speed", 1.0, "finger speed 0..1 (rSP)")
-        force = declare(self, "force", 0.5, "grip force 0..1 (rFR)")
-        self.poll_period = 1.0 / declare(self, "poll_rate", 50.0, "status polls per second")
-        self.joint_name = declare(self, "joint_name", "gripper", "name in gripper/state")
-        self.calibration = OpeningCalibration(
-            open_counts=declare(self, "open_counts", 13, "gPO of the fully open gripper (calibrate: docs/hardware.md)"),
-            closed_counts=declare(self, "closed_counts", 230, "gPO closed on nothing, fingertips touching"),
-            stroke_m=declare(self, "stroke", STROKE_2F85, "opening of the fully open gripper (m; 2F-140: 0.14)"))
-        command_timeout = declare(self, "command_timeout", 1.0, "report a command not delivered after this long (s)")
-        backoff = declare(self, "reconnect_backoff", 0.2, "first wait before reconnecting (s), doubled per failure")
-        backoff_max = declare(self, "reconnect_backoff_max", 5.0, "longest wait between reconnects (s)")
-        auto_reset = declare(self, "auto_reset_faults", False, "reset + re-activate after a major fault (else report only)")
+        p = declare_config(self, RobotiqNodeConfig())
+        transport, port, baudrate, host, tcp_port = p.transport, p.port, p.baudrate, p.host, p.tcp_port
+        device_id, timeout, speed, force = p.device_id, p.timeout, p.speed, p.force
+        self.poll_period = 1.0 / p.poll_rate
+        self.joint_name = p.joint_name
+        self.calibration = OpeningCalibration(open_counts=p.open_counts, closed_counts=p.closed_counts,
+                                              stroke_m=p.stroke)
+        command_timeout, backoff, backoff_max = p.command_timeout, p.reconnect_backoff, p.reconnect_backoff_max
+        auto_reset = p.auto_reset_faults
         if transport == "rtu" and not os.path.exists(port):
             raise DeviceNotFoundError(f"serial port {port} does not exist (gripper unplugged? see /dev/serial/by-id and docs/hardware.md)")
         client = make_client(transport, port=port, host=host, tcp_port=tcp_port, baudrate=baudrate, timeout=timeout)

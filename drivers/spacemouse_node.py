@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from geometry_msgs.msg import TwistStamped
@@ -17,7 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64
 
-from drivers.ros_common import declare, run_node
+from drivers.ros_common import declare_config, run_node
 from drivers.spacemouse import (
     SERL_AXIS_MAP,
     HidReportSource,
@@ -27,6 +28,7 @@ from drivers.spacemouse import (
     TeleopMapping,
 )
 from drivers.teleop import joy_buttons
+from robot_rl.config import Range, Text, param
 
 
 class _Device:
@@ -126,23 +128,41 @@ class _Device:
             self.reader.stop()
 
 
+_SECONDS = Range(0.0, 3600.0, low_open=True)
+
+
+@dataclass
+class SpaceMouseNodeConfig:
+    """The SpaceMouse node's ROS 2 parameters."""
+    device_names: list[str] = param([""], "one name per device; '' = /spacemouse, else /spacemouse/<name> "
+                                    "(two arms: e.g. ['left', 'right'])", Text(allow_empty=True))
+    device_ids: list[str] = param([""], "per device: '' = n-th found, 'K' = K-th found, '/dev/hidrawN' = path, "
+                                  "'serial:XYZ' = serial number", Text(allow_empty=True))
+    frame_id: str = param("base", "frame id of the twist (the robot base frame after axis_map)", Text())
+    axis_map: tuple[str, ...] = param(SERL_AXIS_MAP, "output [vx,vy,vz,wx,wy,wz] from ±x,y,z,roll,pitch,yaw "
+                                      "of the device (SERL default)", Text())
+    deadband: float = param(0.05, "fraction of full deflection read as zero", Range(0.0, 1.0, high_open=True))
+    scale_linear: float = param(1.0, "linear output per unit deflection", Range(0.0, 1e6))
+    scale_angular: float = param(1.0, "angular output per unit deflection", Range(0.0, 1e6))
+    button_close: int = param(0, "device button that closes the gripper (0 = left)", Range(0, 31))
+    button_open: int = param(1, "device button that opens the gripper (1 = right)", Range(0, 31))
+    publish_rate: float = param(50.0, "Hz at which the latest command is re-published (0 = only on reports)",
+                                Range(0.0, 1000.0))
+    gripper_topic: str = param("", "if set, gripper buttons also publish std_msgs/Float64 here on press",
+                               Text(allow_empty=True))
+    reconnect_backoff: float = param(0.5, "first wait (s) before re-opening a lost device", _SECONDS)
+    reconnect_backoff_max: float = param(5.0, "longest wait (s) between re-open tries", _SECONDS)
+
+
 class SpaceMouseNode(Node):
     def __init__(self, sources: list[ReportSource] | None = None, **node_kwargs):
         """sources: already-open report sources (replays in tests); None opens HID devices."""
         super().__init__("spacemouse", **node_kwargs)
-        names = declare(self, "device_names", [""], "one name per device; '' = /spacemouse, else /spacemouse/<name> (two arms: e.g. ['left', 'right'])")
-        ids = declare(self, "device_ids", [""], "per device: '' = n-th found, 'K' = K-th found, '/dev/hidrawN' = path, 'serial:XYZ' = serial number")
-        self.frame_id = declare(self, "frame_id", "base", "frame id of the twist (the robot base frame after axis_map)")
-        axis_map = declare(self, "axis_map", list(SERL_AXIS_MAP), "output [vx,vy,vz,wx,wy,wz] from ±x,y,z,roll,pitch,yaw of the device (SERL default)")
-        deadband = declare(self, "deadband", 0.05, "fraction of full deflection read as zero")
-        scale_lin = declare(self, "scale_linear", 1.0, "linear output per unit deflection")
-        scale_ang = declare(self, "scale_angular", 1.0, "angular output per unit deflection")
-        self.button_close = declare(self, "button_close", 0, "device button that closes the gripper (0 = left)")
-        self.button_open = declare(self, "button_open", 1, "device button that opens the gripper (1 = right)")
-        rate = declare(self, "publish_rate", 50.0, "Hz at which the latest command is re-published (0 = only on reports)")
-        gripper_topic = declare(self, "gripper_topic", "", "if set, gripper buttons also publish std_msgs/Float64 here on press")
-        self.reconnect_backoff = declare(self, "reconnect_backoff", 0.5, "first wait (s) before re-opening a lost device")
-        self.reconnect_backoff_max = declare(self, "reconnect_backoff_max", 5.0, "longest wait (s) between re-open tries")
+        p = declare_config(self, SpaceMouseNodeConfig())
+        names, ids, self.frame_id, axis_map = p.device_names, p.device_ids, p.frame_id, p.axis_map
+        deadband, scale_lin, scale_ang = p.deadband, p.scale_linear, p.scale_angular
+        self.button_close, self.button_open, rate, gripper_topic = p.button_close, p.button_open, p.publish_rate, p.gripper_topic
+        self.reconnect_backoff, self.reconnect_backoff_max = p.reconnect_backoff, p.reconnect_backoff_max
         if len(names) > 2:
             raise ValueError(f"at most two SpaceMice are supported, got device_names={names}")
         ids = list(ids) + [""] * (len(names) - len(ids))

@@ -15,10 +15,11 @@ LIVE_IK_PARAMS) change live, validated; bus and servo settings need a restart.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
@@ -34,8 +35,9 @@ from controllers.node import declare_allow_loosening, joint_state_msg, pose_msg,
 from controllers.widowx_model import WIDOWX_250S
 from drivers.dynamixel_bus import MODE_NAMES, BusConfig
 from drivers.errors import DeviceNotFoundError
-from drivers.ros_common import declare, run_node
+from drivers.ros_common import declare_config, run_node
 from drivers.widowx import WidowXArm, WidowXConfig, WidowXState
+from robot_rl.config import Range, Text, param
 
 # Parameters changeable live -> WidowXConfig fields (the ik_* ones go into its IKConfig).
 LIVE_PARAMS = {"max_joint_velocity": "max_joint_velocity", "watchdog_timeout": "watchdog_s",
@@ -47,71 +49,95 @@ LIVE_IK_PARAMS = {"ik_damping": "damping", "ik_position_weight": "position_weigh
 TIGHTEN_ONLY = ("max_joint_velocity", "watchdog_timeout", "reset_joint_speed", "gripper_gain")
 
 
+_BUS, _ARM, _MODEL = BusConfig(), WidowXConfig(), WIDOWX_250S
+_SECONDS = Range(0.0, 3600.0, low_open=True)
+_SERVO_ID = Range(0, 252)
+_RAD = Range(-2 * math.pi, 2 * math.pi)
+
+
+@dataclass
+class WidowXNodeConfig:
+    """The WidowX node's ROS 2 parameters: the bus (BusConfig), the IK (IKConfig) and the arm
+    (WidowXConfig), by their ROS names; those in LIVE_PARAMS / LIVE_IK_PARAMS change live."""
+    port: str = param(_BUS.port, "serial port of the U2D2 (udev symlink /dev/ttyDXL, or /dev/serial/by-id/...)",
+                      Text())
+    baud_rate: int = param(_BUS.baud, "bus baud rate (the WidowX ships at 1000000)", Range(9600, 10_500_000))
+    joint_ids: tuple[int, ...] = param(_BUS.joint_ids, "servo ids of waist, shoulder, elbow, forearm_roll, "
+                                       "wrist_angle, wrist_rotate", _SERVO_ID)
+    shadow_ids: tuple[int, ...] = param(_BUS.shadow_ids, "second servos of doubled joints (wx250s: shoulder 3, "
+                                        "elbow 5)", _SERVO_ID)
+    shadow_of: tuple[int, ...] = param(_BUS.shadow_of, "the joint id each shadow follows", _SERVO_ID)
+    gripper_id: int = param(_BUS.gripper_id, "gripper servo id (-1: none)", Range(-1, 252))
+    arm_operating_mode: int = param(_BUS.arm_mode, "5 current-based position (XL430 joints use 3), 3 position, "
+                                    "4 extended position", Range(0, 16))
+    arm_current_limit: float = param(_BUS.arm_current_limit_ma, "current limit and goal current of the arm "
+                                     "servos (mA)", Range(0.0, 10_000.0))
+    profile_velocity: float = param(_BUS.arm_profile_velocity, "the servos' own velocity cap (rad/s, 0 = none)",
+                                    Range(0.0, 100.0))
+    profile_acceleration: float = param(_BUS.arm_profile_acceleration, "the servos' own acceleration cap "
+                                        "(rad/s^2, 0 = none)", Range(0.0, 10_000.0))
+    gripper_operating_mode: int = param(_BUS.gripper_mode, "16 PWM or 0 current (XM grippers)", Range(0, 16))
+    gripper_pwm_limit: int = param(_BUS.gripper_pwm_limit, "gripper PWM limit (of 885): the grasp force in "
+                                   "PWM mode", Range(0, 885))
+    gripper_current_limit: float = param(_BUS.gripper_current_limit_ma, "gripper current limit in current "
+                                         "mode (mA)", Range(0.0, 10_000.0))
+    reboot_on_error: bool = param(_BUS.reboot_on_error, "at start, reboot servos that report a hardware error")
+    latency_timer_ms: float = param(_BUS.latency_timer_ms, "the USB adapter's latency timer (ms): 16 FTDI "
+                                    "default, 1 with the udev rule", Range(0.0, 1000.0))
+    ik_damping: float = param(_ARM.ik.damping, "DLS damping (lambda)", Range(0.0, 100.0))
+    ik_position_weight: float = param(_ARM.ik.position_weight, "IK weight per m", Range(0.0, 1e3))
+    ik_orientation_weight: float = param(_ARM.ik.orientation_weight, "IK weight per rad of orientation error",
+                                         Range(0.0, 1e3))
+    ik_iterations: int = param(_ARM.ik.iterations, "DLS iterations per cycle", Range(1, 100))
+    joint_lower: tuple[float, ...] = param(tuple(_MODEL.lower.tolist()), "joint limits (rad), within the model's",
+                                           _RAD)
+    joint_upper: tuple[float, ...] = param(tuple(_MODEL.upper.tolist()), "joint limits (rad), within the model's",
+                                           _RAD)
+    state_rate: float = param(_ARM.control_rate, "control cycles per second (>= 100 where the bus allows): "
+                              "state topics go out every cycle, IK goals too", Range(0.0, 1000.0, low_open=True))
+    max_joint_velocity: float = param(_ARM.max_joint_velocity, "joint speed limit (rad/s)",
+                                      Range(0.0, 100.0, low_open=True))
+    watchdog_timeout: float = param(_ARM.watchdog_s, "no equilibrium_pose for this long (s) -> hold where the "
+                                    "arm is", Range(0.0, 60.0, low_open=True))
+    home_joint_positions: tuple[float, ...] = param(_ARM.home, "reset posture (rad)", _RAD)
+    reset_joint_speed: float = param(_ARM.reset_joint_speed, "peak joint speed of the reset move (rad/s)",
+                                     Range(0.0, 100.0, low_open=True))
+    gripper_open_position: float = param(_ARM.gripper_open, "gripper servo angle when open (rad)", _RAD)
+    gripper_closed_position: float = param(_ARM.gripper_closed, "gripper servo angle when closed (rad)", _RAD)
+    gripper_gain: float = param(_ARM.gripper_gain, "gripper effort per rad of position error",
+                                Range(0.0, 1000.0, low_open=True))
+    reconnect_backoff: float = param(_ARM.reconnect_backoff, "first wait before reconnecting a lost bus (s), "
+                                     "doubled per failure", _SECONDS)
+    reconnect_backoff_max: float = param(_ARM.reconnect_backoff_max, "longest wait between reconnects (s)",
+                                         _SECONDS)
+    base_frame: str = param("wx250s/base_link", "frame of ee_pose and ee_twist", Text())
+    gripper_joint_name: str = param("gripper", "name in gripper/state", Text())
+
+
 class WidowXNode(Node):
     def __init__(self, **kwargs):
         super().__init__("widowx", namespace=kwargs.pop("namespace", "widowx"), **kwargs)
-        d = BusConfig()
-        port = declare(self, "port", d.port, "serial port of the U2D2 (udev symlink /dev/ttyDXL, or /dev/serial/by-id/...)")
-        bus = BusConfig(
-            port=port,
-            baud=declare(self, "baud_rate", d.baud, "bus baud rate (the WidowX ships at 1000000)"),
-            joint_ids=tuple(declare(self, "joint_ids", list(d.joint_ids),
-                                    "servo ids of waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate")),
-            shadow_ids=tuple(declare(self, "shadow_ids", list(d.shadow_ids),
-                                     "second servos of doubled joints (wx250s: shoulder 3, elbow 5)")),
-            shadow_of=tuple(declare(self, "shadow_of", list(d.shadow_of), "the joint id each shadow follows")),
-            gripper_id=declare(self, "gripper_id", d.gripper_id, "gripper servo id (-1: none)"),
-            arm_mode=declare(self, "arm_operating_mode", d.arm_mode,
-                             "5 current-based position (XL430 joints use 3), 3 position, 4 extended position"),
-            arm_current_limit_ma=declare(self, "arm_current_limit", d.arm_current_limit_ma,
-                                         "current limit and goal current of the arm servos (mA)"),
-            arm_profile_velocity=declare(self, "profile_velocity", d.arm_profile_velocity,
-                                         "the servos' own velocity cap (rad/s, 0 = none)"),
-            arm_profile_acceleration=declare(self, "profile_acceleration", d.arm_profile_acceleration,
-                                             "the servos' own acceleration cap (rad/s^2, 0 = none)"),
-            gripper_mode=declare(self, "gripper_operating_mode", d.gripper_mode, "16 PWM or 0 current (XM grippers)"),
-            gripper_pwm_limit=declare(self, "gripper_pwm_limit", d.gripper_pwm_limit,
-                                      "gripper PWM limit (of 885): the grasp force in PWM mode"),
-            gripper_current_limit_ma=declare(self, "gripper_current_limit", d.gripper_current_limit_ma,
-                                             "gripper current limit in current mode (mA)"),
-            reboot_on_error=declare(self, "reboot_on_error", d.reboot_on_error,
-                                    "at start, reboot servos that report a hardware error"),
-            latency_timer_ms=declare(self, "latency_timer_ms", d.latency_timer_ms,
-                                     "the USB adapter's latency timer (ms): 16 FTDI default, 1 with the udev rule"),
-        )
-        c = WidowXConfig()
-        model = WIDOWX_250S
-        ik = IKConfig(damping=declare(self, "ik_damping", c.ik.damping, "DLS damping (lambda)"),
-                      position_weight=declare(self, "ik_position_weight", c.ik.position_weight, "IK weight per m"),
-                      orientation_weight=declare(self, "ik_orientation_weight", c.ik.orientation_weight,
-                                                 "IK weight per rad of orientation error"),
-                      iterations=declare(self, "ik_iterations", c.ik.iterations, "DLS iterations per cycle"))
-        lower = declare(self, "joint_lower", model.lower.tolist(), "joint limits (rad), within the model's")
-        upper = declare(self, "joint_upper", model.upper.tolist(), "joint limits (rad), within the model's")
+        p = declare_config(self, WidowXNodeConfig())
+        port = p.port
+        bus = BusConfig(port=p.port, baud=p.baud_rate, joint_ids=p.joint_ids, shadow_ids=p.shadow_ids,
+                        shadow_of=p.shadow_of, gripper_id=p.gripper_id, arm_mode=p.arm_operating_mode,
+                        arm_current_limit_ma=p.arm_current_limit, arm_profile_velocity=p.profile_velocity,
+                        arm_profile_acceleration=p.profile_acceleration, gripper_mode=p.gripper_operating_mode,
+                        gripper_pwm_limit=p.gripper_pwm_limit, gripper_current_limit_ma=p.gripper_current_limit,
+                        reboot_on_error=p.reboot_on_error, latency_timer_ms=p.latency_timer_ms)
+        model = _MODEL
+        ik = IKConfig(damping=p.ik_damping, position_weight=p.ik_position_weight,
+                      orientation_weight=p.ik_orientation_weight, iterations=p.ik_iterations)
         config = WidowXConfig(
-            bus=bus, ik=ik,
-            control_rate=declare(self, "state_rate", c.control_rate,
-                                 "control cycles per second (>= 100 where the bus allows): state topics go out "
-                                 "every cycle, IK goals too"),
-            max_joint_velocity=declare(self, "max_joint_velocity", c.max_joint_velocity, "joint speed limit (rad/s)"),
-            joint_lower=tuple(lower), joint_upper=tuple(upper),
-            watchdog_s=declare(self, "watchdog_timeout", c.watchdog_s,
-                               "no equilibrium_pose for this long (s) -> hold where the arm is"),
-            home=tuple(declare(self, "home_joint_positions", list(c.home), "reset posture (rad)")),
-            reset_joint_speed=declare(self, "reset_joint_speed", c.reset_joint_speed,
-                                      "peak joint speed of the reset move (rad/s)"),
-            gripper_open=declare(self, "gripper_open_position", c.gripper_open, "gripper servo angle when open (rad)"),
-            gripper_closed=declare(self, "gripper_closed_position", c.gripper_closed,
-                                   "gripper servo angle when closed (rad)"),
-            gripper_gain=declare(self, "gripper_gain", c.gripper_gain, "gripper effort per rad of position error"),
-            reconnect_backoff=declare(self, "reconnect_backoff", c.reconnect_backoff,
-                                      "first wait before reconnecting a lost bus (s), doubled per failure"),
-            reconnect_backoff_max=declare(self, "reconnect_backoff_max", c.reconnect_backoff_max,
-                                          "longest wait between reconnects (s)"),
-        )
-        self.frame_id = declare(self, "base_frame", "wx250s/base_link", "frame of ee_pose and ee_twist")
+            bus=bus, ik=ik, control_rate=p.state_rate, max_joint_velocity=p.max_joint_velocity,
+            joint_lower=p.joint_lower, joint_upper=p.joint_upper, watchdog_s=p.watchdog_timeout,
+            home=p.home_joint_positions, reset_joint_speed=p.reset_joint_speed,
+            gripper_open=p.gripper_open_position, gripper_closed=p.gripper_closed_position,
+            gripper_gain=p.gripper_gain, reconnect_backoff=p.reconnect_backoff,
+            reconnect_backoff_max=p.reconnect_backoff_max)
+        self.frame_id = p.base_frame
         self.joint_names = list(model.joint_names)
-        self.gripper_name = declare(self, "gripper_joint_name", "gripper", "name in gripper/state")
+        self.gripper_name = p.gripper_joint_name
         if not os.path.exists(port):
             raise DeviceNotFoundError(f"serial port {port} does not exist (U2D2 unplugged? see docs/widowx.md)")
 

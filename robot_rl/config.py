@@ -5,6 +5,10 @@ CLI override names a field by its dotted path: `--set agent.discount=0.99`.
 Unknown keys are errors, never silently ignored, so a typo cannot change a run unnoticed.
 Values are range-checked against a table of `Range`s (check_ranges): a type that fits is not
 enough, a negative step count or a NaN learning rate is refused with the field named.
+
+A field may also carry its help text and allowed values itself (`param`): then the one
+declaration is what the CLI flags (robot_rl/config_cli.py) and a node's ROS 2 parameters
+(drivers/ros_common.py declare_config) are derived from, so they cannot drift apart.
 """
 from __future__ import annotations
 
@@ -56,49 +60,87 @@ class Range:
 
 @dataclasses.dataclass(frozen=True)
 class Text:
-    """A string field: non-empty unless allow_empty; optionally one of `choices`."""
+    """A string field: non-empty unless allow_empty; optionally one of `choices`.
+    `optional`: None is allowed too."""
     allow_empty: bool = False
     choices: tuple[str, ...] = ()
+    optional: bool = False
 
     def describe(self) -> str:
-        if self.choices:
-            return f"one of {list(self.choices)}"
-        return "any string" if self.allow_empty else "a non-empty string"
+        text = (f"one of {list(self.choices)}" if self.choices
+                else "any string" if self.allow_empty else "a non-empty string")
+        return text + (" or null" if self.optional else "")
 
     def contains(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
         if not isinstance(value, str) or (not value and not self.allow_empty):
             return False
         return not self.choices or value in self.choices
 
 
-def check_ranges(cfg: Any, table: dict[str, Any], prefix: str = "") -> None:
+def param(default: Any = dataclasses.MISSING, help: str = "", rule: Any = None, *,
+          read_only: bool = False, dynamic: bool = False) -> Any:
+    """A config field that carries its own help text and allowed values (`rule`: a Range, a
+    Text or a callable(value, cfg) -> error text | None), the one place both live. `read_only`:
+    a ROS parameter that is set at start-up only; `dynamic`: a ROS parameter of any type (a
+    serial number typed on the command line parses as an int). A list default is copied per
+    instance."""
+    metadata = {"help": help, "rule": rule, "read_only": read_only, "dynamic": dynamic}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def help_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("help", "")
+
+
+def rule_of(f: dataclasses.Field) -> Any:
+    return f.metadata.get("rule")
+
+
+def describe_rule(rule: Any) -> str:
+    """The allowed values in words: "in [0, 1]", "one of ['a', 'b']" ('' for a callable)."""
+    if isinstance(rule, Range):
+        return f"in {rule.describe()}"
+    if isinstance(rule, Text):
+        return rule.describe()
+    return ""
+
+
+def rule_problem(rule: Any, value: Any, cfg: Any = None) -> str | None:
+    """Why `value` breaks `rule` ("must be in [1, 10]"), or None when it fits. A sequence is
+    checked item by item; a float without a rule must still be finite."""
+    if rule is None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        return None
+    if callable(rule) and not isinstance(rule, (Range, Text)):
+        return rule(value, cfg) or None
+    if isinstance(value, (list, tuple)) and not value:
+        return "must not be empty"
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if all(rule.contains(item) for item in items):
+        return None
+    return f"must be {describe_rule(rule)}"
+
+
+def check_ranges(cfg: Any, table: dict[str, Any] | None = None, prefix: str = "") -> None:
     """Raises ConfigError naming the first field of `cfg` (a dataclass, nested ones walked)
-    whose value is outside its entry in `table` ({dotted path: Range | Text | callable}).
-    A sequence field is checked item by item; a callable entry returns an error text or None.
-    Floats without an entry must still be finite."""
+    whose value is outside its entry in `table` ({dotted path: Range | Text | callable}), or
+    else the field's own rule (`param`). A sequence field is checked item by item; a callable
+    rule returns an error text or None. Floats without a rule must still be finite."""
+    table = table or {}
     for f in dataclasses.fields(cfg):
         name = f"{prefix}{f.name}"
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
             check_ranges(value, table, f"{name}.")
             continue
-        rule = table.get(name)
-        if rule is None:
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{name} = {value!r}: must be a finite number")
-            continue
-        if callable(rule) and not isinstance(rule, (Range, Text)):
-            problem = rule(value, cfg)
-            if problem:
-                raise ConfigError(f"{name} = {value!r}: {problem}")
-            continue
-        items = value if isinstance(value, (list, tuple)) else [value]
-        if isinstance(value, (list, tuple)) and not value:
-            raise ConfigError(f"{name} = {value!r}: must not be empty")
-        for item in items:
-            if not rule.contains(item):
-                raise ConfigError(f"{name} = {value!r}: must be "
-                                  f"{'in ' if isinstance(rule, Range) else ''}{rule.describe()}")
+        problem = rule_problem(table.get(name, rule_of(f)), value, cfg)
+        if problem:
+            raise ConfigError(f"{name} = {value!r}: {problem}")
 
 
 def fields_of(cls: type, prefix: str = "") -> list[str]:

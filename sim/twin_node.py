@@ -44,10 +44,11 @@ import json
 import math
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -60,7 +61,29 @@ from controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_allo
                               declare_impedance_parameters, declare_reset_envelope,
                               impedance_from_parameters, joint_state_msg, pose_msg, twist_msg, wrench_msg,
                               log_descriptor_refusals, refuse_change, spin_main)
+from drivers.ros_common import declare_config
+from robot_rl.config import Range, Text, param
 from sim.scene import ARM_JOINTS
+
+
+@dataclass
+class TwinNodeConfig:
+    """The twin node's own ROS 2 parameters (the law's gains, the reset envelope and
+    allow_loosening are declared as the controller node declares them)."""
+    task: str = param("pick_cube", "task whose scene the twin builds (`robot-rl tasks` lists them)", Text())
+    robot_model: str = param("", "'' (as the task says), 'franka' or 'widowx': the robot the twin "
+                             "simulates (picks the task's variant)", Text(allow_empty=True))
+    cameras: list[str] = param(["wrist", "front"], "cameras to publish ([''] for none)", Text(allow_empty=True))
+    image_size: int = param(128, "published image width = height (px)", Range(1, 4096))
+    state_rate: float = param(100.0, "state topics rate and physics chunk (Hz)", Range(0.0, 10_000.0, low_open=True))
+    camera_rate: float = param(15.0, "camera rate (Hz)", Range(0.0, 1000.0, low_open=True))
+    base_frame: str = param("fr3_link0", "frame of poses, twists and wrenches", Text())
+    max_lag: float = param(0.1, "s behind wall time before the schedule restarts", Range(0.0, 3600.0, low_open=True))
+    watchdog_timeout: float = param(0.5, "no equilibrium_pose for this long (s) -> hold the current pose "
+                                    "(0: off)", Range(0.0, 3600.0))
+    seed: int = param(0, "seed of the first reset's random placement", Range(0, 2 ** 32 - 1))
+    equilibrium_topic: str = param("equilibrium_pose", "equilibrium pose input (controller/equilibrium_pose "
+                                   "behind a controller node)", Text())
 
 
 class TwinNode(Node):
@@ -68,28 +91,15 @@ class TwinNode(Node):
         super().__init__("twin", **node_kwargs)
         import tasks  # the task decides the scene (objects) and the reset distribution
 
-        def declare(name, default, description):
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-            return self.get_parameter(name).value
-
-        task = declare("task", "pick_cube", f"task whose scene the twin builds: {sorted(tasks.TASKS)}")
-        robot_model = declare("robot_model", "", "'' (as the task says), 'franka' or 'widowx': "
-                              "the robot the twin simulates (picks the task's variant)")
-        task = tasks.task_name_for(task, robot_model or None)
-        cameras = declare("cameras", ["wrist", "front"], "cameras to publish ([''] for none)")
-        self.cameras = tuple(c for c in cameras if c)
-        self.image_size = int(declare("image_size", 128, "published image width = height (px)"))
-        self.state_rate = float(declare("state_rate", 100.0, "state topics rate and physics chunk (Hz)"))
-        self.camera_rate = float(declare("camera_rate", 15.0, "camera rate (Hz)"))
-        self.base_frame = declare("base_frame", "fr3_link0", "frame of poses, twists and wrenches")
-        self.max_lag = float(declare("max_lag", 0.1, "s behind wall time before the schedule restarts"))
-        self.watchdog_timeout = float(declare(
-            "watchdog_timeout", 0.5, "no equilibrium_pose for this long (s) -> hold the current pose (0: off)"))
-        seed = int(declare("seed", 0, "seed of the first reset's random placement"))
-        eq_topic = declare("equilibrium_topic", "equilibrium_pose",
-                           "equilibrium pose input (controller/equilibrium_pose behind a controller node)")
-        if self.state_rate <= 0 or self.camera_rate <= 0 or self.image_size <= 0:
-            raise ValueError("state_rate, camera_rate and image_size must be > 0")
+        try:
+            p = declare_config(self, TwinNodeConfig())
+        except ValueError as err:  # one line naming the parameter; the twin never starts
+            raise ValueError(f"twin {self.get_fully_qualified_name()}: {err}") from None
+        task = tasks.task_name_for(p.task, p.robot_model or None)
+        self.cameras = tuple(c for c in p.cameras if c)
+        self.image_size, self.state_rate, self.camera_rate = p.image_size, p.state_rate, p.camera_rate
+        self.base_frame, self.max_lag, self.watchdog_timeout = p.base_frame, p.max_lag, p.watchdog_timeout
+        seed, eq_topic = p.seed, p.equilibrium_topic
 
         self.spec = tasks.make_spec(task)
         # The same rules as the controller node's: checked at start-up, tighten-only at run time

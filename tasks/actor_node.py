@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,63 @@ from std_msgs.msg import UInt8MultiArray
 
 from drivers.teleop import (FAILURE, GRIPPER_CLOSE, GRIPPER_OPEN, RESET, SUCCESS,  # the /spacemouse/joy
                             TAKEOVER)                                            # contract
+from drivers.ros_common import declare_config
 from robot_rl.atomic_io import write_json_atomic
+from robot_rl.config import Range, Text, param
 from robot_rl.auth import KEY_FILE, AuthError, load_key
 from robot_rl.episode import EpisodeResult
 from robot_rl.transport import TransportError
 from robot_rl.video import EpisodeVideo
 from tasks import rl_graph
-from tasks.rl_graph import declare, train_config_from_params
+from tasks.rl_graph import train_config_from_params
+
+
+_COUNT = Range(0, 2 ** 31 - 1)
+_SECONDS = Range(0.0, 1e9)           # a wait or period (0 where it means "none")
+
+
+@dataclass
+class ActorNodeConfig:
+    """The actor node's ROS 2 parameters (beside rl_graph.RunParams, which pick the run)."""
+    key_file: str = param("", "the run's auth key (empty: RUN_DIR/auth.key; copy it from the "
+                          "learner, docs/security.md)", Text(allow_empty=True))
+    steps: int = param(0, "env steps to run, then flush and exit (default: the run's steps)", _COUNT)
+    backend: str = param("twin", "twin: env in this process; ros: over the topic contract",
+                         Text(choices=("twin", "ros")))
+    robot_namespace: str = param("", "robot namespace for backend=ros ('': the task's)", Text(allow_empty=True))
+    task_state: bool = param(False, "backend=ros: read the twin's ground truth (tests and benchmarks "
+                             "only; no real robot has it)")
+    reset_mode: str = param("cartesian", "backend=ros: cartesian (through the controller) or service "
+                            "(the driver's reset service)", Text(choices=("cartesian", "service")))
+    gains_node: str = param("", "backend=ros: node whose impedance gains switch to the precision "
+                            "profile during resets ('' = keep)", Text(allow_empty=True))
+    reset_tolerance_pos: float = param(0.005, "backend=ros: a Cartesian reset arrives within this "
+                                       "distance of the reset pose (m)", Range(0.0, 1.0, low_open=True))
+    deadband: float = param(0.05, "twist magnitude (per component) that counts as a human motion",
+                            Range(0.0, 1e3))
+    linear_scale: float = param(1.0, "twist units mapping to action 1.0 (linear)", Range(0.0, 1e6, low_open=True))
+    angular_scale: float = param(1.0, "twist units mapping to action 1.0 (angular)", Range(0.0, 1e6, low_open=True))
+    teleop_timeout_s: float = param(0.5, "ignore teleop input older than this (s)", Range(0.0, 3600.0, low_open=True))
+    actor_id: str = param("actor0", "this actor's id (one per robot)", Text())
+    max_unacked: int = param(20_000, "unacked transitions kept for resending", Range(1, 2 ** 31 - 1))
+    resend_after_s: float = param(2.0, "resend when the learner stalls this long (s)", _SECONDS)
+    pace_hz: float = param(0.0, "hold this control rate (0: as fast as the env steps)", Range(0.0, 10_000.0))
+    sync_updates_per_step: float = param(0.0, "wait between episodes for weights with this many "
+                                         "updates per step (0: never)", Range(0.0, 1000.0))
+    max_policy_lag: int = param(200, "steps the weights may lag behind the actor", _COUNT)
+    spool_dir: str = param("", "unacked transitions spooled here (empty: RUN_DIR/spool/actor_<id>; "
+                           "'none': memory only)", Text(allow_empty=True))
+    spool_fsync: str = param("episode", "spool fsync policy: never | episode | step",
+                             Text(choices=("never", "episode", "step")))
+    recover_timeout_s: float = param(60.0, "wait this long for acks of a killed session's spool (s)", _SECONDS)
+    scene_reset_timeout_s: float = param(0.0, "pause before each reset for the operator to reset the "
+                                         "scene, ended by a key or this timeout (s; 0: no pause)", _SECONDS)
+    flush_timeout_s: float = param(60.0, "wait this long for the last acks at exit (s)", _SECONDS)
+    transitions_topic: str = param(rl_graph.TRANSITIONS_TOPIC, "transitions topic", Text())
+    weights_topic: str = param(rl_graph.WEIGHTS_TOPIC, "weights topic", Text())
+    acks_topic: str = param(rl_graph.ACKS_TOPIC, "acks topic", Text())
+    twist_topic: str = param("/spacemouse/twist", "twist topic", Text())
+    joy_topic: str = param("/spacemouse/joy", "joy topic", Text())
 
 
 class ActorNode(Node):
@@ -54,45 +105,21 @@ class ActorNode(Node):
         from robot_rl.run_files import device_for
 
         cfg = self.train_cfg = train_config_from_params(self)
+        p = declare_config(self, ActorNodeConfig(steps=cfg.steps))
         # The run's auth key first: without it nothing the actor sends would be accepted.
-        key = load_key(declare(self, "key_file", "", "the run's auth key (empty: RUN_DIR/auth.key; "
-                                                     "copy it from the learner, docs/security.md)")
-                       or Path(cfg.run_dir) / KEY_FILE)
-        self.steps = declare(self, "steps", cfg.steps, "env steps to run, then flush and exit")
-        backend = declare(self, "backend", "twin", "twin: env in this process; ros: over the topic contract")
-        robot_ns = declare(self, "robot_namespace", "", "robot namespace for backend=ros ('': the task's)")
-        task_state = declare(self, "task_state", False, "backend=ros: read the twin's ground truth "
-                             "(tests and benchmarks only; no real robot has it)")
-        reset_mode = declare(self, "reset_mode", "cartesian", "backend=ros: cartesian (through the "
-                             "controller) or service (the driver's reset service)")
-        gains_node = declare(self, "gains_node", "", "backend=ros: node whose impedance gains switch "
-                             "to the precision profile during resets ('' = keep)")
-        reset_tolerance = declare(self, "reset_tolerance_pos", 0.005, "backend=ros: a Cartesian reset "
-                                  "arrives within this distance of the reset pose (m)")
-        takeover = TakeoverConfig(
-            deadband=declare(self, "deadband", 0.05, "twist magnitude (per component) that counts as a human motion"),
-            linear_scale=declare(self, "linear_scale", 1.0, "twist units mapping to action 1.0 (linear)"),
-            angular_scale=declare(self, "angular_scale", 1.0, "twist units mapping to action 1.0 (angular)"),
-            timeout_s=declare(self, "teleop_timeout_s", 0.5, "ignore teleop input older than this (s)"))
+        key = load_key(p.key_file or Path(cfg.run_dir) / KEY_FILE)
+        self.steps = p.steps
+        backend, robot_ns, task_state, reset_mode = p.backend, p.robot_namespace, p.task_state, p.reset_mode
+        gains_node, reset_tolerance = p.gains_node, p.reset_tolerance_pos
+        takeover = TakeoverConfig(deadband=p.deadband, linear_scale=p.linear_scale,
+                                  angular_scale=p.angular_scale, timeout_s=p.teleop_timeout_s)
         acfg = ActorConfig(
-            actor_id=declare(self, "actor_id", "actor0", "this actor's id (one per robot)"),
-            max_unacked=declare(self, "max_unacked", 20_000, "unacked transitions kept for resending"),
-            resend_after_s=declare(self, "resend_after_s", 2.0, "resend when the learner stalls this long (s)"),
-            random_steps=cfg.random_steps,
-            pace_hz=declare(self, "pace_hz", 0.0, "hold this control rate (0: as fast as the env steps)"),
-            sync_updates_per_step=declare(self, "sync_updates_per_step", 0.0,
-                                          "wait between episodes for weights with this many updates per step (0: never)"),
-            sync_after_steps=cfg.learning_starts,
-            max_policy_lag=declare(self, "max_policy_lag", 200, "steps the weights may lag behind the actor"),
-            spool_dir=declare(self, "spool_dir", "", "unacked transitions spooled here (empty: "
-                              "RUN_DIR/spool/actor_<id>; 'none': memory only)"),
-            spool_fsync=declare(self, "spool_fsync", "episode", "spool fsync policy: never | episode | step"),
-            recover_timeout_s=declare(self, "recover_timeout_s", 60.0,
-                                      "wait this long for acks of a killed session's spool (s)"),
-            takeover=takeover,
-            scene_reset_timeout_s=declare(self, "scene_reset_timeout_s", 0.0,
-                                          "pause before each reset for the operator to reset the "
-                                          "scene, ended by a key or this timeout (s; 0: no pause)"))
+            actor_id=p.actor_id, max_unacked=p.max_unacked, resend_after_s=p.resend_after_s,
+            random_steps=cfg.random_steps, pace_hz=p.pace_hz,
+            sync_updates_per_step=p.sync_updates_per_step, sync_after_steps=cfg.learning_starts,
+            max_policy_lag=p.max_policy_lag, spool_dir=p.spool_dir, spool_fsync=p.spool_fsync,
+            recover_timeout_s=p.recover_timeout_s, takeover=takeover,
+            scene_reset_timeout_s=p.scene_reset_timeout_s)
         if acfg.spool_dir == "":
             acfg.spool_dir = str(Path(cfg.run_dir) / "spool" / f"actor_{acfg.actor_id}")
         elif acfg.spool_dir == "none":
@@ -100,14 +127,9 @@ class ActorNode(Node):
         # Every episode (recovered ones of a killed session too), one JSON line each, as it ends:
         # the distributed learning curve is built from this file.
         self.episode_log = Path(cfg.run_dir) / f"actor_{acfg.actor_id}_episodes.jsonl"
-        self.flush_timeout_s = declare(self, "flush_timeout_s", 60.0, "wait this long for the last acks at exit (s)")
-        topics = {name: declare(self, f"{name}_topic", default, f"{name} topic")
-                  for name, default in (("transitions", rl_graph.TRANSITIONS_TOPIC),
-                                        ("weights", rl_graph.WEIGHTS_TOPIC), ("acks", rl_graph.ACKS_TOPIC),
-                                        ("twist", "/spacemouse/twist"), ("joy", "/spacemouse/joy"))}
+        self.flush_timeout_s = p.flush_timeout_s
+        topics = {name: getattr(p, f"{name}_topic") for name in ("transitions", "weights", "acks", "twist", "joy")}
 
-        if backend not in ("twin", "ros"):
-            raise ValueError(f"backend must be 'twin' or 'ros', got {backend!r}")
         import tasks
         from tasks.classifier_reward import ClassifierReward, task_classifier
 

@@ -53,6 +53,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
+from robot_rl.config import Range, Text, check_ranges, param
+from robot_rl.config_cli import add_arguments, from_args
 from robot_rl.video import camera_frames, write_gif
 
 PROFILES = ("twin", "franka", "widowx")
@@ -69,39 +71,44 @@ class NonFiniteActionError(RuntimeError):
 
 @dataclass
 class DeployConfig:
-    run_dir: str
-    profile: str = "twin"
-    episodes: int = 10
-    backend: Optional[str] = None       # None: inprocess for twin, ros for the hardware profiles
-    video: bool = False
-    out: Optional[str] = None           # default RUN_DIR/deploy_<profile>
-    seed: int = 0
-    max_steps: Optional[int] = None     # override the task's episode length
-    namespace: Optional[str] = None     # ros backend: the robot namespace (None: the task file's, else the profile's)
-    connect_timeout: float = 5.0        # s to wait for the graph before GraphNotUpError
-    device: str = "auto"
-    reset_mode: Optional[str] = None    # ros backend: cartesian | service (None: cartesian on the
-                                        # hardware profiles, service on the twin)
-    gains_node: str = ""                # node whose gains go to the precision profile in resets
-    reward_classifier: Optional[str] = None   # None: the run's, where there is no ground truth
-    scene_reset_timeout: float = 0.0    # s: before each reset, wait for an operator key (0: none)
+    """What a deploy runs; the `robot-rl deploy` flags are derived from these fields."""
+    run_dir: str = param(help="the run directory (its config.yaml and checkpoint)", rule=Text())
+    profile: str = param("twin", "twin: in-process MuJoCo (or --backend ros); franka, widowx: the "
+                         "robot's ROS graph", Text(choices=PROFILES))
+    episodes: int = param(10, "episodes to run", Range(1, 1_000_000))
+    video: bool = param(False, "an animated GIF per camera per episode")
+    backend: Optional[str] = param(None, "default: inprocess for twin, ros for franka/widowx",
+                                   Text(choices=("inprocess", "ros"), optional=True))
+    out: Optional[str] = param(None, "output folder (default RUN_DIR/deploy_<profile>)",
+                               Text(optional=True))
+    seed: int = param(0, "seeds the episodes' reset placements", Range(0, 2 ** 32 - 1))
+    max_steps: Optional[int] = param(None, "episode length (default: the task's)",
+                                     Range(1, 10_000_000, optional=True))
+    namespace: Optional[str] = param(None, "robot namespace (default: the task file's, else the "
+                                     "profile's, e.g. /franka)", Text(optional=True))
+    connect_timeout: float = param(5.0, "s to wait for the ROS graph before giving up",
+                                   Range(0.0, 3600.0))
+    device: str = param("auto", "torch device for the policy (auto: cuda if available)", Text())
+    reset_mode: Optional[str] = param(
+        None, "ros backend: cartesian (through the controller to the task's reset pose, as the "
+        "actor) or service (the driver's; the twin places the objects). Default: cartesian on "
+        "franka/widowx, service on the twin", Text(choices=("cartesian", "service"), optional=True))
+    gains_node: str = param("", "ros backend: node whose impedance gains go to the precision "
+                            "profile during resets, e.g. /franka/controller ('' = keep)",
+                            Text(allow_empty=True))
+    reward_classifier: Optional[str] = param(
+        None, "classifier file judging success (default: the run's reward_classifier on a robot "
+        "without ground truth; '' = none)", Text(allow_empty=True, optional=True))
+    scene_reset_timeout: float = param(
+        0.0, "ros backend: before each episode the arm holds until an operator button on "
+        "/spacemouse/joy, or this many s (0: no pause)", Range(0.0, 3600.0))
 
     def validate(self) -> None:
-        if self.profile not in PROFILES:
-            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
-        if self.backend not in (None, "inprocess", "ros"):
-            raise ValueError(f"backend must be 'inprocess' or 'ros', got {self.backend!r}")
+        """Every field's range (ConfigError naming it), then the rules between fields."""
+        check_ranges(self)
         if self.profile != "twin" and self.backend == "inprocess":
             raise ValueError(f"profile {self.profile!r} is a real robot: it runs over ROS only "
                              f"(bring it up with `robot-rl up {self.profile}`)")
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.reset_mode not in (None, "cartesian", "service"):
-            raise ValueError(f"reset_mode must be 'cartesian' or 'service', got {self.reset_mode!r}")
-        if not (np.isfinite(self.scene_reset_timeout) and 0.0 <= self.scene_reset_timeout <= 3600.0):
-            raise ValueError(f"scene_reset_timeout must be in [0, 3600] s, got {self.scene_reset_timeout}")
 
     @property
     def resolved_reset_mode(self) -> str:
@@ -491,13 +498,7 @@ def _log(text: str) -> None:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from robot_rl.export import ExportError
 
-    cfg = DeployConfig(run_dir=args.run_dir, profile=args.profile, episodes=args.episodes,
-                       backend=args.backend, video=args.video, out=args.out, seed=args.seed,
-                       max_steps=args.max_steps, namespace=args.namespace,
-                       connect_timeout=args.connect_timeout, device=args.device,
-                       reset_mode=args.reset_mode, gains_node=args.gains_node,
-                       reward_classifier=args.reward_classifier,
-                       scene_reset_timeout=args.scene_reset_timeout)
+    cfg = from_args(DeployConfig, args, positional=("run_dir",))   # ConfigError: one line
     out = Path(cfg.out) if cfg.out else Path(cfg.run_dir) / f"deploy_{cfg.profile}"
     try:
         summary = deploy(cfg)
@@ -521,28 +522,5 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("deploy", help="run a policy without learning: success rate, cycle time, videos")
-    p.add_argument("run_dir")
-    p.add_argument("--profile", choices=PROFILES, default="twin",
-                   help="twin: in-process MuJoCo (or --backend ros); franka, widowx: the robot's ROS graph")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--video", action="store_true", help="an animated GIF per camera per episode")
-    p.add_argument("--backend", choices=["inprocess", "ros"],
-                   help="default: inprocess for twin, ros for franka/widowx")
-    p.add_argument("--out", help="output folder (default RUN_DIR/deploy_<profile>)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the episodes' reset placements")
-    p.add_argument("--max-steps", type=int, help="episode length (default: the task's)")
-    p.add_argument("--namespace", help="robot namespace (default: the task file's, else the profile's, e.g. /franka)")
-    p.add_argument("--connect-timeout", type=float, default=5.0,
-                   help="s to wait for the ROS graph before giving up")
-    p.add_argument("--device", default="auto", help="torch device for the policy (auto: cuda if available)")
-    p.add_argument("--reset-mode", choices=["cartesian", "service"],
-                   help="ros backend: cartesian (through the controller to the task's reset pose, as the "
-                        "actor) or service (the driver's; the twin places the objects). Default: cartesian "
-                        "on franka/widowx, service on the twin")
-    p.add_argument("--gains-node", default="", help="ros backend: node whose impedance gains go to the "
-                   "precision profile during resets, e.g. /franka/controller ('' = keep)")
-    p.add_argument("--reward-classifier", default=None, help="classifier file judging success (default: "
-                   "the run's reward_classifier on a robot without ground truth; '' = none)")
-    p.add_argument("--scene-reset-timeout", type=float, default=0.0, help="ros backend: before each "
-                   "episode the arm holds until an operator button on /spacemouse/joy, or this many s (0: no pause)")
+    add_arguments(p, DeployConfig, positional=("run_dir",))
     p.set_defaults(func=cmd_deploy)

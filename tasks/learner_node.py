@@ -14,17 +14,42 @@ if the run has none; docs/security.md).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
+from drivers.ros_common import declare_config
 from robot_rl.atomic_io import write_json_atomic
 from robot_rl.auth import AuthError, copy_hint, load_key
+from robot_rl.config import Range, Text, param
 from robot_rl.transport import TransportError
 from tasks import rl_graph
-from tasks.rl_graph import declare, train_config_from_params
+from tasks.rl_graph import train_config_from_params
+
+
+_SECONDS = Range(0.0, 1e9)           # a period (0: every time)
+
+
+@dataclass
+class LearnerNodeConfig:
+    """The learner node's ROS 2 parameters (beside rl_graph.RunParams, which pick the run)."""
+    weights_every_s: float = param(1.0, "publish weights at most this often (s)", _SECONDS)
+    heartbeat_every_s: float = param(0.5, "ack heartbeat period (s)", _SECONDS)
+    checkpoint_every_s: float = param(60.0, "agent checkpoint period (s)", _SECONDS)
+    free_running: bool = param(False, "update without the updates-per-step cap")
+    disk_retry_s: float = param(1.0, "disk full: retry writing held-back episodes this often (s)", _SECONDS)
+    stop_after_steps: int = param(0, "exit once this many transitions are in and trained on (0: never)",
+                                  Range(0, 2 ** 63 - 1))
+    backend: str = param("twin", "the actors' robot: twin, or ros (a real robot: demos come from "
+                         "demo_dataset, scripted twin demos are refused)", Text(choices=("twin", "ros")))
+    transitions_topic: str = param(rl_graph.TRANSITIONS_TOPIC, "transitions topic", Text())
+    weights_topic: str = param(rl_graph.WEIGHTS_TOPIC, "weights topic", Text())
+    acks_topic: str = param(rl_graph.ACKS_TOPIC, "acks topic", Text())
+    key_file: str = param("", "the run's auth key (empty: RUN_DIR/auth.key, created if the run has none)",
+                          Text(allow_empty=True))
 
 
 class LearnerNode(Node):
@@ -33,25 +58,17 @@ class LearnerNode(Node):
         from robot_rl.learner import Learner, LearnerConfig
 
         self.train_cfg = train_config_from_params(self)
-        opts = LearnerConfig(
-            weights_every_s=declare(self, "weights_every_s", 1.0, "publish weights at most this often (s)"),
-            heartbeat_every_s=declare(self, "heartbeat_every_s", 0.5, "ack heartbeat period (s)"),
-            checkpoint_every_s=declare(self, "checkpoint_every_s", 60.0, "agent checkpoint period (s)"),
-            free_running=declare(self, "free_running", False, "update without the updates-per-step cap"),
-            disk_retry_s=declare(self, "disk_retry_s", 1.0, "disk full: retry writing held-back episodes this often (s)"),
-            stop_after_steps=declare(self, "stop_after_steps", 0,
-                                     "exit once this many transitions are in and trained on (0: never)"),
-            robot_backend=declare(self, "backend", "twin", "the actors' robot: twin, or ros (a real "
-                                  "robot: demos come from demo_dataset, scripted twin demos are refused)"))
-        topics = {name: declare(self, f"{name}_topic", default, f"{name} topic")
-                  for name, default in (("transitions", rl_graph.TRANSITIONS_TOPIC),
-                                        ("weights", rl_graph.WEIGHTS_TOPIC), ("acks", rl_graph.ACKS_TOPIC))}
+        p = declare_config(self, LearnerNodeConfig())
+        opts = LearnerConfig(weights_every_s=p.weights_every_s, heartbeat_every_s=p.heartbeat_every_s,
+                             checkpoint_every_s=p.checkpoint_every_s, free_running=p.free_running,
+                             disk_retry_s=p.disk_retry_s, stop_after_steps=p.stop_after_steps,
+                             robot_backend=p.backend)
+        topics = {name: getattr(p, f"{name}_topic") for name in ("transitions", "weights", "acks")}
         self.weights_pub = self.create_publisher(UInt8MultiArray, topics["weights"], rl_graph.WEIGHTS_QOS)
         self.acks_pub = self.create_publisher(UInt8MultiArray, topics["acks"], rl_graph.ACKS_QOS)
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(str(Path(self.train_cfg.run_dir) / "tb" / "learner"))
-        key_file = declare(self, "key_file", "", "the run's auth key (empty: RUN_DIR/auth.key, "
-                                                 "created if the run has none)")
+        key_file = p.key_file
         self.learner = Learner(self.train_cfg, opts, key=load_key(key_file) if key_file else None,
                                publish_weights=lambda b: self.weights_pub.publish(rl_graph.to_msg(b)),
                                publish_ack=lambda b: self.acks_pub.publish(rl_graph.to_msg(b)),

@@ -19,16 +19,18 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt8MultiArray
 
+from drivers.ros_common import declare_config
 from robot_rl.auth import KeyFileError
+from robot_rl.config import Range, Text, param
 
 TRANSITIONS_TOPIC = "/robot_rl/transitions"
 WEIGHTS_TOPIC = "/robot_rl/weights"
@@ -64,9 +66,16 @@ def on_stop_signals(stop: Callable[[], None]) -> None:
         signal.signal(sig, lambda *_: stop())
 
 
-def declare(node: Node, name: str, default: Any, description: str) -> Any:
-    node.declare_parameter(name, default, ParameterDescriptor(description=description))
-    return node.get_parameter(name).value
+@dataclass
+class RunParams:
+    """The parameters that pick the run, shared by the actor and the learner node."""
+    config_file: str = param("", "TrainConfig YAML (e.g. RUN_DIR/config.yaml) or a shipped config's "
+                             "name (e.g. train_default); empty: defaults", Text(allow_empty=True))
+    task: str = param("", "task name (empty: from config_file)", Text(allow_empty=True))
+    obs: str = param("", "state | pixels (empty: from config_file)",
+                     Text(allow_empty=True, choices=("", "state", "pixels")))
+    run_dir: str = param("", "run directory (empty: from config_file)", Text(allow_empty=True))
+    seed: int = param(-1, "seed (-1: from config_file)", Range(-1, 2 ** 32 - 1))
 
 
 def train_config_from_params(node: Node):
@@ -74,20 +83,12 @@ def train_config_from_params(node: Node):
     from robot_rl import config as config_lib
     from robot_rl.train import TrainConfig
 
-    path = declare(node, "config_file", "", "TrainConfig YAML (e.g. RUN_DIR/config.yaml) or a shipped config's "
-                   "name (e.g. train_default); empty: defaults")
-    overrides = []
-    for name, default, what in (("task", "", "task name (empty: from config_file)"),
-                                ("obs", "", "state | pixels (empty: from config_file)"),
-                                ("run_dir", "", "run directory (empty: from config_file)")):
-        value = declare(node, name, default, what)
-        if value:
-            overrides.append(f"{name}={value}")
-    seed = declare(node, "seed", -1, "seed (-1: from config_file)")
-    if seed >= 0:
-        overrides.append(f"seed={seed}")
+    run = declare_config(node, RunParams())
+    overrides = [f"{name}={getattr(run, name)}" for name in ("task", "obs", "run_dir") if getattr(run, name)]
+    if run.seed >= 0:
+        overrides.append(f"seed={run.seed}")
     from robot_rl.configs import resolve
-    return config_lib.load(TrainConfig, resolve(path) if path else None, overrides)
+    return config_lib.load(TrainConfig, resolve(run.config_file) if run.config_file else None, overrides)
 
 
 def run_node(label: str, make_node: Callable[[], Node], stop_event: Callable[[Node], threading.Event],

@@ -120,6 +120,9 @@ def twin(graph):
 # rpy -/+[0.3, 0.3, 1.0], nominal [1, 0, 0, 0], timeout 0.5, SERL's compliant gains.
 # (parameter, hostile value, what the refusal's reason says)
 LOOSER, FIXED = "looser than the start-up", "fixed at run time"
+# A number outside a parameter's declared range (its descriptor's FloatingPointRange) is
+# refused by rclpy itself, before the node's callback, with rclpy's reason.
+RANGE = "out of range Min: "
 LOOSENING = [
     ("box_high", [100.0, 100.0, 100.0], "within [-2, 2]"),    # issue #19's example
     ("box_high", [0.66, 0.2, 0.35], LOOSER),                  # 1 cm further out in x
@@ -135,10 +138,10 @@ LOOSENING = [
     ("translational_clip_neg", [0.01, 0.01, 0.05], LOOSER),
     ("rotational_clip_neg", [0.06, 0.05, 0.05], LOOSER),
     ("rotational_clip_pos", [0.05, 0.05, 1.0], LOOSER),
-    ("torque_rate_limit", 1e6, "must be <= 1000"),            # issue #19's example
+    ("torque_rate_limit", 1e6, RANGE),            # issue #19's example
     ("torque_rate_limit", 2.0, LOOSER),
     ("translational_stiffness", 3000.0, LOOSER),
-    ("rotational_stiffness", 1e12, "must be <= 1000"),
+    ("rotational_stiffness", 1e12, RANGE),
     ("translational_damping", 100.0, LOOSER),
     ("rotational_damping", 10.0, LOOSER),
     ("translational_ki", 10.0, LOOSER),
@@ -154,9 +157,9 @@ NON_FINITE = [
     ("box_low", [0.35, -INF, 0.015], "not finite"),
     ("rpy_high", [0.3, INF, 1.0], "not finite"),
     ("nominal_quat", [NAN, 0.0, 0.0, 1.0], "not finite"),
-    ("command_timeout", NAN, "not finite"),
-    ("translational_stiffness", NAN, "not finite"),
-    ("torque_rate_limit", INF, "not finite"),
+    ("command_timeout", NAN, RANGE),
+    ("translational_stiffness", NAN, RANGE),
+    ("torque_rate_limit", INF, RANGE),
 ]
 UNORDERED = [
     ("box_low", [0.7, -0.2, 0.015], "box_low must be < box_high"),   # x tightens past box_high
@@ -168,7 +171,7 @@ NON_UNIT = [
     ("nominal_quat", [1.0, 1.0, 0.0, 0.0], "unit quaternion"),
 ]
 MALFORMED = [
-    ("translational_stiffness", -1.0, "must be >= 0"),
+    ("translational_stiffness", -1.0, RANGE),
     ("command_timeout", 0.0, "must be in (0, 60]"),
     ("filter_factor", 0.0, "must be in (0, 1]"),
     ("translational_clip_pos", [0.01, 0.01], "needs 3 values"),
