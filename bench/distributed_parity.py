@@ -2,7 +2,7 @@
 `python -m bench.distributed_parity [--task pick_cube] [--steps 15000] [--seeds 0 1 2]`.
 
 For each seed it runs `robot-rl train` (robot_rl.train.train, one process) and
-`robot-rl train --distributed` (tasks.distributed.run_distributed: actor and learner as two
+`robot-rl train --distributed` (tasks.ros.distributed.run_distributed: actor and learner as two
 processes over ROS 2) from the same TrainConfig, each in a fresh run dir under --out, and
 prints the final evaluation success (the same seeded evaluation episodes for both), the
 training episodes' success, env steps, updates and wall time, with the machine and its load.
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.learner import machine
     from robot_rl import config as config_lib
     from robot_rl.train import TrainConfig, train
-    from tasks.distributed import run_distributed
+    from tasks.ros.distributed import run_distributed
 
     parser = argparse.ArgumentParser(prog="bench.distributed_parity")
     parser.add_argument("--task", default="pick_cube")

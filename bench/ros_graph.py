@@ -59,7 +59,7 @@ def main() -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image, JointState
 
-    from tasks.ros_backend import make_ros_env
+    from tasks.ros.backend import make_ros_env
 
     types = {"JointState": JointState, "PoseStamped": PoseStamped, "TwistStamped": TwistStamped,
              "WrenchStamped": WrenchStamped, "Image": Image, "CameraInfo": CameraInfo}

@@ -44,7 +44,7 @@ from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
 from drivers.ros_common import Spinner  # noqa: E402
 from robot_rl import transport  # noqa: E402
-from tasks import rl_graph  # noqa: E402
+from tasks.ros import rl_graph  # noqa: E402
 
 NS = "/bench_transport"
 OBS = {"state": ((20,), np.dtype(np.float32)), "wrist": ((128, 128, 3), np.dtype(np.uint8)),

@@ -324,7 +324,7 @@ def test_launch_parameters_are_the_ones_the_node_declares(ros, peer):
     as written: every key is a declared parameter and its value has the declared type."""
     from pathlib import Path
 
-    from tasks.rig import load_rig
+    from tasks.ros.rig import load_rig
 
     path = Path(__file__).resolve().parents[2] / "launch" / "widowx.yaml"
     given = next(n.parameters for n in load_rig(path).nodes if n.fqn == "/widowx/widowx")

@@ -19,7 +19,7 @@ from robot_rl.train import TrainConfig
 
 
 class CameraWentStale(RuntimeError):
-    aborts_episode = True       # as tasks.ros_backend.StaleDataError
+    aborts_episode = True       # as tasks.ros.backend.StaleDataError
 
 
 class StaleAt(gym.Wrapper):

@@ -115,7 +115,7 @@ def test_record_labels_resets_the_arm_through_the_controller_and_leaves_the_scen
     (here a moved one, via --override), not the driver's reset service - which in the twin would
     also have put the cube somewhere new. The scene is the operator's: the cube stays put."""
     from robot_rl.cli import main
-    from tasks.ros_backend import _decode_task_state
+    from tasks.ros.backend import _decode_task_state
 
     from std_srvs.srv import Trigger
 
@@ -159,10 +159,10 @@ def test_record_labels_resets_the_arm_through_the_controller_and_leaves_the_scen
 
 
 def test_scene_pause_ends_on_a_new_press_not_a_held_button(twin_graph):
-    """tasks.scene_pause over the real teleop topic: a button held from before the pause does not
+    """tasks.apps.scene_pause over the real teleop topic: a button held from before the pause does not
     end it; a new press does; no press times out."""
-    from tasks.ros_teleop import RosTeleopSource
-    from tasks.scene_pause import PROMPT, wait_for_scene_reset
+    from tasks.ros.teleop import RosTeleopSource
+    from tasks.apps.scene_pause import PROMPT, wait_for_scene_reset
 
     joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
     held = {"buttons": {"success"}}

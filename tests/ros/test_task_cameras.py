@@ -1,4 +1,4 @@
-"""A task file's cameras and namespace over ROS (tasks/ros_backend.py): a camera reads the topic
+"""A task file's cameras and namespace over ROS (tasks/ros/backend.py): a camera reads the topic
 the task names, a cropped camera takes its crop from the frame size the task declares and gives
 the policy image_size, a frame of another size is refused by name, the env opens the robot in
 the task's namespace, and a Cartesian reset runs under the task's reset gains. Against the real twin node (tests/ros/conftest.py twin_graph)."""
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tasks
-from tasks.ros_backend import RosRobot, RosRobotConfig, camera_options, make_ros_env
+from tasks.ros.backend import RosRobot, RosRobotConfig, camera_options, make_ros_env
 
 
 def test_topics_and_crops_of_a_task_reach_the_policy(twin_graph):
@@ -59,7 +59,7 @@ def test_the_env_opens_the_robot_in_the_task_s_namespace(twin_graph, tmp_path):
 
 
 def test_a_cartesian_reset_switches_to_the_task_s_reset_gains_and_back(twin_graph):
-    from tasks.setup_tools import node_parameters
+    from tasks.apps.setup_tools import node_parameters
     spec = tasks.make_spec("pick_cube", reset_gains={"translational_stiffness": 1500.0, "rotational_stiffness": 200.0})
     robot = RosRobot(RosRobotConfig(gains_node="/franka/twin", reset_gains=dict(spec.reset_gains)))
     try:

@@ -35,7 +35,7 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
 from controllers.impedance import ImpedanceConfig  # noqa: E402
 from controllers.node import ControllerNode  # noqa: E402
-from tasks.rig import load_rig  # noqa: E402
+from tasks.ros.rig import load_rig  # noqa: E402
 from tests.ros.conftest import Graph as RosGraph  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,9 +7,9 @@ episode dataset (robot_rl.datasets, docs/datasets.md).
                           [--namespace /franka] [--reset-mode cartesian|service] [--gains-node NODE]
 
 --ros records from the live graph (a real arm brought up with `robot-rl up franka`, or the twin
-node): the robot over the topic contract (tasks.ros_backend, no ground-truth topic, a Cartesian
+node): the robot over the topic contract (tasks.ros.backend, no ground-truth topic, a Cartesian
 reset to the task's reset pose) and the operator from the teleop topics /spacemouse/twist and
-/spacemouse/joy (tasks.ros_teleop: the SpaceMouse or keyboard node), with the same marks from
+/spacemouse/joy (tasks.ros.teleop: the SpaceMouse or keyboard node), with the same marks from
 the Joy buttons (success, failure, reset = re-record). Ctrl-C stops.
 
 Every input drives the env through the same `Operator` interface: an action per control step and
@@ -322,7 +322,7 @@ def make_operator(kind: str, env: Any, task: str, seed: int, noise: float, keybo
     if kind == "keyboard":
         return TeleopOperator("keyboard", [KeyboardSource(keyboard_device)], env)
     if kind == "ros":
-        from tasks.ros_teleop import RosTeleopSource
+        from tasks.ros.teleop import RosTeleopSource
         return TeleopOperator("ros_teleop", [RosTeleopSource()], env)
     if kind == "spacemouse":
         devices: list[Any] = [SpaceMouseSource(spacemouse_device)]
@@ -374,7 +374,7 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
         if args.input == "expert":
             print("robot-rl record-demos: --input expert needs the in-process twin, not --ros", file=sys.stderr)
             return 2
-        from tasks.ros_backend import make_ros_env
+        from tasks.ros.backend import make_ros_env
         try:
             env = make_ros_env(args.task, obs=args.obs, seed=args.seed, namespace=args.namespace,
                                task_state=False, robot_options={"reset_mode": args.reset_mode,
