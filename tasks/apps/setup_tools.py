@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.closing import Closing
+
 STATE_TOPICS = ("joint_states", "ee_pose", "ee_twist", "wrench", "gripper/state")
 
 
@@ -58,7 +60,7 @@ class TopicMeter:
             return len(self.times)
 
 
-class LiveGraph:
+class LiveGraph(Closing):
     """A set-up tool's node on the graph (tasks/ros/node_thread.py), with topic meters."""
 
     def __init__(self, name: str, namespace: str = "/"):
@@ -89,12 +91,6 @@ class LiveGraph:
 
     def close(self) -> None:
         self._spinner.close()
-
-    def __enter__(self) -> "LiveGraph":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _topic(namespace: str, name: str) -> str:

@@ -67,6 +67,7 @@ from std_srvs.srv import Trigger
 
 from controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg, stamp_seconds
 from tasks.ros.node_thread import NodeThread
+from robot_rl.closing import Closing
 from robot_rl.robot import RobotState
 
 
@@ -114,7 +115,7 @@ STATE_TOPICS = {"ee_pose": PoseStamped, "ee_twist": TwistStamped, "wrench": Wren
 _HISTORY = 20   # newest messages kept per state topic, for matching stamps
 
 
-class RosRobot:
+class RosRobot(Closing):
     """RobotInterface over ROS 2 topics; see the module docstring."""
 
     def __init__(self, config: RosRobotConfig | None = None, context: Context | None = None):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 
 import gymnasium as gym
-import numpy as np
 import pytest
 
 from robot_rl.actor import Actor, ActorConfig, OperatorKeys

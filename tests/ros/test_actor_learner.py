@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -36,24 +35,16 @@ from robot_rl import transport  # noqa: E402
 from robot_rl.auth import KEY_FILE, AuthError, MessageAuth, ensure_key, load_key  # noqa: E402
 from robot_rl.buffers import ReplayBuffer  # noqa: E402
 from tasks.ros import rl_graph  # noqa: E402
+from tests.robot_rl.conftest import write_small_run_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(run_dir: Path, **changes) -> Path:
-    cfg = {"task": "point_reach", "steps": 300, "demos": 3, "learning_starts": 64, "batch_size": 32,
-           "updates_per_step": 0.25, "run_dir": str(run_dir), "progress": False, "threads": 1,
-           "device": "cpu",
-           # Plain RLPD (2 critics, no BC), the small learner these tests were written for.
-           "agent": {"hidden_dims": [32, 32], "critic_ensemble_size": 2, "critic_subsample_size": None,
-                     "bc_weight": 0.0},
-           "buffer": {"capacity": 5000, "demo_capacity": 5000}}
-    cfg.update(changes)
     run_dir.mkdir(parents=True, exist_ok=True)
     ensure_key(run_dir)                    # the run's auth key, as whoever creates the run dir does
-    path = run_dir.parent / f"{run_dir.name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_small_run_config(run_dir, **{"steps": 300, "learning_starts": 64, "updates_per_step": 0.25,
+                                             **changes})
 
 
 class Processes:

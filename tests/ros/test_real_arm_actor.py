@@ -62,8 +62,7 @@ def actor(twin_graph, tmp_path):
     try:
         yield node
     finally:
-        twin_graph.executor.remove_node(node)
-        twin_graph.nodes.remove(node)
+        twin_graph.remove(node)
         node.close()
         node.destroy_node()
         twin_graph.probe.destroy_publisher(node.joy)
@@ -239,7 +238,6 @@ def test_the_task_files_reward_section_is_the_reward_when_the_run_names_none(twi
         r = node.actor.run_episode(seed=0)
         assert r["success"] and r["success_source"] == "classifier" and r["length"] == 1
     finally:
-        twin_graph.executor.remove_node(node)
-        twin_graph.nodes.remove(node)
+        twin_graph.remove(node)
         node.close()
         node.destroy_node()

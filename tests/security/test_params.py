@@ -93,11 +93,8 @@ def snapshot(node) -> dict:
 
 @pytest.fixture(scope="module")
 def graph():
-    g = Graph()
-    try:
+    with Graph() as g:
         yield g
-    finally:
-        g.shutdown()
 
 
 @pytest.fixture(scope="module")

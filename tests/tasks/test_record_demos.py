@@ -162,19 +162,6 @@ def test_a_killed_recorder_leaves_its_saved_episodes_intact(tmp_path):
     env.close()
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 1 MiB tmpfs: writes there hit a real full disk."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    cmd = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]
-    if os.geteuid() != 0 or subprocess.run(cmd, capture_output=True).returncode != 0:
-        pytest.skip("needs root to mount a tmpfs (run as root, or under `unshare -rm`)")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
 
 def test_a_full_disk_keeps_demos_in_memory_until_space_is_freed(tiny_disk):
     import tasks
