@@ -204,13 +204,7 @@ COMMAND_MODULES = (
 
 def _register_command_modules(sub) -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name and not name.startswith(str(e.name) + "."):
-                raise  # a real missing dependency inside the module: say so
-            continue  # module not written yet
-        module.register(sub)
+        importlib.import_module(name).register(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ caller wins (tests/sim/test_twin_render.py runs other backends in subprocesses).
 Fixtures shared by several folders live here too.
 """
 import os
+import random
 import subprocess
 import time
 
@@ -13,6 +14,16 @@ import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+@pytest.fixture
+def kill_rng() -> random.Random:
+    """A random.Random seeded afresh each run, for the moments a kill test strikes at (they should
+    vary run to run); `.seed_value` is its seed, for the failure messages that replay a run."""
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    rng.seed_value = seed
+    return rng
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ class TeleopOperator:
 
     realtime = True
 
-    def __init__(self, source: str, devices: list[Any], env: Any):
+    def __init__(self, source: str, devices: list[TeleopSource], env: Any):
         from robot_rl.actor import Takeover, tcp_rotation
 
         self.source, self.devices, self.env = source, devices, env

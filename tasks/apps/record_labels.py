@@ -278,7 +278,7 @@ def _frames(env, obs, cameras) -> dict[str, np.ndarray]:
     return {cam: obs[cam] for cam in cameras}
 
 
-def record_labels(env, source, writer, positives: int = 200, max_episodes: int = 1000,
+def record_labels(env, source: LabelSource, writer, positives: int = 200, max_episodes: int = 1000,
                   seed: int = 0) -> dict[str, Any]:
     """Runs episodes, labelling every frame (the reset frame and each step's), until `positives`
     success frames are recorded (finishing the episode in progress) or `max_episodes` ran."""

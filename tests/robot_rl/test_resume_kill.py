@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -81,9 +80,8 @@ def snapshot(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_train_killed_twice_resumes_with_nothing_lost_and_counters_continuing(tmp_path):
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+def test_train_killed_twice_resumes_with_nothing_lost_and_counters_continuing(tmp_path, kill_rng):
+    rng, seed = kill_rng, kill_rng.seed_value
     run_dir = tmp_path / "run"
     cfg = write_config(run_dir)
     online_dir = run_dir / "buffers" / "online"

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-import random
 import signal
 import time
 from pathlib import Path
@@ -138,10 +137,9 @@ def _seqs_in_spool(spool_dir: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path):
+def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path, kill_rng):
     """~60 s: learner + actor processes; SIGKILL the actor, restart it; SIGKILL both, restart both."""
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+    rng, seed = kill_rng, kill_rng.seed_value
     run_dir = tmp_path / "run"
     steps = 500
     cfg = write_config(run_dir, steps=steps)
@@ -204,15 +202,14 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path):
 
 
 @pytest.mark.slow
-def test_robot_rl_train_distributed_sigkilled_then_rerun_resumes(tmp_path):
+def test_robot_rl_train_distributed_sigkilled_then_rerun_resumes(tmp_path, kill_rng):
     """~50 s: `robot-rl train --distributed` SIGKILLed at a random moment (its actor and learner
     die with it), then run again on the same run dir: it resumes and completes the steps."""
     import os
     import subprocess
     import sys
 
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+    rng, seed = kill_rng, kill_rng.seed_value
     run_dir = tmp_path / "run"
     steps = 240
     cfg = write_config(run_dir, steps=steps, final_eval_episodes=2)
