@@ -65,8 +65,8 @@ setup(
             "robot-rl-widowx = drivers.widowx_node:main",
             "robot-rl-twin = sim.twin_node:main",
             "robot-rl-controller = controllers.node:main",
-            "robot-rl-actor = tasks.actor_node:main",
-            "robot-rl-learner = tasks.learner_node:main",
+            "robot-rl-actor = tasks.ros.actor_node:main",
+            "robot-rl-learner = tasks.ros.learner_node:main",
         ],
         # The twin tasks, found by robot_rl.run_env.task_provider (the core never imports tasks/).
         "robot_rl.task_providers": ["twin = tasks.provider"],

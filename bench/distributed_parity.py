@@ -2,7 +2,7 @@
 `python -m bench.distributed_parity [--task pick_cube] [--steps 15000] [--seeds 0 1 2]`.
 
 For each seed it runs `robot-rl train` (robot_rl.train.train, one process) and
-`robot-rl train --distributed` (tasks.distributed.run_distributed: actor and learner as two
+`robot-rl train --distributed` (tasks.ros.distributed.run_distributed: actor and learner as two
 processes over ROS 2) from the same TrainConfig, each in a fresh run dir under --out, and
 prints the final evaluation success (the same seeded evaluation episodes for both), the
 training episodes' success, env steps, updates and wall time, with the machine and its load.
@@ -12,7 +12,6 @@ step-for-step identical). Ends with one JSON line; figures go to docs/benchmarks
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -23,21 +22,17 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     from bench.learner import machine
+    from bench.learning_runs import learning_bench_parser
     from robot_rl import config as config_lib
     from robot_rl.train import TrainConfig, train
-    from tasks.distributed import run_distributed
+    from tasks.ros.distributed import run_distributed
 
-    parser = argparse.ArgumentParser(prog="bench.distributed_parity")
+    parser = learning_bench_parser("bench.distributed_parity", "runs/bench_distributed_parity",
+                                   final_eval_episodes=50)
     parser.add_argument("--task", default="pick_cube")
     parser.add_argument("--obs", default="state", choices=["state", "pixels"])
     parser.add_argument("--steps", type=int, default=15_000)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--final-eval-episodes", type=int, default=50)
     parser.add_argument("--max-policy-lag", type=int, default=100)
-    parser.add_argument("--config", default="configs/train_default.yaml",
-                        help="base TrainConfig YAML ('' for the dataclass defaults)")
-    parser.add_argument("--out", default="runs/bench_distributed_parity")
-    parser.add_argument("--set", action="append", default=[], help="extra TrainConfig overrides")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

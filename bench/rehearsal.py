@@ -301,20 +301,17 @@ def markdown(r: dict[str, Any]) -> str:
         if c:
             rows.append(("2 train-classifier", c["wall_s"], "-", f"held-out accuracy {c['accuracy']:.3f}, "
                          f"precision {c['precision']:.3f}, recall {c['recall']:.3f} at {c['threshold']:.2f}"))
-    if "train" in p:
-        d = p["train"]
-        ag = d["classifier_vs_truth"]
-        rows.append(("3 learner + actor", d["wall_s"], d["env_steps"],
-                     f"{d['episodes']} episodes; truth success {d['truth_success_rate']}, last 10 "
-                     f"{d['truth_success_last_10']}; classifier {d['classifier_success_rate']}; agreement "
-                     f"{ag['agree']}/{ag['episodes']}; intervention rate over time {d['intervention_rate_over_time']}"))
-    if "deploy" in p:
-        d = p["deploy"]
-        ag = d["classifier_vs_truth"]
-        rows.append(("4 deploy --profile franka", d["wall_s"], d["env_steps"],
-                     f"{d['episodes']} episodes; **truth success {d['truth_success_rate']}**, classifier "
-                     f"{d['classifier_success_rate']}; agreement {ag['agree']}/{ag['episodes']} "
-                     f"({ag['classifier_only']} classifier-only, {ag['truth_only']} truth-only)"))
+    for key, name in (("train", "3 learner + actor"), ("deploy", "4 deploy --profile franka")):
+        if key in p:   # episodes judged by the classifier, against the twin's ground truth
+            d, ag = p[key], p[key]["classifier_vs_truth"]
+            truth = f"truth success {d['truth_success_rate']}"
+            text = (f"{d['episodes']} episodes; {truth}, last 10 {d['truth_success_last_10']}; classifier "
+                    f"{d['classifier_success_rate']}; agreement {ag['agree']}/{ag['episodes']}; intervention "
+                    f"rate over time {d['intervention_rate_over_time']}" if key == "train" else
+                    f"{d['episodes']} episodes; **{truth}**, classifier {d['classifier_success_rate']}; "
+                    f"agreement {ag['agree']}/{ag['episodes']} ({ag['classifier_only']} classifier-only, "
+                    f"{ag['truth_only']} truth-only)")
+            rows.append((name, d["wall_s"], d["env_steps"], text))
     lines = ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     lines.insert(1, "|" + "---|" * len(rows[0]))
     head = [f"Rehearsal {r['started']}, {r['machine']}; total {r['wall_s']} s"]

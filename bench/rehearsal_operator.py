@@ -12,7 +12,7 @@ It is the only part of a rehearsal (with the bench itself) that reads the twin's
 - hands in the scene: between episodes it puts the cube back where the task starts it. The
   twin has no hands, so this goes through the twin node's own `reset` service (the arm is put
   at the task's reset pose, the objects at theirs); nothing the tools run calls it for that;
-- eyes on the console: the actor and deploy say PROMPT (tasks/scene_pause.py) before each
+- eyes on the console: the actor and deploy say PROMPT (tasks/apps/scene_pause.py) before each
   reset; the operator tails that console (`--console`), resets the scene and presses a key.
 
 Roles (one per phase of the session, bench/rehearsal.py):
@@ -144,7 +144,7 @@ class Console:
         self.path, self.offset = Path(path), 0
 
     def prompts(self) -> int:
-        from tasks.scene_pause import PROMPT
+        from tasks.apps.scene_pause import PROMPT
 
         if not self.path.exists():
             return 0
@@ -165,7 +165,7 @@ class Operator:
         import tasks
         from robot_rl.scripted_human import InterventionConfig, ScriptedHuman
         from tasks.experts import make_expert
-        from tasks.ros_backend import RosRobot, RosRobotConfig
+        from tasks.ros.backend import RosRobot, RosRobotConfig
 
         cfg.validate()
         self.cfg = cfg

@@ -36,7 +36,7 @@ def machine() -> str:
 def record(out: Path, positives: int, camera: str, image_size: int, seed: int) -> dict:
     import tasks
     from robot_rl.reward.labels import LabelWriter
-    from tasks.record_labels import ExpertSource, record_labels
+    from tasks.apps.record_labels import ExpertSource, record_labels
 
     env = tasks.make_env("pick_cube", obs="pixels", seed=seed, cameras=(camera,), image_size=image_size)
     try:
@@ -51,7 +51,7 @@ def reward_agreement(clf_path: Path, episodes: int, seed: int) -> dict:
     """Noisy expert (with near-misses) in the classifier-rewarded env: episode-level agreement."""
     import tasks
     from tasks.classifier_reward import ClassifierReward
-    from tasks.record_labels import ExpertSource
+    from tasks.apps.record_labels import ExpertSource
 
     env = ClassifierReward(tasks.make_env("pick_cube", obs="state", seed=seed), clf_path)
     source = ExpertSource(env, "pick_cube", noise=0.1, near_miss=0.3, hold_steps=0, seed=seed + 1)

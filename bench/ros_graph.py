@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -52,24 +51,20 @@ def main() -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("MUJOCO_GL", "egl")
 
-    import rclpy
     from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
-    from rclpy.context import Context
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image, JointState
 
-    from tasks.ros_backend import make_ros_env
+    from robot_rl.child_process import stop_child
+    from tasks.ros.backend import make_ros_env
+    from tasks.ros.node_thread import NodeThread
 
     types = {"JointState": JointState, "PoseStamped": PoseStamped, "TwistStamped": TwistStamped,
              "WrenchStamped": WrenchStamped, "Image": Image, "CameraInfo": CameraInfo}
     child = subprocess.Popen([sys.executable, "-m", "sim.twin_node", "--ros-args", "-r", "__ns:=/franka"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    context = Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("bench_probe", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
+    spin = NodeThread("bench_probe", start=False)
+    node = spin.node
     lock = threading.Lock()
     arrivals: dict[str, list[tuple[float, float]]] = {t: [] for t in TOPICS}
     recording = threading.Event()
@@ -87,14 +82,7 @@ def main() -> None:
         qos = qos_profile_sensor_data if topic.startswith("/cameras") else 100
         node.create_subscription(types[type_name], topic, keeper(topic), qos)
 
-    def spin():
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    spin.start()
     result: dict = {"machine": machine(), "load_avg_1m": os.getloadavg()[0]}
     try:
         deadline = time.monotonic() + 60
@@ -148,17 +136,8 @@ def main() -> None:
         print(f"RobotEnv over ROS (pixels): reset {reset_s * 1e3:.0f} ms; step period p50 {p['p50_ms']} ms, "
               f"p99 {p['p99_ms']} ms (nominal 100)")
     finally:
-        executor.shutdown(timeout_sec=1.0)
-        spinner.join(timeout=2.0)
-        node.destroy_node()
-        rclpy.shutdown(context=context)
-        if child.poll() is None:
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        spin.close()
+        stop_child(child)
     print(f"machine: {result['machine']}, load avg (1 min) {result['load_avg_1m']:.1f}")
     print(json.dumps(result))
 

@@ -20,11 +20,9 @@ Prints one summary line per row and one JSON line at the end; figures go to docs
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 ROWS = {
@@ -45,19 +43,11 @@ def steps_to(evals: list[tuple[int, float]], rate: float, held: bool = False) ->
 
 def main(argv: list[str] | None = None) -> int:
     from bench.learner import machine
-    from robot_rl import config as config_lib
-    from robot_rl.train import TrainConfig, train
+    from bench.learning_runs import learning_bench_parser, train_seed
 
-    parser = argparse.ArgumentParser(prog="bench.sample_efficiency")
+    parser = learning_bench_parser("bench.sample_efficiency", "runs/bench_sample_efficiency",
+                                   final_eval_episodes=50, eval_every=2_500, eval_episodes=20)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--eval-every", type=int, default=2_500)
-    parser.add_argument("--eval-episodes", type=int, default=20)
-    parser.add_argument("--final-eval-episodes", type=int, default=50)
-    parser.add_argument("--config", default="configs/train_default.yaml",
-                        help="base TrainConfig YAML ('' for the dataclass defaults)")
-    parser.add_argument("--out", default="runs/bench_sample_efficiency")
-    parser.add_argument("--set", action="append", default=[], help="extra TrainConfig overrides")
     args = parser.parse_args(argv)
 
     print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}")
@@ -67,23 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for seed in args.seeds:
             run_dir = Path(args.out) / row / f"seed{seed}"
-            overrides = [f"{k}={v}" for k, v in spec.items()] + [
-                f"seed={seed}", f"run_dir={run_dir}", f"eval_every={args.eval_every}",
-                f"eval_episodes={args.eval_episodes}", f"final_eval_episodes={args.final_eval_episodes}",
-                "progress=false"] + args.set
-            cfg = config_lib.load(TrainConfig, args.config or None, overrides)
-            started = time.perf_counter()
-            final = train(cfg)
-            curve = json.loads((run_dir / "progress.json").read_text())
-            evals = list(zip(curve["eval_step"], curve["eval_success"]))   # the last is the final one
+            evals, record = train_seed(args, run_dir, seed, [f"{k}={v}" for k, v in spec.items()])
             runs.append({"seed": seed, "steps_to_90": steps_to(evals, 0.9),
-                         "steps_to_90_held": steps_to(evals, 0.9, held=True),
-                         "final_success": final["success_rate"],
-                         "wall_s": round(time.perf_counter() - started, 1),
-                         "env_steps_per_s": round(final["env_steps_per_s"], 1),
-                         "updates_per_env_step": round(final["updates_per_env_step"], 2),
-                         "eval_curve": evals,
-                         "load_average": round(os.getloadavg()[0], 1)})
+                         "steps_to_90_held": steps_to(evals, 0.9, held=True), **record})
             print(f"{row} seed {seed}: {runs[-1]}", flush=True)
         finals = [r["final_success"] for r in runs]
         met = all(r["steps_to_90_held"] is not None for r in runs)

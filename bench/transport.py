@@ -44,7 +44,8 @@ from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
 from drivers.ros_common import Spinner  # noqa: E402
 from robot_rl import transport  # noqa: E402
-from tasks import rl_graph  # noqa: E402
+from robot_rl.child_process import stop_child  # noqa: E402
+from tasks.ros import rl_graph  # noqa: E402
 
 NS = "/bench_transport"
 OBS = {"state": ((20,), np.dtype(np.float32)), "wrist": ((128, 128, 3), np.dtype(np.uint8)),
@@ -343,13 +344,7 @@ def main() -> int:
               flush=True)
         spin.stop()
     finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        stop_child(child, signal.SIGTERM)
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -30,6 +30,7 @@ from drivers.dynamixel_bus import BusConfig, DynamixelBus
 from drivers.errors import DeviceLostError
 from drivers.peers.dynamixel_peer import DynamixelPeer
 from drivers.widowx import WidowXArm, WidowXConfig
+from robot_rl.child_process import stop_child
 
 
 def pct(xs, q) -> float:
@@ -93,11 +94,7 @@ def main() -> None:
             print(f"control loop at {rate:.0f} Hz:          {results[key]}")
     finally:
         proc.stdin.close()   # the peer stops when its stdin closes
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc, None, grace_s=5)
     with DynamixelPeer() as peer:
         results["bus_peer_in_process"] = bus_cycles(peer.port, args.cycles)
         print(f"bus, peer in this process:     {results['bus_peer_in_process']}")

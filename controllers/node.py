@@ -195,7 +195,7 @@ def declare_reset_envelope(node: Node, start: ImpedanceConfig) -> ImpedanceConfi
     """The gains a run-time change may reach: the start-up gains, widened to the reset profile
     the launch file names (start-up only). `reset_profile: precision` lets a Cartesian reset
     switch to ImpedanceConfig.precision() plus an integral term of up to
-    `reset_translational_ki` and back (tasks/ros_backend.py, gains_node); '' allows nothing
+    `reset_translational_ki` and back (tasks/ros/backend.py, gains_node); '' allows nothing
     beyond the start-up gains. Either way nothing past the profile is accepted."""
     env = declare_config(node, ResetEnvelope())
     if not env.reset_profile:

@@ -1,7 +1,7 @@
 """Any rig on a system ROS 2 Jazzy:  ros2 launch robot_rl rig_launch.py rig:=/path/to/my_rig.yaml
 
 The same nodes, names, namespaces, remappings and parameters as `robot-rl up my_rig.yaml`:
-both read the rig file through tasks.rig. The profiles' launch files (twin_launch.py, ...)
+both read the rig file through tasks.ros.rig. The profiles' launch files (twin_launch.py, ...)
 are this one with their shipped rig file as the default.
 """
 import os
@@ -14,7 +14,7 @@ from launch_ros.actions import Node
 
 
 def rig_nodes(context, *args, **kwargs):
-    from tasks.rig import load_rig
+    from tasks.ros.rig import load_rig
 
     rig = load_rig(LaunchConfiguration("rig").perform(context))
     return [Node(package="robot_rl", executable=spec.executable, name=spec.name, namespace=spec.namespace,
@@ -24,7 +24,7 @@ def rig_nodes(context, *args, **kwargs):
 
 def rig_launch_description(default_rig: str = "") -> LaunchDescription:
     return LaunchDescription([
-        DeclareLaunchArgument("rig", default_value=default_rig, description="rig file (tasks/rig.py)"),
+        DeclareLaunchArgument("rig", default_value=default_rig, description="rig file (tasks/ros/rig.py)"),
         OpaqueFunction(function=rig_nodes),
     ])
 

@@ -35,12 +35,12 @@ classifier in the same step. Keys pressed while the robot resets are ignored and
 `scene_reset_timeout_s` > 0 the actor pauses before each reset (the arm holds where the
 episode ended) until the operator presses a key or the timeout passes.
 
-An env error that carries `aborts_episode = True` (tasks.ros_backend.StaleDataError: a camera
+An env error that carries `aborts_episode = True` (tasks.ros.backend.StaleDataError: a camera
 or a state topic went stale) aborts the episode: nothing is recorded for that step, the arm
 holds its last target (the controller's watchdog), the episode's last sent transition is
 closed as truncated (re-sent, and re-spooled), and the episode is logged with "aborted".
 
-No ROS here: the node (tasks/actor_node.py) passes received bytes to receive_ack /
+No ROS here: the node (tasks/ros/actor_node.py) passes received bytes to receive_ack /
 receive_weights / Takeover from its callbacks and gives a `send(bytes)` callable. Those entry
 points are thread-safe; everything else runs on the caller's thread.
 """
@@ -265,7 +265,7 @@ class Actor:
         self.env_steps = 0
         # What earlier sessions of this actor did (a restart continues, never repeats): their
         # episodes shift this session's episode seeds, their steps count for random_steps and
-        # the weights lockstep. Set from the actor's episode log (tasks/actor_node.py).
+        # the weights lockstep. Set from the actor's episode log (tasks/ros/actor_node.py).
         self.episodes_before = 0
         self.steps_before = 0
         self.unacked: OrderedDict[int, Transition] = OrderedDict()  # seq -> transition

@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--distributed runs the built-in tasks; a --env run trains in one process")
     if args.distributed:
         # Actor and learner as two processes over ROS 2 (tasks/ holds the rclpy side).
-        from tasks.distributed import run_distributed
+        from tasks.ros.distributed import run_distributed
         final = run_distributed(cfg)
     else:
         from robot_rl.stop_signals import stop_on_signals
@@ -191,33 +191,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    # The ROS 2 bring-up lives in tasks/ (it imports rclpy); the learning core stays ROS-free.
-    from tasks.bringup import main as bringup_main
+    # The ROS 2 bring-up lives in tasks/ros/ (it imports rclpy); the learning core stays ROS-free.
+    from tasks.ros.bringup import main as bringup_main
     return bringup_main(args.rest)
 
 
 # Modules that add their own sub-commands: human-in-the-loop tools, datasets, deployment.
 COMMAND_MODULES = (
-    "tasks.record_demos",        # record-demos: SpaceMouse/keyboard/expert demos into a dataset
-    "robot_rl.datasets.cli",     # export / import: LeRobotDataset v3
-    "tasks.record_labels",       # record-labels: success frames for the reward classifier
-    "robot_rl.reward.cli",       # train-classifier
-    "tasks.deploy",              # deploy: run a policy without learning, success and cycle time
-    "robot_rl.export",           # export-policy: TorchScript
-    "tasks.setup_tools",         # pose, cameras, check, gains, move: set-up tools on the live graph
-    "tasks.task_file",           # tasks: the built-in tasks and your task files, validated
+    "tasks.apps.record_demos",    # record-demos: SpaceMouse/keyboard/expert demos into a dataset
+    "robot_rl.datasets.cli",      # export / import: LeRobotDataset v3
+    "tasks.apps.record_labels",   # record-labels: success frames for the reward classifier
+    "robot_rl.reward.cli",        # train-classifier
+    "tasks.apps.deploy",          # deploy: run a policy without learning, success and cycle time
+    "robot_rl.export",            # export-policy: TorchScript
+    "tasks.apps.setup_tools",     # pose, cameras, check, gains, move: set-up tools on the live graph
+    "tasks.task_file",            # tasks: the built-in tasks and your task files, validated
 )
 
 
 def _register_command_modules(sub) -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name and not name.startswith(str(e.name) + "."):
-                raise  # a real missing dependency inside the module: say so
-            continue  # module not written yet
-        module.register(sub)
+        importlib.import_module(name).register(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

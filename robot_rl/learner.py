@@ -60,7 +60,7 @@ each checkpoint); the node draws learning_curve.png and episodes.png from it at 
 episode whose last transition is terminal with reward >= 1 (the sparse success reward of the
 tasks, the classifier's final stage and the operator's success key).
 
-No ROS here: the node (tasks/learner_node.py) feeds receive() from its subscription callback
+No ROS here: the node (tasks/ros/learner_node.py) feeds receive() from its subscription callback
 (any thread) and gives publish_weights / publish_ack callables.
 """
 from __future__ import annotations

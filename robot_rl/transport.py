@@ -37,7 +37,6 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
 from safetensors.numpy import load as _st_load
 from safetensors.numpy import save as _st_save
 

@@ -121,6 +121,11 @@ def look_at_quat(pos, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     return quat
 
 
+def add_camera(body, name: str, pos, target, fovy: float, up=(0.0, 0.0, 1.0)) -> None:
+    """A camera on `body` (the world or a robot link) at `pos`, looking at `target` (body frame)."""
+    body.add_camera(name=name, pos=list(pos), fovy=fovy, quat=look_at_quat(pos, target, up=up))
+
+
 def _load_robot(spec: mujoco.MjSpec, pretty: bool) -> None:
     spec.meshdir = _meshdir()
     for act in spec.actuators:
@@ -199,11 +204,8 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
     # Both cameras always exist (free unless rendered); cfg.cameras says which go in the state.
     # Wrist: on the hand, behind the fingers, looking at the space between the fingertips
     # (like the RealSense on SERL's Franka hand mount).
-    pos = [0.08, 0.0, 0.03]
-    hand.add_camera(name="wrist", pos=pos, fovy=70.0,
-                    quat=look_at_quat(pos, [0.0, 0.0, 0.16], up=[1.0, 0.0, 0.0]))
-    pos = [1.05, 0.0, 0.45]
-    world.add_camera(name="front", pos=pos, fovy=45.0, quat=look_at_quat(pos, [0.5, 0.0, 0.08]))
+    add_camera(hand, "wrist", [0.08, 0.0, 0.03], [0.0, 0.0, 0.16], fovy=70.0, up=[1.0, 0.0, 0.0])
+    add_camera(world, "front", [1.05, 0.0, 0.45], [0.5, 0.0, 0.08], fovy=45.0)
     return spec
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from controllers.ik import DLSIK, IKConfig
 from controllers.widowx_model import EE_TO_TCP, WIDOWX_250S, WIDOWX_FINGER_RANGE
 from sim.arm_twin import ArmTwin, mujoco
-from sim.scene import Primitive, SceneConfig, add_cube, add_primitive, check_cameras, look_at_quat
+from sim.scene import Primitive, SceneConfig, add_camera, add_cube, add_primitive, check_cameras
 # MuJoCo >= 4.0 has the servo's own PID actuator; 3.x gets the stand-in in the docstring.
 HAS_PID_ACTUATOR = hasattr(mujoco.MjsActuator, "set_to_pid")
 
@@ -199,12 +199,9 @@ def build_spec(cfg: WidowXSceneConfig) -> "mujoco.MjSpec":
 
     check_cameras(cfg.cameras)
     # Wrist: above the palm, looking along the approach axis at the space between the fingers.
-    pos = [0.0, 0.0, 0.06]
-    gripper.add_camera(name="wrist", pos=pos, fovy=75.0,
-                       quat=look_at_quat(pos, [0.13, 0.0, 0.0], up=[0.0, 0.0, 1.0]))
+    add_camera(gripper, "wrist", [0.0, 0.0, 0.06], [0.13, 0.0, 0.0], fovy=75.0)
     # Front: across the table, facing the robot, framing the pick workspace.
-    pos = [0.65, 0.0, 0.32]
-    world.add_camera(name="front", pos=pos, fovy=50.0, quat=look_at_quat(pos, [0.25, 0.0, 0.06]))
+    add_camera(world, "front", [0.65, 0.0, 0.32], [0.25, 0.0, 0.06], fovy=50.0)
     return spec
 
 

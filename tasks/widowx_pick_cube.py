@@ -10,8 +10,8 @@ same agents, configs and scripted expert apply. The task name selects the robot:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
 from tasks.pick_cube import PickCubeSpec
 
 
@@ -21,11 +21,8 @@ class WidowXPickCubeSpec(PickCubeSpec):
     box_low: tuple[float, float, float] = (0.15, -0.18, 0.015)
     box_high: tuple[float, float, float] = (0.42, 0.18, 0.25)
     tcp_start: tuple[float, float, float] = (0.28, 0.0, 0.14)
-    tcp_start_xy_range: float = 0.02
     object_xy_center: tuple[float, float] = (0.28, 0.0)
     object_xy_range: float = 0.05
-    object_yaw_range: float = math.pi / 4
     cube_half_size: float = 0.02          # must match the WidowX twin's scene (it is passed on)
-    lift_height: float = 0.10
 
     robot: str = "widowx"                 # which twin tasks.make_twin builds

@@ -83,7 +83,7 @@ def test_the_nodes_find_a_shipped_config_by_name():
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    from tasks.rl_graph import train_config_from_params
+    from tasks.ros.rl_graph import train_config_from_params
 
     context = Context()
     rclpy.init(context=context)

@@ -75,9 +75,6 @@ FILE_LAYERS = {
     "robot_rl/cli.py": APPS,
     "controllers/node.py": ROS,
     "sim/twin_node.py": ROS,
-    **{f"tasks/{name}.py": ROS for name in ("ros_backend", "node_thread", "ros_teleop", "rl_graph",
-                                            "actor_node", "learner_node", "distributed", "bringup", "rig")},
-    **{f"tasks/{name}.py": APPS for name in ("deploy", "record_demos", "record_labels", "setup_tools")},
     # The operator's input vocabulary (key bindings, joy button layout): pure Python with no ROS,
     # read by a task file's reward.keys check, so it sits with the env.
     "drivers/keyboard.py": ENV,
@@ -85,13 +82,21 @@ FILE_LAYERS = {
 }
 FOLDER_LAYERS = {"robot_rl": CORE, "controllers": CORE, "sim": SIM, "tasks": ENV, "drivers": ROS,
                  "bench": APPS, "launch": APPS}
+# Subfolders split by role (tasks/: specs and env at the top, its ROS layer and its apps below).
+SUBFOLDER_LAYERS = {"tasks/ros": ROS, "tasks/apps": APPS}
 # Upward imports: none. The core finds the twin tasks through the task-provider entry point
 # (robot_rl/run_env.py, tasks/provider.py), and the CLI is an app. Keep it empty.
 KNOWN_UPWARD: set[str] = set()
 
 
 def _layer_of_file(rel: str) -> int:
-    return FILE_LAYERS.get(rel, FOLDER_LAYERS[rel.split("/")[0]])
+    if rel in FILE_LAYERS:
+        return FILE_LAYERS[rel]
+    folder = rel.rsplit("/", 1)[0]
+    for sub, layer in SUBFOLDER_LAYERS.items():
+        if folder == sub or folder.startswith(sub + "/"):
+            return layer
+    return FOLDER_LAYERS[rel.split("/")[0]]
 
 
 def _layer_of_module(module: str) -> int | None:
@@ -160,6 +165,43 @@ def test_the_layer_scan_sees_an_upward_import(tmp_path, monkeypatch):
     (tmp_path / "robot_rl" / "bad.py").write_text("import numpy\n\ndef f():\n    from tasks import make_env\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _upward_imports() == [("robot_rl/bad.py", 4, "tasks", CORE, ENV)]
+
+
+def test_the_layer_scan_places_the_tasks_subfolders(tmp_path, monkeypatch):
+    """tasks/ros is the ROS layer and tasks/apps the apps: the env may import neither, the ROS
+    layer not the apps, and tasks/ros/__init__.py is the ROS layer too."""
+    for folder in ("tasks", "tasks/ros", "tasks/apps"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("")
+    (tmp_path / "tasks" / "env_bad.py").write_text("from tasks.ros import backend\n")
+    (tmp_path / "tasks" / "ros" / "backend.py").write_text("import tasks.apps.deploy\n")
+    (tmp_path / "tasks" / "apps" / "deploy.py").write_text("from tasks.ros import backend\nimport tasks.env_bad\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert sorted(_upward_imports()) == [("tasks/env_bad.py", 1, "tasks.ros", ENV, ROS),
+                                         ("tasks/ros/backend.py", 1, "tasks.apps.deploy", ROS, APPS)]
+
+
+def _entry_points() -> list[str]:
+    """'module:attr' or 'module' targets of setup.py's console_scripts and plugin entry points."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    groups = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "entry_points"))
+    return [line.split("=", 1)[1].strip() for lines in groups.values() for line in lines]
+
+
+def test_every_entry_point_target_imports():
+    """Each console script and plugin of setup.py names a module and a function that exist (run in
+    a fresh interpreter: importing the node modules loads rclpy and the device libraries)."""
+    targets = _entry_points()
+    assert "robot_rl.cli:main" in targets and "tasks.ros.actor_node:main" in targets and "tasks.provider" in targets
+    check = ("import importlib, sys\n"
+             "for t in sys.argv[1:]:\n"
+             "    mod, _, attr = t.partition(':')\n"
+             "    m = importlib.import_module(mod)\n"
+             "    assert not attr or callable(getattr(m, attr, None)), t\n")
+    out = subprocess.run([sys.executable, "-c", check, *targets], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 # Private names (a leading underscore) imported from another module: the module's own business.

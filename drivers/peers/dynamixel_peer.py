@@ -31,6 +31,8 @@ import tty
 from collections import deque
 from dataclasses import dataclass, field
 
+from robot_rl.closing import Closing
+
 HEADER = bytes([0xFF, 0xFF, 0xFD, 0x00])
 BROADCAST_ID = 0xFE
 
@@ -366,7 +368,7 @@ class Servo:
 
 
 # ------------------------------------------------------------------------ the chain on a pty
-class DynamixelPeer:
+class DynamixelPeer(Closing):
     """Servos on one bus behind a pty. Use as a context manager or call close()."""
 
     def __init__(self, servos: dict[int, str] | None = None, positions: dict[int, int] | None = None,
@@ -515,12 +517,6 @@ class DynamixelPeer:
                 os.close(fd)
             except OSError:
                 pass
-
-    def __enter__(self) -> "DynamixelPeer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def ticks(rad: float) -> int:

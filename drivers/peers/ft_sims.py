@@ -29,12 +29,13 @@ from drivers.ft_sensors import (
     parse_rdt_request,
     with_crc,
 )
+from robot_rl.closing import Closing
 
 # Modbus RTU request lengths by function code, for finding undocumented requests in the stream.
 _REQUEST_LENGTHS = {3: 8, 4: 8, 6: 8}
 
 
-class _Sim:
+class _Sim(Closing):
     def __init__(self, rate_hz: float, noise: float = 0.0, seed: int = 0):
         self.rate_hz, self.noise = rate_hz, noise
         self.wrench = np.zeros(6)
@@ -53,12 +54,6 @@ class _Sim:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=3.0)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class Ft300Sim(_Sim):

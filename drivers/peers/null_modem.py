@@ -11,8 +11,10 @@ import select
 import threading
 import tty
 
+from robot_rl.closing import Closing
 
-class NullModem:
+
+class NullModem(Closing):
     def __init__(self) -> None:
         self._masters, self._slaves, self.paths = [], [], []
         for _ in range(2):
@@ -63,9 +65,3 @@ class NullModem:
                 os.close(fd)
             except OSError:
                 pass
-
-    def __enter__(self) -> "NullModem":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -10,7 +10,6 @@ Here the encoder is trained by the BC loss (there is no critic), with the same D
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
@@ -61,10 +60,7 @@ class BCAgent:
         x = self.spec.single_to_tensors(obs, self.device)
         with torch.inference_mode():
             features = self.encoder(x, train=False)
-            if deterministic:
-                action = self.actor.mode(features)
-            else:
-                action = self.actor.sample(features, self.act_generator)[0]
+            action = self.actor.act(features, deterministic, self.act_generator)
         return action[0].cpu().numpy().astype(np.float32)
 
     def update(self, batch: Batch | Sequence[Batch]) -> dict[str, float]:

@@ -282,10 +282,7 @@ class SACAgent:
         x = self._normalized(self.spec.single_to_tensors(obs, self.device))
         with torch.inference_mode():
             features = self.encoder(x, train=False)
-            if deterministic:
-                action = self.actor.mode(features)
-            else:
-                action = self.actor.sample(features, self.act_generator)[0]
+            action = self.actor.act(features, deterministic, self.act_generator)
             if self.grasp_critic is not None:
                 k = self.grasp_critic(features).argmax(dim=-1)
                 if not deterministic and self.cfg.grasp_epsilon > 0:

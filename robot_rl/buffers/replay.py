@@ -41,6 +41,7 @@ import numpy as np
 
 from robot_rl.buffers import integrity, storage
 from robot_rl.buffers.storage import ReplayFormatError
+from robot_rl.closing import ClosedWhenCollected, closed_on_error
 
 log = logging.getLogger("robot_rl.buffers")
 
@@ -63,8 +64,9 @@ def _file_name(kind: str, key: str) -> str:
     return f"{kind}.{safe}.{zlib.crc32(key.encode()):08x}.npy"
 
 
-def _space_specs(observation_space: Any) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """{key: (shape, dtype)} from a gymnasium.spaces.Dict (or any mapping of shaped spaces)."""
+def space_specs(observation_space: Any) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{key: (shape, dtype)} from a gymnasium.spaces.Dict (or any mapping of shaped spaces); the
+    replay buffer and the episode dataset both lay out their observations from it."""
     spaces = getattr(observation_space, "spaces", observation_space)
     if not isinstance(spaces, Mapping) or not spaces:
         raise ValueError(f"observation_space must be a non-empty gymnasium.spaces.Dict, got "
@@ -83,7 +85,7 @@ def _check_dtype(dtype: np.dtype, where: str) -> None:
         raise ValueError(f"{where}: dtype {dtype} cannot be stored (bool/int/uint/float only)")
 
 
-class ReplayBuffer:
+class ReplayBuffer(ClosedWhenCollected):
     """See the module docstring. Build with ReplayBuffer.create(...) or ReplayBuffer.open(path)."""
 
     def __init__(self, directory: Path | None, spec: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -138,7 +140,7 @@ class ReplayBuffer:
             raise ValueError(f"action_dim must be a positive int, got {action_dim!r}")
         capacity, action_dim = int(capacity), int(action_dim)
         frames: dict[str, dict[str, Any]] = {}
-        for key, (shape, dtype) in _space_specs(observation_space).items():
+        for key, (shape, dtype) in space_specs(observation_space).items():
             _check_dtype(dtype, f"observation {key!r}")
             frames[key] = {"kind": "obs", "shape": list(shape), "dtype": dtype.str,
                            "file": _file_name("frame", key)}
@@ -219,15 +221,12 @@ class ReplayBuffer:
             raise
         buf = cls(directory, spec, arrays, cursor, spec["fsync"] if fsync is None else fsync,
                   check_continuity, lock_fd, crcs)
-        try:
+        with closed_on_error(buf):
             buf._recover_after_reopen()
             if verify or legacy:
                 buf._verify(checksums=not legacy)
             if legacy:
                 buf._upgrade_from_version_1()
-        except BaseException:
-            buf.close()
-            raise
         return buf
 
     def verify(self) -> int:
@@ -610,18 +609,6 @@ class ReplayBuffer:
         if self._lock_fd is not None:
             storage.unlock_directory(self._lock_fd)
             self._lock_fd = None
-
-    def __enter__(self) -> "ReplayBuffer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         where = str(self.directory) if self.directory is not None else "memory"

@@ -13,6 +13,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from robot_rl.buffers.replay import space_specs
+
 # Per-step arrays besides the action: name -> dtype.
 STEP_FIELDS: dict[str, np.dtype] = {
     "rewards": np.dtype("float32"),
@@ -28,16 +30,11 @@ REQUIRED_METADATA = ("task", "success", "source")
 
 def spec_from_space(observation_space: Any, action_dim: int) -> dict[str, Any]:
     """The dataset spec {"observations": {key: {shape, dtype}}, "action_dim"} of an env."""
-    spaces = getattr(observation_space, "spaces", observation_space)
-    if not isinstance(spaces, Mapping) or not spaces:
-        raise ValueError(f"observation_space must be a non-empty gymnasium.spaces.Dict, got "
-                         f"{observation_space!r}")
     obs = {}
-    for key, space in spaces.items():
-        dtype = np.dtype(space.dtype)
+    for key, (shape, dtype) in space_specs(observation_space).items():
         if dtype.kind not in "biuf":
             raise ValueError(f"observation {key!r}: dtype {dtype} cannot be stored")
-        obs[str(key)] = {"shape": [int(s) for s in space.shape], "dtype": dtype.str}
+        obs[key] = {"shape": list(shape), "dtype": dtype.str}
     if int(action_dim) != action_dim or action_dim < 1:
         raise ValueError(f"action_dim must be a positive int, got {action_dim!r}")
     return {"observations": obs, "action_dim": int(action_dim)}

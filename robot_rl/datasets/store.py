@@ -40,6 +40,7 @@ import numpy as np
 
 from robot_rl.atomic_io import fsync_directory
 from robot_rl.datasets.episode import STEP_FIELDS, Episode, check_spec, spec_from_space
+from robot_rl.closing import ClosedWhenCollected, closed_on_error
 from robot_rl.file_format import (check_version, crc32_hex, is_crc32_hex, json_crc32, lock_one_writer,
                                   read_json_header, unlock)
 
@@ -118,7 +119,7 @@ def decode_episode(path: Path, data: bytes | None = None) -> Episode:
     return ep
 
 
-class EpisodeDataset:
+class EpisodeDataset(ClosedWhenCollected):
     """A directory of episodes. Build with create(), open() (read-only or writable) or
     open_or_create(). A writable dataset holds an exclusive flock: one writer at a time."""
 
@@ -154,11 +155,8 @@ class EpisodeDataset:
                   "settings": {"compress": bool(compress), "fsync": bool(fsync)},
                   "created_at": time.time(), "episodes": []}
         ds = cls(directory, header, lock_fd)
-        try:
+        with closed_on_error(ds):
             ds._write_header(header)
-        except BaseException:
-            ds.close()
-            raise
         return ds
 
     @classmethod
@@ -175,13 +173,10 @@ class EpisodeDataset:
             return cls(directory, header, None)
         lock_fd = lock_one_writer(directory, LOCK_FILE, "dataset is open for writing")
         ds = cls(directory, _read_header(directory), lock_fd)  # re-read under the lock
-        try:
+        with closed_on_error(ds):
             if ds._header["version"] < VERSION:
                 ds._upgrade_from_version_1()
             ds._repair()
-        except BaseException:
-            ds.close()
-            raise
         return ds
 
     def _upgrade_from_version_1(self) -> None:
@@ -405,18 +400,6 @@ class EpisodeDataset:
         if self._lock_fd is not None:
             unlock(self._lock_fd)
             self._lock_fd = None
-
-    def __enter__(self) -> "EpisodeDataset":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         return (f"EpisodeDataset({str(self.directory)!r}, episodes={len(self)}, "

@@ -61,3 +61,8 @@ class TanhGaussianPolicy(nn.Module):
     def mode(self, features: torch.Tensor) -> torch.Tensor:
         mean, _ = self(features)
         return torch.tanh(mean)
+
+    def act(self, features: torch.Tensor, deterministic: bool,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+        """The action an agent takes: the mode when deterministic (evaluation), else a sample."""
+        return self.mode(features) if deterministic else self.sample(features, generator)[0]

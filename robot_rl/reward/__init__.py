@@ -6,6 +6,6 @@
     robot_rl.reward.cli               `robot-rl train-classifier`
 
 The gymnasium wrapper that turns a classifier into an env's reward lives in
-tasks/classifier_reward.py; recording labels in tasks/record_labels.py.
+tasks/classifier_reward.py; recording labels in tasks/apps/record_labels.py.
 """
 # No imports here: `robot-rl --help` loads robot_rl.reward.cli, which must not pull in torch.

@@ -1,7 +1,7 @@
 """The whole Franka node drives a task env through the ROS backend, as on hardware.
 
 franky-sim (a libfranka-protocol peer) <- FrankaNode (1 kHz loop process, ROS node) <- topics
-<- RosRobot (tasks/ros_backend.py) <- RobotEnv(pick_cube spec). No twin, no ground truth:
+<- RosRobot (tasks/ros/backend.py) <- RobotEnv(pick_cube spec). No twin, no ground truth:
 exactly what a user gets on the real arm before the reward classifier is trained. One episode:
 reset (the driver's joint-space home move), actions along the end-effector axes, truncation.
 """
@@ -19,7 +19,7 @@ from geometry_msgs.msg import PoseStamped  # noqa: E402
 from drivers.franka_node import FrankaNode  # noqa: E402
 from drivers.franka_sim import FrankySim  # noqa: E402
 from controllers.rotations import quat_to_matrix as quat_to_rot  # noqa: E402
-from tasks.ros_backend import make_ros_env  # noqa: E402
+from tasks.ros.backend import make_ros_env  # noqa: E402
 
 
 @pytest.mark.slow

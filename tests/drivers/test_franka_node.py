@@ -16,33 +16,20 @@ import pytest
 pytest.importorskip("pylibfranka")
 pytest.importorskip("franky_sim")
 
+from builtin_interfaces.msg import Time  # noqa: E402
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64, String  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
 
+from controllers.node import pose_msg as controller_pose_msg  # noqa: E402
 from drivers.franka_node import FrankaNode  # noqa: E402
 from drivers.franka_sim import FrankySim  # noqa: E402
-
-
-def call(ros, client, timeout=60.0):
-    assert client.wait_for_service(timeout_sec=5.0)
-    future = client.call_async(Trigger.Request())
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        assert time.monotonic() < deadline, f"{client.srv_name} did not answer"
-        time.sleep(0.02)
-    return future.result()
+from tests.conftest import call_trigger  # noqa: E402
 
 
 def pose_msg(pos, quat) -> PoseStamped:
-    m = PoseStamped()
-    m.header.frame_id = "fr3_link0"
-    m.pose.position.x, m.pose.position.y, m.pose.position.z = (float(v) for v in pos)
-    o = m.pose.orientation
-    o.x, o.y, o.z, o.w = (float(v) for v in quat)
-    return m
+    return controller_pose_msg(pos, quat, "fr3_link0", Time())
 
 
 @pytest.mark.slow
@@ -111,13 +98,13 @@ def test_node_streams_state_follows_targets_and_serves_reset(ros):
         assert list(node.get_parameter("safety_box_max").value) == start_box
 
         # reset: joint-space move home, then impedance again.
-        res = call(ros, ros.probe.create_client(Trigger, "/franka/reset"), timeout=90.0)
+        res = call_trigger(ros.probe, "/franka/reset", timeout=90.0)
         assert res.success, res.message
         home = np.array(node.get_parameter("home_joint_positions").value)
         # (the probe may still be delivering joint states from during the move)
         joints.wait_for(lambda m: np.max(np.abs(np.array(m.position) - home)) < 0.03, timeout=3.0,
                         start=len(joints))
-        res = call(ros, ros.probe.create_client(Trigger, "/franka/recover"))
+        res = call_trigger(ros.probe, "/franka/recover", timeout=60.0)
         assert res.success, res.message  # nothing to recover: it just resumes impedance
 
         # The hand follows gripper/command (0 open .. 1 closed) and reports on gripper/state.

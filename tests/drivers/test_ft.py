@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import WrenchStamped
 from std_msgs.msg import String
-from std_srvs.srv import Trigger
 
 from drivers.ft import WrenchProcessor
 from drivers.ft_node import FtSensorNode
@@ -27,6 +26,7 @@ from drivers.ft_sensors import (
 )
 from drivers.peers.ft_sims import Ft300Sim, NetFtSim
 from drivers.peers.null_modem import NullModem
+from tests.conftest import call_trigger
 
 FAST = dict(timeout=0.2, reconnect_backoff=0.05, reconnect_backoff_max=0.2)
 
@@ -121,17 +121,6 @@ def test_processor_zero_filter_limits_and_bad_input():
         WrenchProcessor(cutoff_hz=-1)
 
 
-def call_zero(ros, name: str):
-    client = ros.probe.create_client(Trigger, name)
-    assert client.wait_for_service(timeout_sec=5.0)
-    future = client.call_async(Trigger.Request())
-    deadline = time.monotonic() + 5
-    while not future.done():
-        assert time.monotonic() < deadline, "zero service did not answer"
-        time.sleep(0.01)
-    return future.result()
-
-
 def test_ft300_node_scaling_zeroing_limits_and_lost_sensor(ros):
     with NullModem() as cable, Ft300Sim(cable.b, rate_hz=100.0) as sensor:
         sensor.wrench = np.array([1.5, -2.0, 10.0, 0.1, -0.2, 0.05])
@@ -143,7 +132,7 @@ def test_ft300_node_scaling_zeroing_limits_and_lost_sensor(ros):
         np.testing.assert_allclose(as_array(w), sensor.wrench, atol=1e-9)
         assert w.header.frame_id == "ft300_sensor" and abs(w.header.stamp.sec - time.time()) < 2
 
-        reply = call_zero(ros, "/franka/wrench/zero")
+        reply = call_trigger(ros.probe, "/franka/wrench/zero", timeout=5.0)
         assert reply.success and "10.0" in reply.message
         wrenches.wait_for(lambda m: np.allclose(as_array(m), 0.0, atol=1e-9))  # zeroed from now on
 

@@ -105,8 +105,7 @@ def status_events(inbox) -> list[dict]:
 def test_node_over_tcp_commands_state_object_and_faults(ros):
     sim = Robotiq2F85Sim()
     port = free_port()
-    server = sim.serve(tcp=("127.0.0.1", port))
-    try:
+    with sim.serve(tcp=("127.0.0.1", port)):
         states = ros.inbox(JointState, "/franka/gripper/state")
         status = ros.inbox(String, "/franka/gripper/status")
         node = ros.add(RobotiqNode(namespace="franka", **ros.kwargs(transport="tcp", host="127.0.0.1", tcp_port=port, **FAST)))
@@ -146,8 +145,6 @@ def test_node_over_tcp_commands_state_object_and_faults(ros):
         ev = status.wait_for(lambda m: json.loads(m.data).get("fault") == 0x0E)
         assert json.loads(ev.data)["fault_text"] == "overcurrent"
         assert any("fault 0x0E" in e.get("event", "") for e in status_events(status))
-    finally:
-        server.stop()
 
 
 def test_node_reconnects_and_delivers_a_command_sent_while_the_link_was_down(ros):

@@ -11,17 +11,20 @@ import time
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
-from std_srvs.srv import Trigger
 
+from controllers.node import pose_msg as controller_pose_msg
 from controllers.widowx_model import WIDOWX_250S
 from drivers.dynamixel_bus import RAD_PER_TICK, BusConfig, ticks_to_rad
 from drivers.peers import dynamixel_peer as dxl
 from drivers.peers.dynamixel_peer import DynamixelPeer, ticks
 from drivers.widowx import WidowXArm, WidowXConfig
 from drivers.widowx_node import WidowXNode
+from robot_rl.child_process import stop_child
+from tests.conftest import call_trigger
 
 JOINT_IDS = (1, 2, 4, 6, 7, 8)
 READY = WIDOWX_250S.postures["ready"]   # TCP pointing down over the table
@@ -132,12 +135,7 @@ def start_node(ros, peer, **params):
 
 
 def pose_msg(pos, quat) -> PoseStamped:
-    m = PoseStamped()
-    m.header.frame_id = "wx250s/base_link"
-    m.pose.position.x, m.pose.position.y, m.pose.position.z = (float(v) for v in pos)
-    o = m.pose.orientation
-    o.x, o.y, o.z, o.w = (float(v) for v in quat)
-    return m
+    return controller_pose_msg(pos, quat, "wx250s/base_link", Time())
 
 
 def pose_of(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
@@ -159,18 +157,6 @@ def track(pub, peer, target, quat, timeout=4.0, tol=0.005) -> float:
         if err < tol or time.monotonic() > deadline:
             return err
         time.sleep(0.02)
-
-
-def call(ros, name: str, timeout: float = 15.0) -> Trigger.Response:
-    client = ros.probe.create_client(Trigger, name)
-    assert client.wait_for_service(timeout_sec=5.0), f"no service {name}"
-    future = client.call_async(Trigger.Request())
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        assert time.monotonic() < deadline, f"{name} did not answer in {timeout} s"
-        time.sleep(0.01)
-    ros.probe.destroy_client(client)
-    return future.result()
 
 
 def test_node_tracks_an_ee_target_through_ik_and_drives_the_gripper(ros, peer):
@@ -208,13 +194,19 @@ def test_node_tracks_an_ee_target_through_ik_and_drives_the_gripper(ros, peer):
     status.wait_for(lambda m: json.loads(m.data)["event"] == "gripper_command_rejected", timeout=3.0)
 
 
-def test_fault_is_reported_the_arm_holds_and_recover_resumes_tracking(ros, peer):
+def started_arm(ros, peer):
+    """The node on the peer: its status inbox, a target publisher and the arm's start pose."""
     status = ros.inbox(String, "/widowx/status")
     poses = ros.inbox(PoseStamped, "/widowx/ee_pose")
     start_node(ros, peer)
     pub = ros.probe.create_publisher(PoseStamped, "/widowx/equilibrium_pose", 10)
     ros.wait_matched(pub)
     pos0, quat0 = pose_of(poses.wait_for(timeout=10.0))
+    return status, pub, pos0, quat0
+
+
+def test_fault_is_reported_the_arm_holds_and_recover_resumes_tracking(ros, peer):
+    status, pub, pos0, quat0 = started_arm(ros, peer)
     assert track(pub, peer, pos0 + np.array([0.0, 0.03, 0.0]), quat0) < 0.005
 
     peer.raise_error(4, dxl.HW_OVERLOAD)           # the elbow overloads
@@ -229,7 +221,7 @@ def test_fault_is_reported_the_arm_holds_and_recover_resumes_tracking(ros, peer)
         time.sleep(0.02)
     assert all(abs(peer.position(i) - held[i]) <= 2 for i in held), "the arm must hold on a fault"
 
-    r = call(ros, "/widowx/recover")
+    r = call_trigger(ros.probe, "/widowx/recover", timeout=15.0)
     assert r.success, r.message
     assert peer.servos[4].reboots == 1 and peer.read(4, dxl.ADDR_TORQUE_ENABLE, 1) == 1
     assert peer.read(4, dxl.ADDR_HARDWARE_ERROR, 1) == 0
@@ -238,12 +230,7 @@ def test_fault_is_reported_the_arm_holds_and_recover_resumes_tracking(ros, peer)
 
 
 def test_bad_target_and_watchdog_hold_and_reset_goes_home(ros, peer):
-    status = ros.inbox(String, "/widowx/status")
-    poses = ros.inbox(PoseStamped, "/widowx/ee_pose")
-    start_node(ros, peer)
-    pub = ros.probe.create_publisher(PoseStamped, "/widowx/equilibrium_pose", 10)
-    ros.wait_matched(pub)
-    pos0, quat0 = pose_of(poses.wait_for(timeout=10.0))
+    status, pub, pos0, quat0 = started_arm(ros, peer)
     target = pos0 + np.array([0.08, 0.0, 0.0])
     assert track(pub, peer, target, quat0, tol=0.06) < 0.06   # start a motion (2 cm of 8) ...
     pub.publish(pose_msg([math.nan, 0.0, 0.2], quat0))   # ... then a NaN target: refused, hold
@@ -262,7 +249,7 @@ def test_bad_target_and_watchdog_hold_and_reset_goes_home(ros, peer):
     hold = status.wait_for(lambda m: "watchdog" in json.loads(m.data).get("reason", ""), timeout=3.0)
     assert json.loads(hold.data)["event"] == "hold"
 
-    r = call(ros, "/widowx/reset")
+    r = call_trigger(ros.probe, "/widowx/reset", timeout=15.0)
     assert r.success, r.message
     np.testing.assert_allclose(peer_q(peer), WIDOWX_250S.home, atol=0.03)
 
@@ -297,7 +284,7 @@ def test_lost_bus_is_reported_the_node_stays_up_and_reconnects(ros, peer):
     peer.mute()                                    # the servos lose power: no status packets
     lost = status.wait_for(lambda m: json.loads(m.data)["event"] == "lost", timeout=3.0)
     assert "no status packet" in json.loads(lost.data)["message"]
-    r = call(ros, "/widowx/recover")               # the node answers; the bus is still gone
+    r = call_trigger(ros.probe, "/widowx/recover", timeout=15.0)               # the node answers; the bus is still gone
     assert not r.success and "reconnect failed" in r.message
     peer.mute(False)                               # power back: it reconnects on its own
     status.wait_for(lambda m: json.loads(m.data)["event"] == "reconnected", timeout=5.0)
@@ -309,7 +296,7 @@ def test_lost_bus_is_reported_the_node_stays_up_and_reconnects(ros, peer):
     lost = status.wait_for(lambda m: json.loads(m.data)["event"] == "lost", timeout=3.0, start=start)
     assert "failed" in json.loads(lost.data)["message"]
     time.sleep(0.5)
-    assert node.arm.mode == "lost" and call(ros, "/widowx/reset").success is False
+    assert node.arm.mode == "lost" and call_trigger(ros.probe, "/widowx/reset", timeout=15.0).success is False
 
 
 def test_entry_point_without_the_arm_says_what_is_missing():
@@ -324,7 +311,7 @@ def test_launch_parameters_are_the_ones_the_node_declares(ros, peer):
     as written: every key is a declared parameter and its value has the declared type."""
     from pathlib import Path
 
-    from tasks.rig import load_rig
+    from tasks.ros.rig import load_rig
 
     path = Path(__file__).resolve().parents[2] / "launch" / "widowx.yaml"
     given = next(n.parameters for n in load_rig(path).nodes if n.fqn == "/widowx/widowx")
@@ -364,8 +351,4 @@ def test_entry_point_drives_the_peer_across_processes(ros):
             node.kill()
             node.wait()
         peer.stdin.close()                 # the peer stops when its stdin closes
-        try:
-            peer.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            peer.kill()
-            peer.wait()
+        stop_child(peer, None, grace_s=5)

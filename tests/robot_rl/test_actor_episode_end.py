@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 
 import gymnasium as gym
-import numpy as np
 import pytest
 
 from robot_rl.actor import Actor, ActorConfig, OperatorKeys
@@ -19,7 +18,7 @@ from robot_rl.train import TrainConfig
 
 
 class CameraWentStale(RuntimeError):
-    aborts_episode = True       # as tasks.ros_backend.StaleDataError
+    aborts_episode = True       # as tasks.ros.backend.StaleDataError
 
 
 class StaleAt(gym.Wrapper):

@@ -7,18 +7,6 @@ import torch
 from robot_rl.agents import BCAgent, BCConfig
 
 
-@pytest.fixture
-def one_thread():
-    """Small-network learning loops run many tiny ops; on a shared 2-core box a second OpenMP
-    thread mostly waits for a busy core (measured 5-10x slower), so these tests use one thread
-    and give the setting back afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 def spaces(state_dim=4, action_dim=3, cameras=()):
     obs = {"state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)}
     for c in cameras:

@@ -146,7 +146,7 @@ def test_terminated_transitions_ignore_next_state_but_truncated_ones_do_not():
     agent = _state_agent()
     batch = _batch()
     batch["terminated"][:4] = 1.0
-    obs, act, r, d = batch["obs"]["state"], batch["action"], batch["reward"], batch["terminated"]
+    r, d = batch["reward"], batch["terminated"]
     noise = torch.zeros(8, 3)
 
     def targets(next_state):

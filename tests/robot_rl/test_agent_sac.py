@@ -7,20 +7,7 @@ import pytest
 import torch
 
 from robot_rl.agents.sac import SACAgent, SACConfig
-from robot_rl.networks import EncoderConfig, ResNet10
-from robot_rl.networks.resnet import save_backbone_weights
-
-
-@pytest.fixture
-def one_thread():
-    """Small-network learning loops run many tiny ops; on a shared 2-core box a second OpenMP
-    thread mostly waits for a busy core (measured 5-10x slower), so these tests use one thread
-    and give the setting back afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from robot_rl.networks import EncoderConfig
 
 STATE_DIM = 6
 
@@ -55,16 +42,6 @@ def make_batch(b, cameras=(), seed=0, action_dim=7, state_dim=STATE_DIM):
     return {"obs": obs(), "next_obs": obs(), "action": torch.rand(b, action_dim, generator=g) * 2 - 1,
             "reward": torch.randn(b, generator=g), "terminated": (torch.rand(b, generator=g) < 0.2).float(),
             "grasp_penalty": torch.zeros(b)}
-
-
-@pytest.fixture
-def weights_file(tmp_path):
-    """A 'pretrained' backbone file: random ResNet-10 weights in the expected safetensors layout."""
-    path = tmp_path / "resnet10.safetensors"
-    with torch.random.fork_rng():
-        torch.manual_seed(123)
-        save_backbone_weights(ResNet10(), path)
-    return str(path)
 
 
 def params(module):

@@ -3,8 +3,6 @@ input, a real full disk (tmpfs), and loading into the replay buffer from real tw
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import gymnasium as gym
 import numpy as np
@@ -166,20 +164,6 @@ def test_leftovers_of_a_killed_writer_are_ignored_then_repaired(tmp_path):
         ds.append(synthetic_episode(rng, 2))   # the next episode takes the free name
         assert ds.episodes[2]["file"] == "episode_000002.npz"
     assert (ep_dir / "episode_000002.npz.orphan").read_bytes() == b"garbage"
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 1 MiB tmpfs: writes there hit a real full disk (ENOSPC)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    cmd = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]
-    if os.geteuid() != 0 or subprocess.run(cmd, capture_output=True).returncode != 0:
-        pytest.skip("needs root to mount a tmpfs (run as root, or under `unshare -rm`)")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.parametrize("free_space_known", [True, False])

@@ -9,20 +9,10 @@ import torch
 
 from robot_rl import cli
 from robot_rl.agents.sac import SACConfig
-from robot_rl.networks import EncoderConfig, ObservationEncoder, ResNet10
+from robot_rl.networks import EncoderConfig, ObservationEncoder
 from robot_rl.networks.encoder_choice import choose_backbone
-from robot_rl.networks.resnet import save_backbone_weights
 from robot_rl.networks.small_conv import SmallConv
 from robot_rl.train import TrainConfig
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "resnet10.safetensors"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        save_backbone_weights(ResNet10(), path)
-    return str(path)
 
 
 def test_auto_picks_the_pretrained_frozen_resnet_when_its_file_is_set_else_small_conv():

@@ -130,12 +130,6 @@ def test_load_backbone_weights_checks_everything(tmp_path):
 
 # ---------------------------------------------------------------- encoder
 
-@pytest.fixture
-def weights_file(tmp_path):
-    path = tmp_path / "bb.safetensors"
-    save_backbone_weights(ResNet10(), path)
-    return str(path)
-
 
 def test_encoder_shapes_and_state_only_identity(weights_file):
     enc = ObservationEncoder(10, ["wrist", "front"], (128, 128, 3), EncoderConfig(pretrained_backbone=weights_file))

@@ -11,18 +11,8 @@ import torch.nn.functional as F
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.config import ConfigError
 from robot_rl.networks.encoder import EncoderConfig, ObservationEncoder, native_bfloat16, resolve_head_dtype
-from robot_rl.networks.resnet import ResNet10, save_backbone_weights
 
 CAMS = ["wrist", "front"]
-
-
-@pytest.fixture
-def weights_file(tmp_path):
-    path = tmp_path / "bb.safetensors"
-    with torch.random.fork_rng():
-        torch.manual_seed(7)
-        save_backbone_weights(ResNet10(), path)
-    return str(path)
 
 
 def encoder(weights_file, head_dtype, **kw):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -25,28 +24,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from robot_rl.buffers import ReplayBuffer
 from robot_rl.buffers import storage
+from tests.robot_rl.conftest import write_small_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, LEARNING_STARTS, UTD = 420, 64, 0.5
 
 
 def write_config(run_dir: Path, **changes) -> Path:
-    cfg = {"task": "point_reach", "steps": STEPS, "demos": 3, "learning_starts": LEARNING_STARTS,
-           "batch_size": 32, "updates_per_step": UTD, "checkpoint_every": 120, "eval_every": 0,
-           "final_eval_episodes": 2, "run_dir": str(run_dir), "progress": False, "threads": 1,
-           "device": "cpu",
-           # Plain RLPD (2 critics, no BC), the small learner these tests were written for.
-           "agent": {"hidden_dims": [32, 32], "critic_ensemble_size": 2, "critic_subsample_size": None,
-                     "bc_weight": 0.0},
-           "buffer": {"capacity": 4000, "demo_capacity": 4000}}
-    cfg.update(changes)
-    path = run_dir.parent / f"{run_dir.name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_small_run_config(run_dir, **{
+        "steps": STEPS, "learning_starts": LEARNING_STARTS, "updates_per_step": UTD, "checkpoint_every": 120,
+        "eval_every": 0, "final_eval_episodes": 2, "buffer": {"capacity": 4000, "demo_capacity": 4000},
+        **changes})
 
 
 def start_train(cfg: Path, log: Path) -> subprocess.Popen:
@@ -94,9 +85,8 @@ def snapshot(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_train_killed_twice_resumes_with_nothing_lost_and_counters_continuing(tmp_path):
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+def test_train_killed_twice_resumes_with_nothing_lost_and_counters_continuing(tmp_path, kill_rng):
+    rng, seed = kill_rng, kill_rng.seed_value
     run_dir = tmp_path / "run"
     cfg = write_config(run_dir)
     online_dir = run_dir / "buffers" / "online"

@@ -17,11 +17,10 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import rclpy  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+
+from tasks.ros.node_thread import NodeThread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,30 +62,28 @@ class Inbox:
 
 
 class Graph:
-    """A Context with a probe node and any nodes added, on a SingleThreadedExecutor thread
-    (Jazzy's MultiThreadedExecutor busy-loops holding the GIL, ros2/rclpy#1452, and starved
-    the in-process twin's physics thread: the 100 Hz twin was received at 3-15 Hz here)."""
+    """A probe node and any nodes added, in a private Context, spun on one thread
+    (tasks/ros/node_thread.py: a SingleThreadedExecutor; Jazzy's MultiThreadedExecutor busy-loops
+    holding the GIL, ros2/rclpy#1452, and starved the in-process twin's physics thread: the
+    100 Hz twin was received at 3-15 Hz here). Use it as a context manager: it always shuts down."""
 
     def __init__(self, probe_name: str = "test_probe"):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.probe = rclpy.create_node(probe_name, context=self.context)
-        self.nodes: list[Node] = []
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.probe)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self._spin = NodeThread(probe_name)
+        self.context = self._spin.context
+        self.probe = self._spin.node
 
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
+    def __enter__(self) -> "Graph":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
 
     def add(self, node: Node) -> Node:
-        self.nodes.append(node)
-        self.executor.add_node(node)
-        return node
+        return self._spin.add(node)
+
+    def remove(self, node: Node) -> None:
+        """Stops spinning a node added before; the caller closes and destroys it."""
+        self._spin.remove(node)
 
     def kwargs(self, namespace: str = "/franka", **params) -> dict:
         return {"context": self.context, "namespace": namespace,
@@ -102,24 +99,13 @@ class Graph:
             time.sleep(0.01)
 
     def shutdown(self) -> None:
-        try:
-            self.executor.shutdown(timeout_sec=2.0)
-            self._thread.join(timeout=5.0)
-        finally:
-            for n in self.nodes:
-                n.destroy_node()
-            self.probe.destroy_node()
-            if self.context.ok():
-                rclpy.shutdown(context=self.context)
+        self._spin.close()
 
 
 @pytest.fixture
 def graph():
-    g = Graph()
-    try:
+    with Graph() as g:
         yield g
-    finally:
-        g.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +114,10 @@ def twin_graph():
     starting the twin takes ~1 s, so the module's tests share it."""
     from sim.twin_node import TwinNode
 
-    g = Graph()
-    try:
+    with Graph() as g:
         # As the shipped twin rig: its launch allows the precision reset profile (Cartesian resets).
-        twin = g.add(TwinNode(**g.kwargs(reset_profile="precision")))
-        g.twin = twin
+        g.twin = g.add(TwinNode(**g.kwargs(reset_profile="precision")))
         yield g
-    finally:
-        g.shutdown()
 
 
 def start_process(args: list[str], **kwargs) -> subprocess.Popen:

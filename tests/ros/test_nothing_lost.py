@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-import random
 import signal
 import time
 from pathlib import Path
@@ -138,10 +137,9 @@ def _seqs_in_spool(spool_dir: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path):
+def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path, kill_rng):
     """~60 s: learner + actor processes; SIGKILL the actor, restart it; SIGKILL both, restart both."""
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+    rng, seed = kill_rng, kill_rng.seed_value
     run_dir = tmp_path / "run"
     steps = 500
     cfg = write_config(run_dir, steps=steps)
@@ -151,8 +149,8 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path):
     graph = Graph()
     try:
         probe = AckProbe(graph.probe, run_dir)
-        learner = procs.start("learner", "tasks.learner_node", config_file=cfg)
-        actor = procs.start("actor", "tasks.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
+        learner = procs.start("learner", "tasks.ros.learner_node", config_file=cfg)
+        actor = procs.start("actor", "tasks.ros.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
         # 1. The actor alone, at a random moment.
         probe.wait(lambda: probe.max_acked() >= rng.randrange(30, 120), 90, "acks before the actor kill")
         time.sleep(rng.uniform(0.0, 0.3))
@@ -160,7 +158,7 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path):
         actor.wait(timeout=10)
         killed = _seqs_in_spool(spool_dir)
         assert killed, f"seed {seed}: nothing spooled"
-        actor = procs.start("actor2", "tasks.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
+        actor = procs.start("actor2", "tasks.ros.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
         # 2. Both at once, at a random moment after the restarted actor recovered and went on.
         probe.wait(lambda: len(probe.acked) >= 2 and min(probe.acked.values()) >= 0
                    and max(v for k, v in probe.acked.items() if k.split("/")[1] not in killed) >= rng.randrange(20, 90),
@@ -174,8 +172,8 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path):
         with ReplayBuffer.open(run_dir / "buffers" / "online") as online:
             stored_before = len(online)
         # 3. Restart both; the run completes.
-        learner = procs.start("learner2", "tasks.learner_node", config_file=cfg, stop_after_steps=steps)
-        actor = procs.start("actor3", "tasks.actor_node", config_file=cfg, steps=150, resend_after_s=1.0)
+        learner = procs.start("learner2", "tasks.ros.learner_node", config_file=cfg, stop_after_steps=steps)
+        actor = procs.start("actor3", "tasks.ros.actor_node", config_file=cfg, steps=150, resend_after_s=1.0)
         assert procs.wait(actor, 150) == 0, f"seed {seed}\n" + procs.log("actor3")[-4000:]
         learner.send_signal(signal.SIGINT)
         assert procs.wait(learner, 60) == 0, procs.log("learner2")
@@ -196,7 +194,7 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path):
         actions = online.gather(online.transition_indices())["action"]
         assert len(np.unique(actions, axis=0)) == n, f"seed {seed}: a transition was stored twice"
     # The episode log (the distributed curve): every stored transition's episode is in it once.
-    from tasks.actor_node import read_episode_log
+    from tasks.ros.actor_node import read_episode_log
     log = read_episode_log(run_dir / "actor_actor0_episodes.jsonl")
     keys = [(e["session"], e["episode"]) for e in log]
     assert len(keys) == len(set(keys)), f"seed {seed}: an episode logged twice"
@@ -204,15 +202,14 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path):
 
 
 @pytest.mark.slow
-def test_robot_rl_train_distributed_sigkilled_then_rerun_resumes(tmp_path):
+def test_robot_rl_train_distributed_sigkilled_then_rerun_resumes(tmp_path, kill_rng):
     """~50 s: `robot-rl train --distributed` SIGKILLed at a random moment (its actor and learner
     die with it), then run again on the same run dir: it resumes and completes the steps."""
     import os
     import subprocess
     import sys
 
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+    rng, seed = kill_rng, kill_rng.seed_value
     run_dir = tmp_path / "run"
     steps = 240
     cfg = write_config(run_dir, steps=steps, final_eval_episodes=2)

@@ -13,6 +13,7 @@ from sensor_msgs.msg import JointState, Joy
 
 from drivers.teleop import joy_buttons
 from robot_rl.datasets import EpisodeDataset
+from tests.conftest import call_trigger
 
 
 class ScriptedOperator:
@@ -115,19 +116,11 @@ def test_record_labels_resets_the_arm_through_the_controller_and_leaves_the_scen
     (here a moved one, via --override), not the driver's reset service - which in the twin would
     also have put the cube somewhere new. The scene is the operator's: the cube stays put."""
     from robot_rl.cli import main
-    from tasks.ros_backend import _decode_task_state
-
-    from std_srvs.srv import Trigger
+    from tasks.ros.backend import _decode_task_state
 
     # A fresh scene first (the twin's own reset: arm up, cube on the table), away from what the
     # earlier tests left.
-    client = twin_graph.probe.create_client(Trigger, "/franka/reset")
-    assert client.wait_for_service(timeout_sec=10.0)
-    future = client.call_async(Trigger.Request())
-    deadline = time.monotonic() + 10.0
-    while not future.done():
-        assert time.monotonic() < deadline, "the twin's reset service did not answer"
-        time.sleep(0.02)
+    call_trigger(twin_graph.probe, "/franka/reset")
     time.sleep(0.5)                 # the cube settles
     states = twin_graph.inbox(JointState, "/franka/task/state", qos=5)
     poses = twin_graph.inbox(PoseStamped, "/franka/ee_pose", qos=5)
@@ -159,10 +152,10 @@ def test_record_labels_resets_the_arm_through_the_controller_and_leaves_the_scen
 
 
 def test_scene_pause_ends_on_a_new_press_not_a_held_button(twin_graph):
-    """tasks.scene_pause over the real teleop topic: a button held from before the pause does not
+    """tasks.apps.scene_pause over the real teleop topic: a button held from before the pause does not
     end it; a new press does; no press times out."""
-    from tasks.ros_teleop import RosTeleopSource
-    from tasks.scene_pause import PROMPT, wait_for_scene_reset
+    from tasks.ros.teleop import RosTeleopSource
+    from tasks.apps.scene_pause import PROMPT, wait_for_scene_reset
 
     joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
     held = {"buttons": {"success"}}

@@ -35,9 +35,9 @@ from drivers.spacemouse_node import SpaceMouseNodeConfig  # noqa: E402
 from drivers.widowx_node import WidowXNodeConfig  # noqa: E402
 from robot_rl.config import Range, help_of, rule_of  # noqa: E402
 from sim.twin_node import TwinNode, TwinNodeConfig  # noqa: E402
-from tasks.actor_node import ActorNodeConfig  # noqa: E402
-from tasks.learner_node import LearnerNodeConfig  # noqa: E402
-from tasks.rl_graph import RunParams  # noqa: E402
+from tasks.ros.actor_node import ActorNodeConfig  # noqa: E402
+from tasks.ros.learner_node import LearnerNodeConfig  # noqa: E402
+from tasks.ros.rl_graph import RunParams  # noqa: E402
 from tests.ros.conftest import Graph  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,8 +143,8 @@ def test_each_nodes_settings_declare_with_description_and_range(graph, config):
 
 
 STARTS = [   # one process per entry point kind: the imports (torch, mujoco) dominate the time
-    ("tasks.actor_node", "pace_hz:=-1.0", "robot-rl-actor: cannot start: pace_hz must be in [0, 10000], got -1.0"),
-    ("tasks.learner_node", "heartbeat_every_s:=fast", "robot-rl-learner: cannot start: heartbeat_every_s: "
+    ("tasks.ros.actor_node", "pace_hz:=-1.0", "robot-rl-actor: cannot start: pace_hz must be in [0, 10000], got -1.0"),
+    ("tasks.ros.learner_node", "heartbeat_every_s:=fast", "robot-rl-learner: cannot start: heartbeat_every_s: "
      "Trying to set parameter 'heartbeat_every_s' to 'fast' of type 'STRING', expecting type 'DOUBLE'"),
     ("controllers.node", "command_timeout:=100.0",
      "error: controller /controller: command_timeout must be in (0, 60] s, got 100.0"),

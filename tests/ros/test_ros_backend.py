@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tasks
-from tasks.ros_backend import RosRobot, RosRobotConfig, StaleDataError, make_ros_env
+from tasks.ros.backend import RosRobot, RosRobotConfig, StaleDataError, make_ros_env
 
 # obs["state"] layout (tasks.spec.PROPRIO_KEYS + pick_cube's object features) and how close the
 # two backends must agree after reset and a few steps. Over ROS a step lasts 100 ms of wall
@@ -88,21 +88,15 @@ def test_ros_backend_matches_the_in_process_twin(twin_graph, obs):
 
 def test_stale_or_missing_data_is_refused(twin_graph):
     # A camera nobody publishes: the observation is refused, naming the topic.
-    robot = RosRobot(RosRobotConfig(cameras=("side",), data_timeout=0.5))
-    try:
+    with RosRobot(RosRobotConfig(cameras=("side",), data_timeout=0.5)) as robot:
         with pytest.raises(StaleDataError, match="/cameras/side/image_raw: no message yet"):
             robot.observe()
-    finally:
-        robot.close()
     # Data older than allowed (an age limit no message can meet) is refused, naming its age.
-    robot = RosRobot(RosRobotConfig(state_max_age=1e-6, data_timeout=0.3))
-    try:
+    with RosRobot(RosRobotConfig(state_max_age=1e-6, data_timeout=0.3)) as robot:
         with pytest.raises(StaleDataError, match=r"ee_pose is [0-9.]+ s old"):
             robot.observe()
         with pytest.raises(StaleDataError):
             robot.wait_step()
-    finally:
-        robot.close()
 
 
 def test_no_robot_behind_the_namespace_is_a_clear_error(twin_graph):
@@ -111,28 +105,19 @@ def test_no_robot_behind_the_namespace_is_a_clear_error(twin_graph):
 
 
 def test_bad_commands_raise_before_anything_is_sent(twin_graph):
-    robot = RosRobot(RosRobotConfig())
-    try:
+    with RosRobot(RosRobotConfig()) as robot:
         with pytest.raises(ValueError, match="non-finite"):
             robot.command(np.array([np.nan, 0, 0.2]), np.array([1.0, 0, 0, 0]), 0.0)
         with pytest.raises(ValueError, match="shapes"):
             robot.command(np.zeros(2), np.array([1.0, 0, 0, 0]), 0.0)
-    finally:
-        robot.close()
 
 
 def test_mismatched_images_and_frames_are_refused(twin_graph):
     # The twin publishes 128x128; an env expecting 64x64 must not get a silently wrong image.
-    robot = RosRobot(RosRobotConfig(cameras=("wrist",), image_size=64))
-    try:
+    with RosRobot(RosRobotConfig(cameras=("wrist",), image_size=64)) as robot:
         with pytest.raises(ValueError, match="expected rgb8 64x64, got rgb8 128x128"):
             robot.observe()
-    finally:
-        robot.close()
     # Poses in another frame than the one the env works in are refused too.
-    robot = RosRobot(RosRobotConfig(base_frame="world"))
-    try:
+    with RosRobot(RosRobotConfig(base_frame="world")) as robot:
         with pytest.raises(ValueError, match="ee_pose is in frame 'fr3_link0', expected the base frame 'world'"):
             robot.observe()
-    finally:
-        robot.close()

@@ -1,6 +1,6 @@
 """The launch files and rig files, checked statically (launch_ros is not installed here; where
 it is, the launch descriptions are also built): every profile's launch file starts its shipped
-rig file through rig_launch.py, which builds its nodes from tasks.rig as `robot-rl up` does;
+rig file through rig_launch.py, which builds its nodes from tasks.ros.rig as `robot-rl up` does;
 the rig files load, name only parameters their nodes declare (the twin), and start
 executables that are console entry points."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.bringup import PROFILES, child_command, params_file, profile_nodes
-from tasks.rig import NODE_KINDS, load_rig
+from tasks.ros.bringup import PROFILES, child_command, params_file, profile_nodes
+from tasks.ros.rig import NODE_KINDS, load_rig
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch"

@@ -1,5 +1,5 @@
 """Across processes: the twin node as its own process behind the env's ROS backend, and
-`robot-rl up` (tasks.bringup) starting and stopping the twin graph, composed and as processes.
+`robot-rl up` (tasks.ros.bringup) starting and stopping the twin graph, composed and as processes.
 Every process started here is stopped by its pid in a finally block."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 from geometry_msgs.msg import PoseStamped
 
 from tasks.experts import make_expert
-from tasks.ros_backend import make_ros_env
+from tasks.ros.backend import make_ros_env
 from tests.ros.conftest import ROOT, alive, children_of, start_process, stop_process
 
 
@@ -58,7 +58,7 @@ def _up_and_down(graph, args: list[str], sig, tmp_path) -> str:
     rig["nodes"][0]["parameters"]["base_frame"] = "up_test_base"
     path = tmp_path / "twin.yaml"
     path.write_text(yaml.safe_dump(rig))
-    proc = start_process(["-m", "tasks.bringup", str(path), *args])
+    proc = start_process(["-m", "tasks.ros.bringup", str(path), *args])
     try:
         inbox = _wait_for_pose(graph)
         assert inbox.msgs[-1].header.frame_id == "up_test_base"
@@ -107,7 +107,7 @@ def test_up_twin_as_processes_stops_every_child_on_sigint_and_sigterm(graph, tmp
 
 def test_up_profile_without_its_hardware_fails_naming_the_device():
     # The widowx profile on a machine with no U2D2: a clear message and exit 2, nothing left running.
-    proc = start_process(["-m", "tasks.bringup", "widowx"])
+    proc = start_process(["-m", "tasks.ros.bringup", "widowx"])
     try:
         out, _ = proc.communicate(timeout=60)
     finally:

@@ -14,9 +14,9 @@ from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64, String
-from std_srvs.srv import Trigger
 
 from controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg
+from tests.conftest import call_trigger
 
 CONTRACT = {
     "/franka/joint_states": "sensor_msgs/msg/JointState",
@@ -31,20 +31,6 @@ CONTRACT = {
     "/cameras/front/image_raw": "sensor_msgs/msg/Image",
     "/cameras/front/camera_info": "sensor_msgs/msg/CameraInfo",
 }
-
-
-def _call(node, srv: str, timeout: float = 10.0) -> Trigger.Response:
-    client = node.create_client(Trigger, srv)
-    try:
-        assert client.wait_for_service(timeout_sec=timeout), f"no service {srv}"
-        future = client.call_async(Trigger.Request())
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            assert time.monotonic() < deadline, f"{srv} did not answer"
-            time.sleep(0.01)
-        return future.result()
-    finally:
-        node.destroy_client(client)
 
 
 def _wait(predicate, timeout: float = 5.0, what: str = "condition") -> None:
@@ -204,7 +190,7 @@ def test_reset_with_options_and_recover(twin_graph):
                    "gripper": 0.0, "cube_pos": [0.55, -0.03, 0.02]}
         opts_pub.publish(String(data=json.dumps(options)))
         _wait(lambda: twin.reset_options.get("id") == "t1", what="options delivered")
-        answer = _call(probe, "/franka/reset")
+        answer = call_trigger(probe, "/franka/reset")
         assert answer.success and answer.message == "reset id=t1"
         ee = twin_graph.inbox(PoseStamped, "/franka/ee_pose")
         ee.wait_count(5)
@@ -215,11 +201,11 @@ def test_reset_with_options_and_recover(twin_graph):
         # An unreachable pose fails the reset with the reason; the node runs on.
         opts_pub.publish(String(data=json.dumps({"id": "t2", "tcp_pos": [3.0, 0.0, 0.2]})))
         _wait(lambda: twin.reset_options.get("id") == "t2", what="options delivered")
-        answer = _call(probe, "/franka/reset")
+        answer = call_trigger(probe, "/franka/reset")
         assert not answer.success and "reach" in answer.message
         assert twin.running       # ...and the arm was not touched: still at the last reset pose
         assert np.linalg.norm(twin.twin.data.site_xpos[twin.twin._tcp] - options["tcp_pos"]) < 0.01
-        answer = _call(probe, "/franka/recover")
+        answer = call_trigger(probe, "/franka/recover")
         assert answer.success
         # Recover holds where the arm is: the target is the current pose.
         target = twin.twin.controller.target[0]

@@ -1,4 +1,4 @@
-"""The set-up tools (tasks/setup_tools.py) against the twin node, over real topics and
+"""The set-up tools (tasks/apps/setup_tools.py) against the twin node, over real topics and
 parameter services: each tool joins the graph as its own node, as it does next to a robot."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from geometry_msgs.msg import PoseStamped
 
 from controllers.node import pose_from_msg
 from robot_rl.cli import main as cli_main
-from tasks import setup_tools
+from tasks.apps import setup_tools
 
 
 def _twin_tcp(twin_graph) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""A task file's cameras and namespace over ROS (tasks/ros_backend.py): a camera reads the topic
+"""A task file's cameras and namespace over ROS (tasks/ros/backend.py): a camera reads the topic
 the task names, a cropped camera takes its crop from the frame size the task declares and gives
 the policy image_size, a frame of another size is refused by name, the env opens the robot in
 the task's namespace, and a Cartesian reset runs under the task's reset gains. Against the real twin node (tests/ros/conftest.py twin_graph)."""
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tasks
-from tasks.ros_backend import RosRobot, RosRobotConfig, camera_options, make_ros_env
+from tasks.ros.backend import RosRobot, RosRobotConfig, camera_options, make_ros_env
 
 
 def test_topics_and_crops_of_a_task_reach_the_policy(twin_graph):
@@ -17,8 +17,7 @@ def test_topics_and_crops_of_a_task_reach_the_policy(twin_graph):
                            camera_topics={"side": "/cameras/front/image_raw"},
                            camera_frames={"side": (128, 128), "front": (128, 128)},
                            camera_crops={"side": (0, 0, 128, 128), "front": (32, 32, 96, 96)})
-    robot = RosRobot(RosRobotConfig(cameras=spec.cameras, **camera_options(spec)))
-    try:
+    with RosRobot(RosRobotConfig(cameras=spec.cameras, **camera_options(spec))) as robot:
         state = robot.observe()
         assert state.images["side"].shape == state.images["front"].shape == (64, 64, 3)
         # "side" is the whole front frame, "front" its centre half: the centre of the one is
@@ -27,19 +26,14 @@ def test_topics_and_crops_of_a_task_reach_the_policy(twin_graph):
         zoomed = state.images["front"][::2, ::2].astype(float)
         assert np.abs(centre - zoomed).mean() < 20.0
         assert state.images["front"].std() > 1.0
-    finally:
-        robot.close()
 
 
 def test_a_frame_of_another_size_is_refused_by_name(twin_graph):
     spec = tasks.make_spec("pick_cube", cameras=("wrist",), image_size=64,
                            camera_frames={"wrist": (640, 480)}, camera_crops={"wrist": (80, 0, 560, 480)})
-    robot = RosRobot(RosRobotConfig(cameras=spec.cameras, **camera_options(spec)))
-    try:
+    with RosRobot(RosRobotConfig(cameras=spec.cameras, **camera_options(spec))) as robot:
         with pytest.raises(ValueError, match=r"/cameras/wrist/image_raw: expected rgb8 640x480, got rgb8 128x128"):
             robot.observe()
-    finally:
-        robot.close()
 
 
 def test_the_env_opens_the_robot_in_the_task_s_namespace(twin_graph, tmp_path):
@@ -59,16 +53,13 @@ def test_the_env_opens_the_robot_in_the_task_s_namespace(twin_graph, tmp_path):
 
 
 def test_a_cartesian_reset_switches_to_the_task_s_reset_gains_and_back(twin_graph):
-    from tasks.setup_tools import node_parameters
+    from tasks.apps.setup_tools import node_parameters
     spec = tasks.make_spec("pick_cube", reset_gains={"translational_stiffness": 1500.0, "rotational_stiffness": 200.0})
-    robot = RosRobot(RosRobotConfig(gains_node="/franka/twin", reset_gains=dict(spec.reset_gains)))
-    try:
+    with RosRobot(RosRobotConfig(gains_node="/franka/twin", reset_gains=dict(spec.reset_gains))) as robot:
         before, _ = node_parameters("/franka/twin")
         with robot._reset_gains():          # what each Cartesian reset runs its move under
             during, _ = node_parameters("/franka/twin")
         after, _ = node_parameters("/franka/twin")
-    finally:
-        robot.close()
     assert (during["translational_stiffness"], during["rotational_stiffness"]) == (1500.0, 200.0)
     assert during["translational_ki"] == 1000.0                 # the backend's integral term stays
     assert list(during["translational_clip_pos"]) == [0.1, 0.1, 0.1]   # on the precision profile

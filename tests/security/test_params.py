@@ -35,7 +35,7 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
 from controllers.impedance import ImpedanceConfig  # noqa: E402
 from controllers.node import ControllerNode  # noqa: E402
-from tasks.rig import load_rig  # noqa: E402
+from tasks.ros.rig import load_rig  # noqa: E402
 from tests.ros.conftest import Graph as RosGraph  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,11 +93,8 @@ def snapshot(node) -> dict:
 
 @pytest.fixture(scope="module")
 def graph():
-    g = Graph()
-    try:
+    with Graph() as g:
         yield g
-    finally:
-        g.shutdown()
 
 
 @pytest.fixture(scope="module")

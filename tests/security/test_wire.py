@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 from safetensors.torch import save as st_save_torch
 
 from robot_rl import auth, transport
@@ -39,6 +38,7 @@ from robot_rl.learner import Learner, LearnerConfig
 from robot_rl.run_env import make_env_and_expert
 from robot_rl.transport import TransportError
 
+from tests.robot_rl.test_transport import reencode
 from tests.ros.test_actor_learner_loops import small_config
 
 REJECT_BUDGET_S = 0.050          # a hostile message is rejected in well under this
@@ -119,16 +119,6 @@ def pair(tmp_path_factory):
 # ----------------------------------------------------------------------------- hostile messages
 
 OTHER = MessageAuth(b"\x07" * auth.KEY_BYTES)            # an attacker's key: not this run's
-
-
-def _reencode(payload: bytes, meta_edit=None, tensor_edit=None) -> bytes:
-    meta = transport.peek_header(payload)
-    tensors = st_load(payload)
-    if meta_edit:
-        meta_edit(meta)
-    if tensor_edit:
-        tensor_edit(tensors)
-    return st_save(tensors, metadata={"robot_rl.transport": json.dumps(meta)})
 
 
 def _raw(meta: dict, entries: dict, extra_header: bytes = b"") -> bytes:
@@ -276,13 +266,13 @@ CASES = [
          timed=True),
     # --- weights into the actor
     Case("weights forged with another key, a huge version", "weights",
-         lambda p: OTHER.sign(_reencode(_weights_payload(p), meta_edit=lambda m: m.update(weights_version=10**9))),
+         lambda p: OTHER.sign(reencode(_weights_payload(p), edit_header=lambda m: m.update(weights_version=10**9))),
          ("actor", "unauthenticated"), True),
     Case("weights without a tag", "weights", _weights_payload, ("actor", "unauthenticated"), True),
     Case("weights tampered", "weights", lambda p: _tamper(p.weights[-1]), ("actor", "unauthenticated"), True),
     Case("weights replayed (the version loaded)", "weights", lambda p: p.weights[-1], ("actor", "replayed"), False),
     Case("weights of an older learner session (signed)", "weights",
-         lambda p: p.auth.sign(_reencode(_weights_payload(p), meta_edit=lambda m: m.update(
+         lambda p: p.auth.sign(reencode(_weights_payload(p), edit_header=lambda m: m.update(
              learner_session="an-older-learner", epoch=p.actor._bound[0] - 1, weights_version=10**9))),
          ("actor", "stale_weights"), False),
     Case("weights with 10k tensors", "weights", lambda p: p.auth.sign(_many_tensors("weights", 10_000)), None, True,
@@ -393,7 +383,7 @@ def test_an_actor_node_without_the_key_exits_with_one_line_naming_the_path(tmp_p
     run_dir = tmp_path / "run"
     cfg = write_config(run_dir)
     (run_dir / auth.KEY_FILE).unlink()                     # write_config makes one, as the learner would
-    proc = subprocess.run([sys.executable, "-m", "tasks.actor_node", "--ros-args", "-p", f"config_file:={cfg}"],
+    proc = subprocess.run([sys.executable, "-m", "tasks.ros.actor_node", "--ros-args", "-p", f"config_file:={cfg}"],
                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
@@ -410,7 +400,7 @@ def test_forged_and_replayed_messages_on_the_live_graph_change_nothing(tmp_path)
     weights never loaded, and both processes count what they dropped."""
     from std_msgs.msg import UInt8MultiArray
 
-    from tasks import rl_graph
+    from tasks.ros import rl_graph
     from tests.ros.conftest import Graph
     from tests.ros.test_actor_learner import AckProbe, Processes, write_config
 
@@ -427,8 +417,8 @@ def test_forged_and_replayed_messages_on_the_live_graph_change_nothing(tmp_path)
                                         lambda m: captured_acks.append(rl_graph.from_msg(m)), rl_graph.ACKS_QOS)
         graph.probe.create_subscription(UInt8MultiArray, rl_graph.WEIGHTS_TOPIC,
                                         lambda m: weights.append(rl_graph.from_msg(m)), rl_graph.WEIGHTS_QOS)
-        learner = procs.start("learner", "tasks.learner_node", config_file=cfg, stop_after_steps=steps)
-        actor = procs.start("actor", "tasks.actor_node", config_file=cfg, pace_hz=50.0)
+        learner = procs.start("learner", "tasks.ros.learner_node", config_file=cfg, stop_after_steps=steps)
+        actor = procs.start("actor", "tasks.ros.actor_node", config_file=cfg, pace_hz=50.0)
         probe.wait(lambda: probe.max_acked() >= 40 and weights, 90, "acks and weights of the running pair")
         session_key = next(k for k in probe.acked)
         learner_session = probe.learner_sessions[0]
@@ -441,7 +431,7 @@ def test_forged_and_replayed_messages_on_the_live_graph_change_nothing(tmp_path)
             graph.wait_matched(pub)
         forged_ack = OTHER.sign(transport.encode_ack(
             learner_session, {session_key: {"acked": 10**9, "expected": 10**9 + 1}}, epoch=2**62, ack_seq=2**62))
-        forged_weights = OTHER.sign(_reencode(real_weights, meta_edit=lambda m: m.update(weights_version=10**9)))
+        forged_weights = OTHER.sign(reencode(real_weights, edit_header=lambda m: m.update(weights_version=10**9)))
         schema_chunk = transport.TransitionChunk(
             session_key.split("/")[0], session_key.split("/")[1], 0, 0, 10**9, {"state": np.zeros((2, 7), np.float32)},
             np.zeros((1, 7), np.float32), np.zeros(1, np.float32), np.zeros(1, np.uint8), np.ones(1, np.uint8),

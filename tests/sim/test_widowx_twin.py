@@ -207,50 +207,33 @@ def test_twin_node_runs_the_widowx_under_its_namespace():
     thread with a stop path): the WidowX joints on joint_states, and an equilibrium_pose sent on
     /widowx moves the TCP there through the IK (ee_pose within 5 mm)."""
     import os
-    import threading
     import time
 
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    import rclpy
     from geometry_msgs.msg import PoseStamped
-    from rclpy.context import Context
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import JointState
 
     from controllers.node import COMMAND_QOS, pose_from_msg, pose_msg
     from sim.twin_node import TwinNode
+    from tasks.ros.node_thread import NodeThread
 
-    context = Context()
-    rclpy.init(context=context)
-    # Not MultiThreadedExecutor: in Jazzy it busy-loops holding the GIL (ros2/rclpy#1452) and
-    # slowed this twin's physics thread to ~0.05x real time.
-    executor = SingleThreadedExecutor(context=context)
-    nodes = []
-
-    def spin():
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    thread = threading.Thread(target=spin, daemon=True)
+    # A SingleThreadedExecutor: Jazzy's MultiThreadedExecutor busy-loops holding the GIL
+    # (ros2/rclpy#1452) and slowed this twin's physics thread to ~0.05x real time.
+    spin = NodeThread("probe", start=False)
     try:
         params = {"robot_model": "widowx", "base_frame": "wx250s/base_link", "cameras": [""],
                   "watchdog_timeout": 0.0}
-        twin = TwinNode(context=context, namespace="/widowx",
-                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-        probe = rclpy.create_node("probe", context=context)
-        nodes += [twin, probe]
+        twin = spin.add(TwinNode(context=spin.context, namespace="/widowx",
+                                 parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
+        probe = spin.node
         latest: dict = {}
         probe.create_subscription(JointState, "/widowx/joint_states",
                                   lambda m: latest.__setitem__("js", m), 10)
         probe.create_subscription(PoseStamped, "/widowx/ee_pose", lambda m: latest.__setitem__("pose", m), 10)
         pub = probe.create_publisher(PoseStamped, "/widowx/equilibrium_pose", COMMAND_QOS)
-        for node in nodes:
-            executor.add_node(node)
-        thread.start()
+        spin.start()
 
         assert twin.spec.name == "widowx_pick_cube"
         deadline = time.monotonic() + 20.0
@@ -272,10 +255,4 @@ def test_twin_node_runs_the_widowx_under_its_namespace():
         assert np.linalg.norm(pos - target) < 5e-3 and angle_between(quat, DOWN) < 0.02
         assert twin.rejected == 0
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        if thread.is_alive():
-            thread.join(timeout=5.0)
-        for node in nodes:
-            node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
+        spin.close()

@@ -22,7 +22,7 @@ from robot_rl.agents.sac import SACAgent
 from robot_rl.cli import main
 from robot_rl.export import run_spaces
 from robot_rl.train import TrainConfig
-from tasks.deploy import NonFiniteActionError, run_episode
+from tasks.apps.deploy import NonFiniteActionError, run_episode
 
 torch.set_num_threads(1)
 
@@ -114,7 +114,7 @@ def test_cycle_time_is_env_time_to_success_in_process():
 def test_without_ground_truth_success_is_unknown_unless_a_success_fn_judges_it():
     """A real robot has no ground truth; the twin plays one here by hiding its task state (the
     hardware drivers behind the ROS backend are tested against their protocol peers elsewhere)."""
-    from tasks.deploy import summarize
+    from tasks.apps.deploy import summarize
 
     spec = tasks.make_spec("pick_cube", max_steps=4)
     robot = tasks.make_twin(spec, obs="pixels")
@@ -186,7 +186,7 @@ def test_ros_backend_deploy_against_a_twin_node_process(tmp_path, capsys):
     import rclpy
     from rclpy.context import Context
 
-    from tasks.deploy import required_graph, wait_for_graph
+    from tasks.apps.deploy import required_graph, wait_for_graph
 
     run = _run_dir(tmp_path)
     proc = start_process(["-m", "sim.twin_node", "--ros-args", "-r", "__ns:=/franka",

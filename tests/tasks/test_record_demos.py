@@ -162,24 +162,11 @@ def test_a_killed_recorder_leaves_its_saved_episodes_intact(tmp_path):
     env.close()
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 1 MiB tmpfs: writes there hit a real full disk."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    cmd = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]
-    if os.geteuid() != 0 or subprocess.run(cmd, capture_output=True).returncode != 0:
-        pytest.skip("needs root to mount a tmpfs (run as root, or under `unshare -rm`)")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
 
 def test_a_full_disk_keeps_demos_in_memory_until_space_is_freed(tiny_disk):
     import tasks
     from tasks.experts import make_expert
-    from tasks.record_demos import ExpertOperator, record_demos
+    from tasks.apps.record_demos import ExpertOperator, record_demos
 
     env = tasks.make_env("pick_cube", obs="state")
     dataset = EpisodeDataset.create(tiny_disk / "demos", env.observation_space, 7)
@@ -213,7 +200,7 @@ def test_spacemouse_reports_drive_the_twin_through_the_takeover_path():
     import tasks
     from drivers.spacemouse import FULL_SCALE, ReplayReportSource
     from robot_rl.actor import tcp_rotation
-    from tasks.record_demos import SpaceMouseSource, TeleopOperator
+    from tasks.apps.record_demos import SpaceMouseSource, TeleopOperator
 
     env = tasks.make_env("pick_cube", obs="state")
     obs, info = env.reset(seed=0)

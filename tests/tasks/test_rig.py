@@ -1,4 +1,4 @@
-"""Rig files (tasks/rig.py): the shipped profiles load, a lab's own rig with two cameras by
+"""Rig files (tasks/ros/rig.py): the shipped profiles load, a lab's own rig with two cameras by
 serial and an external F/T sensor on its own topic becomes one params file keyed by each
 node's full name, and every malformed rig is refused naming the file, node and field."""
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tasks.bringup import PROFILES, params_file, resolve_rig
-from tasks.rig import NODE_KINDS, RigError, load_rig, parse_rig
+from tasks.ros.bringup import PROFILES, params_file, resolve_rig
+from tasks.ros.rig import NODE_KINDS, RigError, load_rig, parse_rig
 
 LAB_RIG = """
 nodes:
@@ -84,7 +84,7 @@ def test_unreadable_rig_files_are_one_clear_error(tmp_path):
 
 
 def test_up_with_a_bad_rig_says_so_in_one_line_and_starts_nothing(tmp_path, capsys):
-    from tasks.bringup import main
+    from tasks.ros.bringup import main
     path = tmp_path / "bad.yaml"
     path.write_text("nodes: [{kind: ur5}]")
     assert main([str(path)]) == 2

@@ -11,7 +11,7 @@ import yaml
 
 import tasks
 from tasks.camera_view import crop_and_resize
-from tasks.rig import parse_rig
+from tasks.ros.rig import parse_rig
 from tasks.task_file import TaskFileError, check_cameras, check_operator_keys
 
 FULL = """\

@@ -13,7 +13,7 @@ import tasks
 from robot_rl.cli import main as cli_main
 from tasks.peg_insert import PegInsertSpec
 from tasks.pick_cube import PickCubeSpec
-from tasks.rig import parse_rig
+from tasks.ros.rig import parse_rig
 from tasks.task_file import SHIPPED_DIR, TaskFileError, check_cameras
 from tasks.widowx_pick_cube import WidowXPickCubeSpec
 

@@ -21,7 +21,7 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.context import Context
 from sensor_msgs.msg import Joy
 
-from tasks.node_thread import NodeThread
+from tasks.ros.node_thread import NodeThread
 
 
 class RosTeleopSource:

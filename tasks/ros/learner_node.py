@@ -3,7 +3,7 @@
     robot-rl-learner --ros-args -p config_file:=runs/x/config.yaml -p run_dir:=runs/x
 
 Subscribes /robot_rl/transitions, publishes /robot_rl/weights (TRANSIENT_LOCAL, depth 1) and
-/robot_rl/acks (tasks/rl_graph.py). The training loop runs on the main thread; rclpy spins on
+/robot_rl/acks (tasks/ros/rl_graph.py). The training loop runs on the main thread; rclpy spins on
 a background thread. A malformed or mismatched message is logged as an error and dropped; the
 node keeps running. SIGINT / SIGTERM: checkpoint, write learner_stats.json, progress.json,
 learning_curve.png and episodes.png, exit 0. Demos: TrainConfig.demo_dataset (recorded) or
@@ -26,8 +26,8 @@ from robot_rl.atomic_io import write_json_atomic
 from robot_rl.auth import AuthError, copy_hint, load_key
 from robot_rl.config import Range, Text, param
 from robot_rl.transport import TransportError
-from tasks import rl_graph
-from tasks.rl_graph import train_config_from_params
+from tasks.ros import rl_graph
+from tasks.ros.rl_graph import train_config_from_params
 
 
 _SECONDS = Range(0.0, 1e9)           # a period (0: every time)

@@ -1,12 +1,12 @@
 """`robot-rl up RIG`: start a rig's ROS 2 graph without ros2 launch (a pip-only install).
 
     robot-rl up twin                  # a shipped profile: launch/twin.yaml; all nodes in this process
-    robot-rl up my_rig.yaml           # your rig file (tasks/rig.py, docs/rigs.md)
+    robot-rl up my_rig.yaml           # your rig file (tasks/ros/rig.py, docs/rigs.md)
     robot-rl up twin --processes      # one child process per node
     robot-rl up --list                # the shipped profiles and their nodes
     robot-rl up --kinds               # the node kinds a rig file may name
 
-A rig file lists the nodes and their parameters (tasks/rig.py); launch/rig_launch.py starts
+A rig file lists the nodes and their parameters (tasks/ros/rig.py); launch/rig_launch.py starts
 the same nodes under a system ROS 2 (`ros2 launch robot_rl rig_launch.py rig:=FILE`), and the
 profiles' launch files are that one with their file. Every node gets its parameters from one
 standard ROS 2 params file made from the rig (`--params-file`, as the launch files do).
@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.rig import NODE_KINDS, NodeSpec, Rig, RigError, load_rig
+from tasks.ros.rig import NODE_KINDS, NodeSpec, Rig, RigError, load_rig
 
 
 PROFILES = ("twin", "franka", "widowx", "widowx_twin")   # shipped rigs: launch/<profile>.yaml
@@ -51,7 +51,7 @@ EXIT_MISSING = 2   # nodes or device missing: nothing (more) started
 def params_file(profile: str) -> Path:
     """The rig file of a shipped profile: launch/<profile>.yaml of the source tree, else of the
     installed share/robot_rl/launch."""
-    for folder in (Path(__file__).resolve().parents[1] / "launch",
+    for folder in (Path(__file__).resolve().parents[2] / "launch",
                    Path(sys.prefix) / "share" / "robot_rl" / "launch"):
         path = folder / f"{profile}.yaml"
         if path.is_file():

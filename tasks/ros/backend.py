@@ -43,7 +43,7 @@ with ki 2000 1 mm in 1.9 s. A move that does not arrive within
 and is tried once more; a second miss raises TimeoutError naming the distance left.
 `recover` calls the `recover` service.
 
-Threads: the node spins on its own executor thread (tasks/node_thread.py), in a private Context
+Threads: the node spins on its own executor thread (tasks/ros/node_thread.py), in a private Context
 unless one is given; `close()` stops it.
 """
 from __future__ import annotations
@@ -66,7 +66,8 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
 from controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg, stamp_seconds
-from tasks.node_thread import NodeThread
+from tasks.ros.node_thread import NodeThread
+from robot_rl.closing import Closing
 from robot_rl.robot import RobotState
 
 
@@ -114,7 +115,7 @@ STATE_TOPICS = {"ee_pose": PoseStamped, "ee_twist": TwistStamped, "wrench": Wren
 _HISTORY = 20   # newest messages kept per state topic, for matching stamps
 
 
-class RosRobot:
+class RosRobot(Closing):
     """RobotInterface over ROS 2 topics; see the module docstring."""
 
     def __init__(self, config: RosRobotConfig | None = None, context: Context | None = None):

@@ -1,9 +1,10 @@
 """One rclpy node spun on its own executor thread, with a stop path: the ROS side of the env's
-backend, the operator's teleop source and the set-up tools all sit on this.
+backend, the operator's teleop source, the set-up tools and the tests' ROS graphs sit on this.
 
 A SingleThreadedExecutor: Jazzy's MultiThreadedExecutor busy-loops holding the GIL
 (ros2/rclpy#1452). With no `context` given, a private one is made and shut down by close();
-a given context belongs to the caller.
+a given context belongs to the caller. Nodes built by others in the same context can share the
+thread (add); close() destroys them too, before the context goes.
 """
 from __future__ import annotations
 
@@ -27,12 +28,24 @@ class NodeThread:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
+        self.added: list[Node] = []
         self._closed = False
         if start:
             self.start()
 
     def start(self) -> None:
         self._thread.start()
+
+    def add(self, node: Node) -> Node:
+        """Spins another node of this context on the same thread; close() destroys it."""
+        self.added.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def remove(self, node: Node) -> None:
+        """Stops spinning a node added before; the caller destroys it."""
+        self.executor.remove_node(node)
+        self.added.remove(node)
 
     def _spin(self) -> None:
         try:
@@ -41,7 +54,7 @@ class NodeThread:
             pass
 
     def close(self) -> None:
-        """Stops the executor, joins its thread, destroys the node (idempotent)."""
+        """Stops the executor, joins its thread, destroys the nodes (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -50,6 +63,8 @@ class NodeThread:
             if self._thread.is_alive():
                 self._thread.join(timeout=5.0)
         finally:
+            for node in self.added:
+                node.destroy_node()
             self.node.destroy_node()
             if self._own_context and self.context.ok():
                 rclpy.shutdown(context=self.context)

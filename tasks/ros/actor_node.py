@@ -9,7 +9,7 @@ thread and only hands messages over (thread-safe), so a takeover command is used
 control step right after it arrives.
 
 backend: "twin" runs the env in this process (tasks.make_env); "ros" drives the robot over
-the topic contract (tasks.ros_backend.make_ros_env, namespace `robot_namespace`) with only
+the topic contract (tasks.ros.backend.make_ros_env, namespace `robot_namespace`) with only
 what hardware has: no ground-truth task/state (`task_state` false), a Cartesian reset
 (`reset_mode`, precision gains on `gains_node`). Reward and success come from the reward
 classifier (TrainConfig.reward_classifier, run here where the cameras are; checked against the
@@ -44,8 +44,8 @@ from robot_rl.auth import KEY_FILE, AuthError, load_key
 from robot_rl.episode import EpisodeResult
 from robot_rl.transport import TransportError
 from robot_rl.video import EpisodeVideo
-from tasks import rl_graph
-from tasks.rl_graph import train_config_from_params
+from tasks.ros import rl_graph
+from tasks.ros.rl_graph import train_config_from_params
 
 
 _COUNT = Range(0, 2 ** 31 - 1)
@@ -140,7 +140,7 @@ class ActorNode(Node):
         spec = (tasks.make_spec(cfg.task, **cfg.task_overrides)
                 if backend == "ros" or clf_path else None)
         if backend == "ros":
-            from tasks.ros_backend import make_ros_env
+            from tasks.ros.backend import make_ros_env
             # The robot's cameras: the policy's (pixels) and the classifier's.
             cameras = tuple(spec.cameras if cfg.obs == "pixels" else ())
             cameras += tuple(c for c in (classifier.cfg.cameras if classifier else ()) if c not in cameras)

@@ -1,7 +1,7 @@
 """The operator's scene reset between episodes: the arm holds, the tool says so, and it waits
 for any button on the teleop device (the scene is back) or a timeout.
 
-    source = RosTeleopSource()                       # /spacemouse/joy (tasks/ros_teleop.py)
+    source = RosTeleopSource()                       # /spacemouse/joy (tasks/ros/teleop.py)
     key = wait_for_scene_reset(source, 30.0, say)    # the button's index, or None: timed out
 
 A button already held when the pause begins does not end it: only a new press does, so a

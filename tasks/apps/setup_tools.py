@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.closing import Closing
+
 STATE_TOPICS = ("joint_states", "ee_pose", "ee_twist", "wrench", "gripper/state")
 
 
@@ -58,11 +60,11 @@ class TopicMeter:
             return len(self.times)
 
 
-class LiveGraph:
-    """A set-up tool's node on the graph (tasks/node_thread.py), with topic meters."""
+class LiveGraph(Closing):
+    """A set-up tool's node on the graph (tasks/ros/node_thread.py), with topic meters."""
 
     def __init__(self, name: str, namespace: str = "/"):
-        from tasks.node_thread import NodeThread
+        from tasks.ros.node_thread import NodeThread
         self._spinner = NodeThread(name, namespace)
         self.context, self.node = self._spinner.context, self._spinner.node
 
@@ -89,12 +91,6 @@ class LiveGraph:
 
     def close(self) -> None:
         self._spinner.close()
-
-    def __enter__(self) -> "LiveGraph":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _topic(namespace: str, name: str) -> str:
@@ -363,8 +359,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     except TaskFileError as e:
         raise SetupError(str(e)) from None
     if args.rig:                 # the rig file first: a camera it cannot publish fails before any wait
-        from tasks.bringup import resolve_rig
-        from tasks.rig import RigError
+        from tasks.ros.bringup import resolve_rig
+        from tasks.ros.rig import RigError
         from tasks.task_file import check_cameras, check_operator_keys, check_reset_gains
         try:
             rig = resolve_rig(args.rig)

@@ -7,9 +7,9 @@ episode dataset (robot_rl.datasets, docs/datasets.md).
                           [--namespace /franka] [--reset-mode cartesian|service] [--gains-node NODE]
 
 --ros records from the live graph (a real arm brought up with `robot-rl up franka`, or the twin
-node): the robot over the topic contract (tasks.ros_backend, no ground-truth topic, a Cartesian
+node): the robot over the topic contract (tasks.ros.backend, no ground-truth topic, a Cartesian
 reset to the task's reset pose) and the operator from the teleop topics /spacemouse/twist and
-/spacemouse/joy (tasks.ros_teleop: the SpaceMouse or keyboard node), with the same marks from
+/spacemouse/joy (tasks.ros.teleop: the SpaceMouse or keyboard node), with the same marks from
 the Joy buttons (success, failure, reset = re-record). Ctrl-C stops.
 
 Every input drives the env through the same `Operator` interface: an action per control step and
@@ -151,7 +151,7 @@ class TeleopOperator:
 
     realtime = True
 
-    def __init__(self, source: str, devices: list[Any], env: Any):
+    def __init__(self, source: str, devices: list[TeleopSource], env: Any):
         from robot_rl.actor import Takeover, tcp_rotation
 
         self.source, self.devices, self.env = source, devices, env
@@ -245,9 +245,9 @@ def record_demos(env: Any, operator: Operator, dataset: Any, episodes: int, task
     or Ctrl-C), or `max_attempts` attempts are used. Returns the summary.
 
     scene_reset_timeout > 0 (a human operator): before each attempt the tool says so and waits
-    for a new press of any button (the scene is set) or the timeout (tasks/scene_pause.py); the
+    for a new press of any button (the scene is set) or the timeout (tasks/apps/scene_pause.py); the
     arm holds meanwhile. The press that ends the pause marks nothing."""
-    from tasks.scene_pause import wait_for_scene_reset
+    from tasks.apps.scene_pause import wait_for_scene_reset
     from robot_rl.datasets import DatasetWriteError
 
     robot_env = env.unwrapped
@@ -334,7 +334,7 @@ def make_operator(kind: str, env: Any, task: str, seed: int, noise: float, keybo
     if kind == "keyboard":
         return TeleopOperator("keyboard", [KeyboardSource(keyboard_device)], env)
     if kind == "ros":
-        from tasks.ros_teleop import RosTeleopSource
+        from tasks.ros.teleop import RosTeleopSource
         return TeleopOperator("ros_teleop", [RosTeleopSource()], env)
     if kind == "spacemouse":
         devices: list[Any] = [SpaceMouseSource(spacemouse_device)]
@@ -394,7 +394,7 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
         if args.input == "expert":
             print("robot-rl record-demos: --input expert needs the in-process twin, not --ros", file=sys.stderr)
             return 2
-        from tasks.ros_backend import make_ros_env
+        from tasks.ros.backend import make_ros_env
         try:
             env = make_ros_env(args.task, obs=args.obs, seed=args.seed, namespace=args.namespace,
                                task_state=False, robot_options={"reset_mode": args.reset_mode,

@@ -18,7 +18,7 @@ Inputs (the operator drives the robot and labels at the same time):
   button = success. End an episode by letting it time out (max_steps) or with Ctrl-C to stop.
 - ros (with --ros): the teleop topics of the live graph, /spacemouse/twist moves and
   /spacemouse/joy's buttons (drivers/teleop.py) label: HOLD success = success, reset ends the
-  episode, the gripper buttons close/open (tasks.ros_teleop.RosTeleopSource, as record-demos --ros).
+  episode, the gripper buttons close/open (tasks.ros.teleop.RosTeleopSource, as record-demos --ros).
   Each episode starts with a Cartesian reset to the task's reset pose (`--reset-mode`, precision
   gains on `--gains-node`), as record-demos --ros and the actor; `service` is the joint home.
 - expert (the twin only): the scripted expert drives and the twin's ground truth labels the
@@ -243,10 +243,10 @@ class SpaceMouseSource:
 
 
 class RosTopicSource:
-    """The graph's teleop topics (tasks.ros_teleop): the SpaceMouse or keyboard node drives and labels."""
+    """The graph's teleop topics (tasks.ros.teleop): the SpaceMouse or keyboard node drives and labels."""
 
     def __init__(self, teleop: Any = None):
-        from tasks.ros_teleop import RosTeleopSource
+        from tasks.ros.teleop import RosTeleopSource
         self.teleop = teleop or RosTeleopSource()
         self.gripper = 0.0
         self._reset_held = False
@@ -286,7 +286,7 @@ def _frames(env, obs, cameras) -> dict[str, np.ndarray]:
     return {cam: obs[cam] for cam in cameras}
 
 
-def record_labels(env, source, writer, positives: int = 200, max_episodes: int = 1000,
+def record_labels(env, source: LabelSource, writer, positives: int = 200, max_episodes: int = 1000,
                   seed: int = 0, scene_pause: Callable[[int], Any] | None = None) -> dict[str, Any]:
     """Runs episodes, labelling every frame (the reset frame and each step's), until `positives`
     success frames are recorded (finishing the episode in progress) or `max_episodes` ran.
@@ -352,7 +352,7 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
     import tasks
     from robot_rl.reward.labels import LabelWriter
 
-    from tasks.record_demos import parse_overrides
+    from tasks.apps.record_demos import parse_overrides
 
     try:
         overrides = parse_overrides(args.override or [])
@@ -374,7 +374,7 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
         if args.input == "expert":
             raise SystemExit("--input expert labels with the twin's ground truth; it needs the "
                              "in-process twin, not --ros")
-        from tasks.ros_backend import make_ros_env
+        from tasks.ros.backend import make_ros_env
         # As record-demos --ros and the actor: a Cartesian reset to the task's reset pose (plus
         # its random range) through the controller; the driver's joint home is the recovery path.
         env = make_ros_env(args.task, obs="pixels", seed=args.seed, namespace=args.namespace,
@@ -400,7 +400,7 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
         writer = LabelWriter(args.out, spec.cameras, spec.image_size, task=args.task)
         scene_pause = None
         if args.scene_reset_timeout > 0:
-            from tasks.scene_pause import wait_for_scene_reset
+            from tasks.apps.scene_pause import wait_for_scene_reset
 
             def scene_pause(episode: int) -> None:
                 wait_for_scene_reset(source, args.scene_reset_timeout, lambda line: print(

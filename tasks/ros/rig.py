@@ -11,7 +11,7 @@
       - kind: spacemouse
         optional: true               # no device attached: skipped, the rest runs
 
-`robot-rl up RIG` (tasks/bringup.py) and the launch files (launch/rig_launch.py) read the same
+`robot-rl up RIG` (tasks/ros/bringup.py) and the launch files (launch/rig_launch.py) read the same
 file; the shipped profiles (launch/twin.yaml, franka.yaml, widowx.yaml, widowx_twin.yaml) are
 rig files. Each node gets its parameters as a standard ROS 2 params file keyed by its fully
 qualified name (`to_params_file`), so types follow YAML exactly as with `--params-file`.

@@ -15,7 +15,7 @@ RUN_DIR/deploy_<profile>):
 
 Backends. `--profile twin` runs the twin in this process by default (cycle time in env time:
 steps / control rate). `--backend ros`, and the franka and widowx profiles always, drive the
-same RobotEnv through tasks.ros_backend against whatever graph runs under the profile's
+same RobotEnv through tasks.ros.backend against whatever graph runs under the profile's
 namespace (cycle time in wall time). Before anything moves, the graph is checked: every topic
 the env reads must have a publisher, `equilibrium_pose` a subscriber, `reset` and `recover`
 must exist; if not within --connect-timeout s (default 5), deploy stops naming what is missing.
@@ -29,7 +29,7 @@ run to max_steps and success is reported as unknown (null) unless a success func
 
 Reset over ROS. The hardware profiles reset as the actor does (`--reset-mode cartesian`, the
 default there): the TCP is driven through the impedance controller to the task's reset pose
-plus its random range (tasks.ros_backend, precision gains on `--gains-node`), the joint home
+plus its random range (tasks.ros.backend, precision gains on `--gains-node`), the joint home
 being the recovery path. The twin profile defaults to `service`: the twin node places the arm
 and the objects. `--scene-reset-timeout S` pauses before each reset, the arm holding, until the
 operator presses any button on /spacemouse/joy (the scene is back) or S s pass.
@@ -122,7 +122,7 @@ class DeployConfig:
 # ----------------------------------------------------------------------------- the ROS graph
 def profile_robot(profile: str) -> tuple[str, str]:
     """(namespace, base frame) of a profile's arm, from its rig file launch/<profile>.yaml."""
-    from tasks.bringup import profile_nodes
+    from tasks.ros.bringup import profile_nodes
 
     nodes = profile_nodes(profile)
     namespace = nodes[0].namespace.rstrip("/")
@@ -135,7 +135,7 @@ def profile_robot(profile: str) -> tuple[str, str]:
 def required_graph(namespace: str, cameras: tuple[str, ...], task_state: bool
                    ) -> dict[str, list[str]]:
     """What the env's ROS backend needs: published topics, a subscribed topic, services."""
-    from tasks.ros_backend import STATE_TOPICS
+    from tasks.ros.backend import STATE_TOPICS
 
     ns = namespace.rstrip("/")
     published = [f"{ns}/{t}" for t in STATE_TOPICS] + ([f"{ns}/task/state"] if task_state else [])
@@ -194,7 +194,7 @@ def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
     from rclpy.context import Context
     from rclpy.signals import SignalHandlerOptions
 
-    from tasks.ros_backend import RosRobot, RosRobotConfig, camera_options
+    from tasks.ros.backend import RosRobot, RosRobotConfig, camera_options
 
     namespace, base_frame = profile_robot(cfg.profile)
     # --namespace, else the task file's robot namespace, else the profile's rig.
@@ -478,12 +478,12 @@ def classifier_success(obs: dict, info: dict) -> bool:
 
 
 def make_scene_pause(cfg: DeployConfig, context, stack: ExitStack) -> Callable[[int], Any] | None:
-    """The operator's scene reset before each episode (tasks.scene_pause), over ROS with
+    """The operator's scene reset before each episode (tasks.apps.scene_pause), over ROS with
     --scene-reset-timeout > 0; None otherwise."""
     if cfg.scene_reset_timeout <= 0 or context is None:
         return None
-    from tasks.ros_teleop import RosTeleopSource
-    from tasks.scene_pause import wait_for_scene_reset
+    from tasks.ros.teleop import RosTeleopSource
+    from tasks.apps.scene_pause import wait_for_scene_reset
 
     source = RosTeleopSource(context=context, connect_timeout=cfg.connect_timeout)
     stack.callback(source.close)
