@@ -398,16 +398,14 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
         else:
             source = SpaceMouseSource(args.spacemouse_path)
         writer = LabelWriter(args.out, spec.cameras, spec.image_size, task=args.task)
-        scene_pause = None
-        if args.scene_reset_timeout > 0:
-            from tasks.apps.scene_pause import wait_for_scene_reset
+        from tasks.apps.scene_pause import wait_for_scene_reset
 
-            def scene_pause(episode: int) -> None:
-                wait_for_scene_reset(source, args.scene_reset_timeout, lambda line: print(
-                    f"record-labels: episode {episode}: {line}", file=sys.stderr, flush=True))
+        def pause(episode: int) -> None:
+            wait_for_scene_reset(source, args.scene_reset_timeout, lambda line: print(
+                f"record-labels: episode {episode}: {line}", file=sys.stderr, flush=True))
         stats = record_labels(env, source, writer, positives=args.positives,
                               max_episodes=args.max_episodes, seed=args.seed * 100_000,
-                              scene_pause=scene_pause)
+                              scene_pause=pause if args.scene_reset_timeout > 0 else None)
     finally:
         env.close()
     print(json.dumps(stats))
