@@ -45,12 +45,14 @@ def best_ms(fn, reps: int) -> float:
     return min(times) * 1e3
 
 
-def filled_buffers(obs_space, n: int, rng: np.random.Generator):
+def filled_buffers(obs_space, n: int, rng: np.random.Generator, buffer_class=None):
+    """Online and demo in-RAM buffers of n random transitions each (pixels and K=4 features)."""
     from robot_rl.buffers import ReplayBuffer
+    buffer_class = buffer_class or ReplayBuffer
     extra = {f"feat/{c}": (FEATURE_SHAPE, np.float16) for c in CAMERAS}
     buffers = []
     for _ in range(2):
-        buf = ReplayBuffer.create(None, obs_space, 7, capacity=n + 1, extra_specs=extra)
+        buf = buffer_class.create(None, obs_space, 7, capacity=n + 1, extra_specs=extra)
 
         def frame():
             obs = {"state": rng.standard_normal(19).astype(np.float32),
