@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     images = torch.from_numpy(rng.integers(0, 256, (4, 128, 128, 3), dtype=np.uint8))
     feats = precompute_features(frozen.encoder, images, n_variants=frozen.cfg.encoder.feature_variants,
                                 generator=torch.Generator().manual_seed(0))
-    feature_shape = tuple(feats.shape[1:])
+    # The batch as the learner's sampler hands it over (robot_rl.updates.make_sampler): one of the
+    # K stored variants per row, (B, C, h, w) float16, no pixels. Sampling is not timed here
+    # (`python -m bench.pixel_profile` times it: a few ms per batch).
+    feature_shape = tuple(feats.shape[2:])
 
     def pixel_batches(on: torch.device) -> list[dict]:
         return [random_batch(obs_space, args.batch, on, rng, {c: feature_shape for c in CAMERAS})
@@ -163,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = pixel_batches(device)
     result["pixel_head_dtype"] = str(frozen.encoder.head_dtype(device)).removeprefix("torch.")
     result["pixel_updates_per_s_frozen"] = round(updates_per_s(frozen, batches, seconds), 2)
-    print(f"pixels, frozen backbone (cached features {feature_shape}), head in {result['pixel_head_dtype']}: "
-          f"{result['pixel_updates_per_s_frozen']} updates/s")
+    print(f"pixels, frozen backbone (cached features, one of {feats.shape[1]} variants {feature_shape}), "
+          f"head in {result['pixel_head_dtype']}: {result['pixel_updates_per_s_frozen']} updates/s")
     result["pixel_updates_per_s_frozen_float32"] = round(
         updates_per_s(frozen_agent(device, "float32"), batches, seconds), 2)
     print(f"pixels, frozen backbone, head in float32: {result['pixel_updates_per_s_frozen_float32']} updates/s")

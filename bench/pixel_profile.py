@@ -2,7 +2,9 @@
 
 The HIL-SERL pixel learner of `robot-rl bench learner`: 2 cameras 128x128, frozen ResNet-10 with
 cached features (K=4 variants of (512, 4, 4), float16, in in-RAM replay buffers), batch 256
-(128 online + 128 demo), 2 critics, no BC. Each stage of one gradient step is run on its own,
+(128 online + 128 demo), 2 critics, no BC, sampled as the learner samples (robot_rl.updates.
+make_sampler: the features without the pixels, one variant per row; the old sampling of every
+key with all K variants is timed too, for comparison). Each stage of one gradient step is run on its own,
 in the order the agent runs it, `--reps` times; the table gives the MINIMUM per stage (on a
 shared CPU the minimum is the time the work takes when it has the core; a median would
 measure the neighbours), in CPU time of the thread at 1 thread and wall time otherwise, and its
@@ -43,12 +45,14 @@ def best_ms(fn, reps: int) -> float:
     return min(times) * 1e3
 
 
-def filled_buffers(obs_space, n: int, rng: np.random.Generator):
+def filled_buffers(obs_space, n: int, rng: np.random.Generator, buffer_class=None):
+    """Online and demo in-RAM buffers of n random transitions each (pixels and K=4 features)."""
     from robot_rl.buffers import ReplayBuffer
+    buffer_class = buffer_class or ReplayBuffer
     extra = {f"feat/{c}": (FEATURE_SHAPE, np.float16) for c in CAMERAS}
     buffers = []
     for _ in range(2):
-        buf = ReplayBuffer.create(None, obs_space, 7, capacity=n + 1, extra_specs=extra)
+        buf = buffer_class.create(None, obs_space, 7, capacity=n + 1, extra_specs=extra)
 
         def frame():
             obs = {"state": rng.standard_normal(19).astype(np.float32),
@@ -83,7 +87,7 @@ def profile_step(agent, batch, reps: int) -> dict[str, float]:
     next_maps = enc.image_maps(next_obs, True, g, dtype)
     keep, keep2 = enc.dropout_keep(b, dev, g), enc.dropout_keep(b, dev, g)
     out: dict[str, float] = {}
-    out["features: pick variant, convert, transpose (obs + next_obs)"] = best_ms(
+    out["features: convert, transpose (obs + next_obs)"] = best_ms(
         lambda: (enc.image_maps(obs, True, g, dtype), enc.image_maps(next_obs, True, g, dtype)), reps)
     out["dropout masks (2)"] = best_ms(lambda: (enc.dropout_keep(b, dev, g), enc.dropout_keep(b, dev, g)), reps)
     out["head forward, obs (spatial emb. + Linear 4096->256 x2 cams)"] = best_ms(
@@ -151,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from robot_rl.agents.sac import SACAgent, SACConfig
     from robot_rl.buffers.rlpd import RLPDSampler, to_torch
+    from robot_rl.updates import make_sampler
     from robot_rl.networks.encoder import EncoderConfig
     from robot_rl.networks.resnet import ResNet10, save_backbone_weights
 
@@ -160,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     weights = Path(tmp.name) / "resnet10.safetensors"
     save_backbone_weights(ResNet10(), weights)
     online, demo = filled_buffers(obs_space, args.rows, rng)
-    sampler = RLPDSampler(online, demo, batch_size=256, pin_memory=False)
+    sampler = make_sampler(online, demo, batch_size=256, demo_ratio=0.5, pin_memory=False)
+    every_key = RLPDSampler(online, demo, batch_size=256, pin_memory=False)  # all K variants + pixels
     plain = replace(SACConfig(), critic_ensemble_size=2, critic_subsample_size=None, bc_weight=0.0)
     agents = {dt: SACAgent(replace(plain, encoder=EncoderConfig(pretrained_backbone=str(weights), head_dtype=dt)),
                            obs_space, act_space, seed=0) for dt in ("float32", "bfloat16")}
@@ -174,8 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         res: dict = {"matmul_gflops_float32": round(matmul_gflops(torch.float32, args.reps), 1),
                      "matmul_gflops_bfloat16": round(matmul_gflops(torch.bfloat16, args.reps), 1)}
         sample_ms = best_ms(lambda: to_torch(sampler.sample(rng), "cpu"), args.reps)
+        res["sample_every_key_all_variants_ms"] = round(
+            best_ms(lambda: to_torch(every_key.sample(rng), "cpu"), args.reps), 2)
+        print(f"\n{threads} thread(s): sampling 256 rows of every key with all K variants (the path "
+              f"before make_sampler): {res['sample_every_key_all_variants_ms']} ms")
         for dt, agent in agents.items():
-            stages = {"sample 256 from two buffers (RLPD) + to_torch": sample_ms,
+            stages = {"sample 256 from two buffers (RLPD, one variant per row) + to_torch": sample_ms,
                       **profile_step(agent, batches[1], args.reps)}
             stage_sum = sum(stages.values())
             step_ms = best_ms(lambda: agent._gradient_step(batches[1], update_actor=True), args.reps)

@@ -82,13 +82,12 @@ from robot_rl import auth, transport
 from robot_rl.agents.sac import SACAgent
 from robot_rl.atomic_io import is_disk_full, write_json_atomic
 from robot_rl.buffers import ReplayBuffer
-from robot_rl.buffers.rlpd import RLPDSampler
 from robot_rl.curve import LearningCurve
 from robot_rl.episode import EpisodeResult, Transition, from_chunk
 from robot_rl.interventions import InterventionRouter, intervention_segments
 from robot_rl.run_files import device_for, open_run_buffers, save_checkpoint
 from robot_rl.transport import TransitionChunk, TransitionSchema
-from robot_rl.updates import update_once, updates_owed
+from robot_rl.updates import make_sampler, update_once, updates_owed
 
 log = logging.getLogger("robot_rl.learner")
 
@@ -188,8 +187,8 @@ class Learner:
         log.info("buffers: %d online, %d demo transitions; %d updates", len(self.online), len(self.demo),
                  self.counters["updates"])
 
-        self.sampler = RLPDSampler(self.online, self.demo, batch_size=cfg.batch_size,
-                                   demo_ratio=cfg.buffer.demo_ratio, pin_memory=cfg.buffer.pin_memory)
+        self.sampler = make_sampler(self.online, self.demo, batch_size=cfg.batch_size,
+                                    demo_ratio=cfg.buffer.demo_ratio, pin_memory=cfg.buffer.pin_memory)
         self.rng = np.random.default_rng(cfg.seed + self.counters["updates"])
         self.weights_schema = transport.weights_schema(self.agent.policy_state_dict())
         self.inbox: queue.Queue[TransitionChunk] = queue.Queue(maxsize=opts.inbox_size)

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from robot_rl.buffers.replay import ReplayBuffer
 from robot_rl.buffers.rlpd import RLPDSampler, to_torch
+from robot_rl.networks.encoder import training_batch_keys
 
 
 def updates_owed(updates_per_step: float, learning_starts: int, env_steps: int, updates: int) -> int:
@@ -26,6 +28,15 @@ def updates_owed(updates_per_step: float, learning_starts: int, env_steps: int, 
         return 0
     # 1e-9: 0.1 * 30 is 2.9999999999999996 in floats; the ratio is meant exactly.
     return max(0, int(updates_per_step * (env_steps - learning_starts + 1) + 1e-9) - updates)
+
+
+def make_sampler(online: ReplayBuffer, demo: ReplayBuffer, batch_size: int, demo_ratio: float,
+                 pin_memory: bool) -> RLPDSampler:
+    """The RLPD sampler of a run's buffers, sampling only what the agent's encoder reads (cached
+    features instead of their pixels, one shift variant per row: encoder.training_batch_keys)."""
+    keys, variant_keys = training_batch_keys(online.frame_specs)
+    return RLPDSampler(online, demo, batch_size=batch_size, demo_ratio=demo_ratio, pin_memory=pin_memory,
+                       keys=keys, variant_keys=variant_keys)
 
 
 def update_once(agent: Any, sampler: RLPDSampler, rng: np.random.Generator,

@@ -153,6 +153,26 @@ def check_batch(batch: dict[str, Any], flag_values: dict[str, np.ndarray], where
     checks += [(f"obs[{k!r}]", v) for k, v in batch["obs"].items() if v.dtype.kind == "f"]
     checks += [(f"next_obs[{k!r}]", v) for k, v in batch["next_obs"].items() if v.dtype.kind == "f"]
     for name, values in checks:
-        if not np.isfinite(values).all():
+        if not all_finite(values):
             raise ReplayFormatError(f"{where}: a batch row has a non-finite {name}; the buffer "
                                     f"is corrupt")
+
+
+_HALF_MAGNITUDE, _HALF_INF = np.uint16(0x7FFF), np.uint16(0x7C00)  # a float16 >= inf is inf or NaN
+_CHUNK = 1 << 17
+
+
+def all_finite(values: np.ndarray) -> bool:
+    """np.isfinite(values).all(), fast for float16 (cached features: millions per batch), where
+    numpy's isfinite converts element by element (~20x slower): the magnitude bits of each
+    value are compared with inf's, a cache-sized chunk at a time."""
+    if values.dtype != np.float16:
+        return bool(np.isfinite(values).all())
+    bits = values.reshape(-1).view(np.uint16)
+    scratch = np.empty(min(bits.size, _CHUNK), np.uint16)
+    for start in range(0, bits.size, _CHUNK):
+        part = bits[start:start + _CHUNK]
+        magnitude = np.bitwise_and(part, _HALF_MAGNITUDE, out=scratch[:part.size])
+        if magnitude.max() >= _HALF_INF:
+            return False
+    return True

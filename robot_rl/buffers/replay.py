@@ -531,8 +531,15 @@ class ReplayBuffer(ClosedWhenCollected):
         "reward", "terminated", "truncated", "grasp_penalty", "intervention": float32 (B,)}."""
         return self.gather(self.sample_indices(batch_size, rng))
 
-    def gather(self, indices: np.ndarray, out: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The batch for the given transition ids; writes into `out` (same layout) if given."""
+    def gather(self, indices: np.ndarray, out: dict[str, Any] | None = None,
+               variants: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """The batch for the given B transition ids; writes into `out` (same layout) if given.
+
+        `out` may hold a subset of the frame keys (a training batch leaves out what its learner
+        never reads, e.g. the pixels of a camera whose features are cached): only those are
+        read. `variants` {key: int (2B,)} picks, for a key stored with a leading variant axis
+        (K, ...), variant variants[key][i] of row i's obs (i < B) and variants[key][B + i] of
+        its next_obs: the batch holds (B, ...) for that key, and only those bytes are copied."""
         self._check_usable()
         indices = np.asarray(indices, dtype=np.int64)
         C, a = self.capacity, self._arrays
@@ -544,17 +551,37 @@ class ReplayBuffer(ClosedWhenCollected):
         if not np.array_equal(a["episode"][slots], a["episode"][next_slots]):
             raise RuntimeError("a transition pairs frames of two episodes; the buffer is corrupt")
         batch_size = indices.size
+        variants = dict(variants or {})
         if out is None:
-            out = empty_batch(self.frame_specs, self.action_dim, batch_size)
+            specs = {k: ((shape[1:], dtype) if k in variants else (shape, dtype))
+                     for k, (shape, dtype) in self._frame_specs.items()}
+            out = empty_batch(specs, self.action_dim, batch_size)
+        keys = list(out["obs"])
+        unknown = set(keys) - set(self._frame_keys)
+        if unknown or set(out["next_obs"]) != set(keys) or not set(variants) <= set(keys):
+            raise ValueError(f"gather: batch keys {sorted(keys)} (variants {sorted(variants)}) are "
+                             f"not a subset of the buffer's {self._frame_keys}")
         both = np.concatenate([slots, next_slots])
-        for key in self._frame_keys:
-            if _adjacent(out["obs"][key], out["next_obs"][key]):
-                np.take(a[key], both, axis=0, out=_joined(out["obs"][key], out["next_obs"][key]),
-                        mode="clip")
+        for key in keys:
+            source, rows = a[key], both
+            if key in variants:
+                # Row slot*K + v of the (C*K, ...) view is variant v of frame `slot`.
+                if len(self._frame_specs[key][0]) < 2:
+                    raise ValueError(f"gather: {key!r} has no variant axis: frames of shape "
+                                     f"{self._frame_specs[key][0]}, not (K, ...)")
+                k, picks = source.shape[1], np.asarray(variants[key])
+                if picks.shape != (2 * batch_size,) or picks.dtype.kind not in "iu" or (
+                        picks.size and (picks.min() < 0 or picks.max() >= k)):
+                    raise ValueError(f"gather: variants[{key!r}] must be {2 * batch_size} ints in "
+                                     f"[0, {k}), got {picks.dtype}{picks.shape}")
+                source, rows = source.reshape(C * k, *source.shape[2:]), both * k + picks
+            obs_out, next_out = out["obs"][key], out["next_obs"][key]
+            # mode="clip": the indices are checked above; mode="raise" would buffer `out` (a copy).
+            if _adjacent(obs_out, next_out):
+                np.take(source, rows, axis=0, out=_joined(obs_out, next_out), mode="clip")
             else:
-                np.take(a[key], slots, axis=0, out=out["obs"][key], mode="clip")
-                np.take(a[key], next_slots, axis=0, out=out["next_obs"][key], mode="clip")
-        # mode="clip": the indices are checked above; mode="raise" would buffer `out` (a copy).
+                np.take(source, rows[:batch_size], axis=0, out=obs_out, mode="clip")
+                np.take(source, rows[batch_size:], axis=0, out=next_out, mode="clip")
         np.take(a["action"], slots, axis=0, out=out["action"], mode="clip")
         flags = {}
         for name in _SCALAR_BATCH_KEYS:

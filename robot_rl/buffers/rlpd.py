@@ -7,10 +7,16 @@ without demos has an empty demo buffer). Both empty: ValueError.
 
 The batch is gathered straight into one contiguous host block (pinned when CUDA is available),
 so `to_torch` moves it with a single non-blocking copy and slices typed views on the device.
+
+A batch carries only what the learner reads (`keys`, default every frame key), and for a key
+stored as K variants per frame (`variant_keys`: cached backbone features of K image shifts,
+robot_rl/networks/encoder.py) one variant per row, drawn uniformly in [0, K) for each row's obs
+and, independently, its next_obs: the training augmentation, chosen before the copy, so a batch
+holds and copies 1/K of those bytes.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -47,7 +53,8 @@ class RLPDSampler:
     """Symmetric sampling from an online and a demo buffer (see the module docstring)."""
 
     def __init__(self, online: ReplayBuffer, demo: ReplayBuffer, batch_size: int = 256,
-                 demo_ratio: float = 0.5, pin_memory: bool = True):
+                 demo_ratio: float = 0.5, pin_memory: bool = True, keys: Sequence[str] | None = None,
+                 variant_keys: Sequence[str] = ()):
         if not 0.0 <= demo_ratio <= 1.0:
             raise ValueError(f"demo_ratio must be in [0, 1], got {demo_ratio}")
         if batch_size < 1:
@@ -56,8 +63,21 @@ class RLPDSampler:
             raise ValueError(f"online and demo buffers store different data: {online.frame_specs}, "
                              f"action_dim {online.action_dim} vs {demo.frame_specs}, "
                              f"action_dim {demo.action_dim}")
+        stored = online.frame_specs
+        keys = list(stored) if keys is None else list(keys)
+        if not keys or not set(keys) <= set(stored) or not set(variant_keys) <= set(keys):
+            raise ValueError(f"batch keys {keys} (variant keys {list(variant_keys)}) must be a non-empty "
+                             f"subset of the buffers' frame keys {list(stored)}")
+        for key in variant_keys:
+            if len(stored[key][0]) < 2:
+                raise ValueError(f"variant key {key!r} has frames of shape {stored[key][0]}, not (K, ...)")
         self.online, self.demo = online, demo
         self.batch_size, self.demo_ratio, self.pin_memory = batch_size, demo_ratio, pin_memory
+        self.variant_keys = list(variant_keys)
+        # What one row of a batch holds: a variant key loses its K axis.
+        self.batch_specs = {k: ((stored[k][0][1:], stored[k][1]) if k in self.variant_keys else stored[k])
+                            for k in keys}
+        self._variants = {k: stored[k][0][0] for k in self.variant_keys}
 
     def split(self) -> tuple[int, int]:
         """(from online, from demo) for the next batch, given which buffers hold data."""
@@ -74,14 +94,14 @@ class RLPDSampler:
     def sample(self, rng: np.random.Generator) -> PackedBatch:
         """One batch: rows [0, n_online) from online, the rest from demo."""
         from_online, from_demo = self.split()
-        batch = allocate_batch(self.online.frame_specs, self.online.action_dim, self.batch_size,
-                               self.pin_memory)
-        if from_online:
-            self.online.gather(self.online.sample_indices(from_online, rng),
-                               out=_rows(batch, 0, from_online))
-        if from_demo:
-            self.demo.gather(self.demo.sample_indices(from_demo, rng),
-                             out=_rows(batch, from_online, self.batch_size))
+        batch = allocate_batch(self.batch_specs, self.online.action_dim, self.batch_size, self.pin_memory)
+        for buffer, start, stop in ((self.online, 0, from_online),
+                                    (self.demo, from_online, self.batch_size)):
+            if stop > start:
+                indices = buffer.sample_indices(stop - start, rng)
+                # Variants of the obs rows, then of the next_obs rows (gather's order).
+                variants = {k: rng.integers(0, n, size=2 * (stop - start)) for k, n in self._variants.items()}
+                buffer.gather(indices, out=_rows(batch, start, stop), variants=variants)
         return batch
 
 

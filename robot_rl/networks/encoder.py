@@ -16,10 +16,12 @@ Frozen-backbone fast path and its trade-off
 A frozen backbone computes the same features for the same pixels every time, so redoing it
 for every sampled batch wastes almost all of an update's time on CPU. Instead the buffer can
 store backbone features: `precompute_features` runs the backbone once per stored image, on
-K variants of it (variant 0 unshifted, variants 1..K-1 DrQ random shifts), and the batch
-carries them as `"feat/<camera>"` with shape (B, K, C, h, w) (float16 halves the memory:
-512*4*4*2 bytes = 16 KiB per variant per camera). In training the encoder picks one variant per
-sample at random (independently for obs and next_obs); at eval it takes variant 0.
+K variants of it (variant 0 unshifted, variants 1..K-1 DrQ random shifts), stored as
+`"feat/<camera>"` (K, C, h, w) per frame (float16 halves the memory: 512*4*4*2 bytes = 16 KiB
+per variant per camera). In training each sample uses one variant drawn at random
+(independently for obs and next_obs): the replay sampler draws it and copies only that variant
+(`training_batch_keys`), so the batch carries (B, C, h, w); given (B, K, C, h, w), the encoder
+draws it itself. At eval (`train=False`) it takes variant 0.
 The trade-off: augmentation is drawn from K fixed shifts per image instead of a fresh one of the
 81 possible shifts each time it is sampled, and memory grows K-fold. K=4..8 keeps most of
 DrQ's regularisation at a fraction of the cost. A (B, C, h, w) feature tensor (no variant
@@ -331,6 +333,18 @@ class ObservationEncoder(nn.Module):
 
     def _device(self) -> torch.device:
         return self.spatial_kernel.device
+
+
+def training_batch_keys(frame_specs: Mapping[str, tuple[tuple[int, ...], Any]]) -> tuple[list[str], list[str]]:
+    """(keys, variant_keys): what a training batch needs from replay buffers holding these frame
+    keys ({key: (shape, dtype)}), for robot_rl.buffers.rlpd.RLPDSampler. A camera whose backbone
+    features are cached ("feat/<camera>") is sampled as its features only (the encoder then never
+    reads its pixels); cached features with a variant axis (K, C, h, w) are sampled as one variant
+    per row, drawn by the sampler: the training augmentation `image_maps` would otherwise draw
+    after copying all K. Eval (`train=False`) on a (B, K, ...) batch still takes variant 0."""
+    keys = [k for k in frame_specs if FEATURE_PREFIX + k not in frame_specs]
+    variant_keys = [k for k in keys if k.startswith(FEATURE_PREFIX) and len(frame_specs[k][0]) == 4]
+    return keys, variant_keys
 
 
 @torch.no_grad()
