@@ -40,6 +40,16 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def wait_future(future, timeout: float, failure: str):
+    """The result of an rclpy future completed by a node spun on another thread; fails with
+    `failure` when it is not done within timeout s."""
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.005)
+    return future.result()
+
+
 def call_trigger(node, service: str, timeout: float = 10.0):
     """Calls a std_srvs/Trigger service from `node` (spun on another thread) and returns the
     response; fails naming the service when it is missing or does not answer within timeout s."""
@@ -49,10 +59,7 @@ def call_trigger(node, service: str, timeout: float = 10.0):
     try:
         assert client.wait_for_service(timeout_sec=min(timeout, 10.0)), f"no service {service}"
         future = client.call_async(Trigger.Request())
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            assert time.monotonic() < deadline, f"{service} did not answer in {timeout} s"
-            time.sleep(0.01)
+        wait_future(future, timeout, f"{service} did not answer in {timeout} s")
         return future.result()
     finally:
         node.destroy_client(client)

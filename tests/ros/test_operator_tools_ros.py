@@ -3,6 +3,7 @@ operator publishes the teleop contract on /spacemouse/twist and /spacemouse/joy;
 --ros saves the episodes it marks successful, record-labels --input ros the frames it labels."""
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -35,6 +36,31 @@ class ScriptedOperator:
             held = {"success"} if t > self.period - 0.2 else set()
             self.joy.publish(Joy(axes=[0.0, 0.0, -0.5, 0.0, 0.0, 0.0], buttons=joy_buttons(held)))
             time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def labelling_operator(graph):
+    """Holds success 0.5 s of every 1.5 s, then the reset button, at 50 Hz, while the `with` runs."""
+    twist = graph.probe.create_publisher(TwistStamped, "/spacemouse/twist", 10)
+    joy = graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
+    stop = threading.Event()
+
+    def operate():
+        t0 = time.monotonic()
+        while not stop.is_set():
+            t = (time.monotonic() - t0) % 1.5
+            twist.publish(TwistStamped())
+            held = {"success"} if 0.6 < t < 1.1 else {"reset"} if t > 1.3 else set()
+            joy.publish(Joy(axes=[0.0] * 6, buttons=joy_buttons(held)))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=operate, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
 
 
 def test_record_demos_from_the_live_graph(twin_graph, tmp_path, capsys):
@@ -81,27 +107,9 @@ def test_record_labels_from_the_live_graph(twin_graph, tmp_path, capsys):
     from robot_rl.cli import main
     from robot_rl.reward.labels import load_labels
 
-    twist = twin_graph.probe.create_publisher(TwistStamped, "/spacemouse/twist", 10)
-    joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
-    stop = threading.Event()
-
-    def operate():
-        t0 = time.monotonic()
-        while not stop.is_set():
-            t = (time.monotonic() - t0) % 1.5
-            twist.publish(TwistStamped())
-            held = {"success"} if 0.6 < t < 1.1 else {"reset"} if t > 1.3 else set()
-            joy.publish(Joy(axes=[0.0] * 6, buttons=joy_buttons(held)))
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=operate, daemon=True)
-    thread.start()
-    try:
+    with labelling_operator(twin_graph):
         rc = main(["record-labels", "--ros", "--input", "ros", "--task", "pick_cube", "--out",
                    str(tmp_path / "labels"), "--positives", "3", "--max-episodes", "3", "--cameras", "front"])
-    finally:
-        stop.set()
-        thread.join(timeout=2.0)
     out = capsys.readouterr()
     assert rc == 0, out.err
     stats = json.loads(out.out.strip().splitlines()[-1])
@@ -188,28 +196,10 @@ def test_record_labels_pauses_for_the_scene_before_each_episode(twin_graph, tmp_
     that ends the pause does not also end the episode it starts."""
     from robot_rl.cli import main
 
-    twist = twin_graph.probe.create_publisher(TwistStamped, "/spacemouse/twist", 10)
-    joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
-    stop = threading.Event()
-
-    def operate():
-        t0 = time.monotonic()
-        while not stop.is_set():
-            t = (time.monotonic() - t0) % 1.5
-            twist.publish(TwistStamped())
-            held = {"success"} if 0.6 < t < 1.1 else {"reset"} if t > 1.3 else set()
-            joy.publish(Joy(axes=[0.0] * 6, buttons=joy_buttons(held)))
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=operate, daemon=True)
-    thread.start()
-    try:
+    with labelling_operator(twin_graph):
         rc = main(["record-labels", "--ros", "--input", "ros", "--task", "pick_cube", "--out",
                    str(tmp_path / "labels"), "--positives", "2", "--max-episodes", "2", "--cameras", "front",
                    "--scene-reset-timeout", "30"])
-    finally:
-        stop.set()
-        thread.join(timeout=2.0)
     out = capsys.readouterr()
     assert rc == 0, out.err
     stats = json.loads(out.out.strip().splitlines()[-1])

@@ -9,7 +9,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import time
 import typing
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from sim.twin_node import TwinNode, TwinNodeConfig  # noqa: E402
 from tasks.ros.actor_node import ActorNodeConfig  # noqa: E402
 from tasks.ros.learner_node import LearnerNodeConfig  # noqa: E402
 from tasks.ros.rl_graph import RunParams  # noqa: E402
+from tests.conftest import wait_future  # noqa: E402
 from tests.ros.conftest import Graph  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,11 +54,7 @@ def _numeric(typ) -> bool:
 
 
 def _call(future, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        assert time.monotonic() < deadline, "no answer from the parameter service"
-        time.sleep(0.005)
-    return future.result()
+    return wait_future(future, timeout, "no answer from the parameter service")
 
 
 @pytest.fixture(scope="module")

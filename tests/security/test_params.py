@@ -19,7 +19,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from controllers.impedance import ImpedanceConfig  # noqa: E402
 from controllers.node import ControllerNode  # noqa: E402
 from tasks.ros.rig import load_rig  # noqa: E402
+from tests.conftest import wait_future  # noqa: E402
 from tests.ros.conftest import Graph as RosGraph  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,11 +62,7 @@ class Graph(RosGraph):
 
 
 def _call(future, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        assert time.monotonic() < deadline, "no answer from the parameter service"
-        time.sleep(0.005)
-    return future.result()
+    return wait_future(future, timeout, "no answer from the parameter service")
 
 
 def set_params(client, params, atomically: bool = False) -> list:

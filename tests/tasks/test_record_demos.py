@@ -82,6 +82,13 @@ class Recorder:
                 return line
         raise AssertionError(f"no line with {text!r} from the recorder; got:\n" + "\n".join(self.lines))
 
+    def stop_with_ctrl_c(self, master: int) -> str:
+        """Ctrl-C on the recorder's keyboard pty (raw mode: a stop mark); returns its stdout."""
+        os.write(master, b"\x03")
+        self.wait_for("stopped by the operator")
+        stdout, _ = self.proc.communicate(timeout=30)
+        return stdout
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -111,9 +118,7 @@ def test_keyboard_marks_rerecord_failure_success_and_stop_through_a_pty(tmp_path
         os.write(master, b"s")
         assert "saved as episode 0" in rec.wait_for("success (operator)")
         rec.wait_for("episode 2/2 (attempt 4")
-        os.write(master, b"\x03")   # Ctrl-C in raw mode: stop
-        rec.wait_for("stopped by the operator")
-        stdout, _ = rec.proc.communicate(timeout=30)
+        stdout = rec.stop_with_ctrl_c(master)
     finally:
         rec.stop()
         os.close(master)
@@ -258,9 +263,7 @@ def test_a_scene_pause_before_each_attempt_ends_on_a_key_or_its_timeout(tmp_path
         rec.wait_for("reset the scene")
         rec.wait_for("scene reset: timed out", timeout=30)
         rec.wait_for("attempt 2")
-        os.write(master, b"\x03")
-        rec.wait_for("stopped by the operator")
-        stdout, _ = rec.proc.communicate(timeout=30)
+        stdout = rec.stop_with_ctrl_c(master)
     finally:
         rec.stop()
         os.close(master)
