@@ -41,16 +41,13 @@ rclpy is imported here only (controllers/ keeps ROS out of every other module).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
@@ -61,7 +58,7 @@ from std_msgs.msg import String
 from controllers.impedance import UPPER_BOUNDS, ImpedanceConfig
 from controllers.limits import UNIT_QUAT_TOLERANCE, SafetyBox, envelope, loosenings
 from controllers.rotations import matrix_to_quat, matrix_to_rpy, quat_to_matrix, rpy_to_matrix
-from drivers.ros_common import declare_config, range_problem
+from drivers.ros_common import declare_config, range_problem, run_node
 from robot_rl.config import Range, Text, param
 
 # Reliable, keep-last: commands and states that must not silently vanish.
@@ -405,32 +402,8 @@ class ControllerNode(Node):
         self.config_pub.publish(String(data=json.dumps(asdict(self.impedance))))
 
 
-def spin_main(make_node, args: list[str] | None = None) -> int:
-    """Entry-point body shared by the nodes: init, build, spin until Ctrl-C/SIGTERM, clean up.
-    A node that refuses its parameters (ValueError) ends with one error line and status 2."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = make_node()
-        except ValueError as err:  # bad parameters: the message names them
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            if hasattr(node, "close"):
-                node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
-
-
 def main(args: list[str] | None = None) -> int:
-    return spin_main(ControllerNode, args)
+    return run_node(ControllerNode, args)
 
 
 if __name__ == "__main__":

@@ -60,8 +60,8 @@ from controllers.limits import loosenings
 from controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_allow_loosening,
                               declare_impedance_parameters, declare_reset_envelope,
                               impedance_from_parameters, joint_state_msg, pose_msg, twist_msg, wrench_msg,
-                              log_descriptor_refusals, refuse_change, spin_main)
-from drivers.ros_common import declare_config
+                              log_descriptor_refusals, refuse_change)
+from drivers.ros_common import declare_config, run_node
 from robot_rl.config import Range, Text, param
 from sim.scene import ARM_JOINTS
 
@@ -347,7 +347,7 @@ class TwinNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_main(TwinNode, args)
+    return run_node(TwinNode, args)
 
 
 if __name__ == "__main__":
