@@ -3,6 +3,7 @@ a keyboard on a real pseudo-terminal marking re-record / failure / success / sto
 killed with SIGKILL mid-episode, and no SpaceMouse attached."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -82,12 +83,12 @@ class Recorder:
                 return line
         raise AssertionError(f"no line with {text!r} from the recorder; got:\n" + "\n".join(self.lines))
 
-    def stop_with_ctrl_c(self, master: int) -> str:
-        """Ctrl-C on the recorder's keyboard pty (raw mode: a stop mark); returns its stdout."""
+    def stop_with_ctrl_c(self, master: int) -> dict:
+        """Ctrl-C on the recorder's keyboard pty (raw mode: a stop mark); returns its summary."""
         os.write(master, b"\x03")
         self.wait_for("stopped by the operator")
         stdout, _ = self.proc.communicate(timeout=30)
-        return stdout
+        return json.loads(stdout.strip().splitlines()[-1])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -96,13 +97,24 @@ class Recorder:
         self._thread.join(timeout=5)
 
 
-def test_keyboard_marks_rerecord_failure_success_and_stop_through_a_pty(tmp_path):
+@contextlib.contextmanager
+def keyboard_recorder(args: list[str]):
+    """record-demos with --input keyboard on a fresh pty; yields (recorder, the pty's master fd),
+    and stops the recorder and closes the pty however the test ends."""
     master, slave = os.openpty()
-    out = tmp_path / "demos"
-    rec = Recorder(["--task", "pick_cube", "--episodes", "2", "--input", "keyboard",
-                    "--keyboard-device", os.ttyname(slave), "--out", str(out), "--hz", "20",
-                    "--max-steps", "400"])
+    rec = Recorder(args + ["--input", "keyboard", "--keyboard-device", os.ttyname(slave)])
     try:
+        yield rec, master
+    finally:
+        rec.stop()
+        os.close(master)
+        os.close(slave)
+
+
+def test_keyboard_marks_rerecord_failure_success_and_stop_through_a_pty(tmp_path):
+    out = tmp_path / "demos"
+    with keyboard_recorder(["--task", "pick_cube", "--episodes", "2", "--out", str(out), "--hz", "20",
+                            "--max-steps", "400"]) as (rec, master):
         rec.wait_for("attempt 1")   # printed once the env is reset: keys act from here on
         os.write(master, b"r")
         assert "after" in rec.wait_for("re-record asked")
@@ -118,13 +130,8 @@ def test_keyboard_marks_rerecord_failure_success_and_stop_through_a_pty(tmp_path
         os.write(master, b"s")
         assert "saved as episode 0" in rec.wait_for("success (operator)")
         rec.wait_for("episode 2/2 (attempt 4")
-        stdout = rec.stop_with_ctrl_c(master)
-    finally:
-        rec.stop()
-        os.close(master)
-        os.close(slave)
+        summary = rec.stop_with_ctrl_c(master)
     assert rec.proc.returncode == 0
-    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["input"] == "keyboard" and summary["stopped"]
     assert (summary["recorded"], summary["failures"], summary["rerecords"]) == (1, 1, 1)
     ds = EpisodeDataset.open(out)
@@ -247,12 +254,9 @@ def test_spacemouse_without_a_device_fails_clearly(tmp_path, capsys):
 def test_a_scene_pause_before_each_attempt_ends_on_a_key_or_its_timeout(tmp_path):
     """--scene-reset-timeout: the tool says so before each attempt and waits; the key that ends
     the pause marks nothing, and a pause nobody ends times out."""
-    master, slave = os.openpty()
     out = tmp_path / "demos"
-    rec = Recorder(["--task", "pick_cube", "--episodes", "1", "--input", "keyboard",
-                    "--keyboard-device", os.ttyname(slave), "--out", str(out), "--hz", "20",
-                    "--max-steps", "400", "--scene-reset-timeout", "4"])
-    try:
+    with keyboard_recorder(["--task", "pick_cube", "--episodes", "1", "--out", str(out), "--hz", "20",
+                            "--max-steps", "400", "--scene-reset-timeout", "4"]) as (rec, master):
         assert "episode 1/1: reset the scene, then press a key" in rec.wait_for("reset the scene")
         os.write(master, b"r")      # the re-record key ends the pause ...
         rec.wait_for("scene reset: ended by button")
@@ -263,13 +267,8 @@ def test_a_scene_pause_before_each_attempt_ends_on_a_key_or_its_timeout(tmp_path
         rec.wait_for("reset the scene")
         rec.wait_for("scene reset: timed out", timeout=30)
         rec.wait_for("attempt 2")
-        stdout = rec.stop_with_ctrl_c(master)
-    finally:
-        rec.stop()
-        os.close(master)
-        os.close(slave)
+        summary = rec.stop_with_ctrl_c(master)
     assert rec.proc.returncode == 0
-    summary = json.loads(stdout.strip().splitlines()[-1])
     assert (summary["failures"], summary["rerecords"], summary["attempts"]) == (1, 0, 2)
     assert not any("re-record asked" in line for line in rec.lines)
 
