@@ -187,30 +187,26 @@ def train(cfg: TrainConfig, stop: threading.Event | None = None) -> dict[str, An
     learner.checkpoint(wait=True)
     counters = learner.counters
     if actor.stop_event.is_set():
-        curve.save()
-        curve.draw(run_dir, f"{cfg.task} ({cfg.obs}), seed {cfg.seed}")
-        writer.close()
-        actor.close()
-        learner.close()
         log.warning("stopped at env step %d (%d updates); checkpoint saved: the same command resumes",
                     counters["env_steps"], counters["updates"])
-        return {"stopped": True, "task": cfg.env or cfg.task, "seed": cfg.seed,
-                "env_steps": counters["env_steps"], "updates": counters["updates"], "train_wall_s": train_wall}
-    final = evaluate(handle, learner.agent, cfg.final_eval_episodes, seed=30_000_000 + cfg.seed)
-    final.update({
-        "task": cfg.env or cfg.task, "obs": cfg.obs, "seed": cfg.seed,
-        "env_steps": counters["env_steps"], "updates": counters["updates"],
-        "updates_per_env_step": counters["updates"] / max(counters["env_steps"], 1),
-        "train_wall_s": train_wall,
-        "env_steps_per_s": (counters["env_steps"] - steps_at_start) / max(train_wall, 1e-9),
-        "intervention_steps": int(sum(curve.data["episode_interventions"])),
-        "demo_transitions": len(learner.demo),      # demos + intervention segments
-    })
-    writer.add_scalar("eval/final_success_rate", final["success_rate"], counters["env_steps"])
-    curve.add_eval(counters["env_steps"], final["success_rate"])
+        final = {"stopped": True, "task": cfg.env or cfg.task, "seed": cfg.seed,
+                 "env_steps": counters["env_steps"], "updates": counters["updates"], "train_wall_s": train_wall}
+    else:
+        final = evaluate(handle, learner.agent, cfg.final_eval_episodes, seed=30_000_000 + cfg.seed)
+        final.update({
+            "task": cfg.env or cfg.task, "obs": cfg.obs, "seed": cfg.seed,
+            "env_steps": counters["env_steps"], "updates": counters["updates"],
+            "updates_per_env_step": counters["updates"] / max(counters["env_steps"], 1),
+            "train_wall_s": train_wall,
+            "env_steps_per_s": (counters["env_steps"] - steps_at_start) / max(train_wall, 1e-9),
+            "intervention_steps": int(sum(curve.data["episode_interventions"])),
+            "demo_transitions": len(learner.demo),      # demos + intervention segments
+        })
+        writer.add_scalar("eval/final_success_rate", final["success_rate"], counters["env_steps"])
+        curve.add_eval(counters["env_steps"], final["success_rate"])
+        (run_dir / "eval.json").write_text(json.dumps(final, indent=2))
     curve.save()
     curve.draw(run_dir, f"{cfg.task} ({cfg.obs}), seed {cfg.seed}")
-    (run_dir / "eval.json").write_text(json.dumps(final, indent=2))
     writer.close()
     actor.close()
     learner.close()
