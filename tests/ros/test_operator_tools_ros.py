@@ -39,8 +39,10 @@ class ScriptedOperator:
 
 
 @contextlib.contextmanager
-def labelling_operator(graph):
-    """Holds success 0.5 s of every 1.5 s, then the reset button, at 50 Hz, while the `with` runs."""
+def labelling_operator(graph, period_s: float = 1.5):
+    """Holds success for the 0.4-0.73 third of every period, then the reset button in its last
+    eighth, at 50 Hz, while the `with` runs. A longer period leaves an episode more steps
+    between the press that starts it and the reset that ends it, whatever env.reset costs."""
     twist = graph.probe.create_publisher(TwistStamped, "/spacemouse/twist", 10)
     joy = graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
     stop = threading.Event()
@@ -48,9 +50,9 @@ def labelling_operator(graph):
     def operate():
         t0 = time.monotonic()
         while not stop.is_set():
-            t = (time.monotonic() - t0) % 1.5
+            t = ((time.monotonic() - t0) % period_s) / period_s
             twist.publish(TwistStamped())
-            held = {"success"} if 0.6 < t < 1.1 else {"reset"} if t > 1.3 else set()
+            held = {"success"} if 0.4 < t < 0.73 else {"reset"} if t > 0.87 else set()
             joy.publish(Joy(axes=[0.0] * 6, buttons=joy_buttons(held)))
             time.sleep(0.02)
 
@@ -196,7 +198,10 @@ def test_record_labels_pauses_for_the_scene_before_each_episode(twin_graph, tmp_
     that ends the pause does not also end the episode it starts."""
     from robot_rl.cli import main
 
-    with labelling_operator(twin_graph):
+    # A 4 s period: the pause ends on the success press (or on the reset press, held on into
+    # the episode), and the next reset comes >= 2 s later, so on a loaded CI machine (an
+    # env.reset over ROS of up to ~1 s) an episode still runs many steps.
+    with labelling_operator(twin_graph, period_s=4.0):
         rc = main(["record-labels", "--ros", "--input", "ros", "--task", "pick_cube", "--out",
                    str(tmp_path / "labels"), "--positives", "2", "--max-episodes", "2", "--cameras", "front",
                    "--scene-reset-timeout", "30"])
