@@ -4,7 +4,15 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "robot_rl"
-TOP_LEVEL = ["robot_rl", "controllers", "drivers", "tasks", "sim", "bench"]
+# The design card's top-level folders beside robot_rl/ install under the package's own name
+# (robot_rl.tasks, robot_rl.sim, ...), so they never collide with another distribution's
+# `tasks` or `sim` in a user's env. From a source checkout the same names resolve through
+# robot_rl/__init__.py.
+NAMESPACED = ["controllers", "drivers", "tasks", "sim", "bench"]
+PACKAGE_DIR = {PACKAGE: PACKAGE, **{f"{PACKAGE}.{folder}": folder for folder in NAMESPACED}}
+PACKAGES = find_packages(include=[PACKAGE, f"{PACKAGE}.*"]) + [
+    f"{PACKAGE}.{folder}{sub}" for folder in NAMESPACED
+    for sub in ["", *(f".{p}" for p in find_packages(where=folder))]]
 
 # What `pip install robot_rl` (or its wheel) brings into a user's env, beside LeRobot or gym-hil
 # say: the direct dependencies of training in the twin, as compatible ranges. The exact lock
@@ -44,8 +52,9 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
-    packages=find_packages(include=[p for t in TOP_LEVEL for p in (t, t + ".*")]),
-    package_data={"robot_rl": ["configs/*.yaml"], "tasks": ["task_files/*.yaml"]},   # sim: the FR3 model comes from franky-sim
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    package_data={"robot_rl": ["configs/*.yaml"], "robot_rl.tasks": ["task_files/*.yaml"]},   # sim: the FR3 model comes from franky-sim
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -55,20 +64,20 @@ setup(
     entry_points={
         "console_scripts": [
             "robot-rl = robot_rl.cli:main",
-            "robot-rl-realsense = drivers.realsense_node:main",
-            "robot-rl-robotiq = drivers.robotiq_node:main",
-            "robot-rl-ft = drivers.ft_node:main",
-            "robot-rl-spacemouse = drivers.spacemouse_node:main",
-            "robot-rl-keyboard = drivers.keyboard_node:main",
-            "robot-rl-franka = drivers.franka_node:main",
-            "robot-rl-franka-sim = drivers.franka_sim:main",
-            "robot-rl-widowx = drivers.widowx_node:main",
-            "robot-rl-twin = sim.twin_node:main",
-            "robot-rl-controller = controllers.node:main",
-            "robot-rl-actor = tasks.ros.actor_node:main",
-            "robot-rl-learner = tasks.ros.learner_node:main",
+            "robot-rl-realsense = robot_rl.drivers.realsense_node:main",
+            "robot-rl-robotiq = robot_rl.drivers.robotiq_node:main",
+            "robot-rl-ft = robot_rl.drivers.ft_node:main",
+            "robot-rl-spacemouse = robot_rl.drivers.spacemouse_node:main",
+            "robot-rl-keyboard = robot_rl.drivers.keyboard_node:main",
+            "robot-rl-franka = robot_rl.drivers.franka_node:main",
+            "robot-rl-franka-sim = robot_rl.drivers.franka_sim:main",
+            "robot-rl-widowx = robot_rl.drivers.widowx_node:main",
+            "robot-rl-twin = robot_rl.sim.twin_node:main",
+            "robot-rl-controller = robot_rl.controllers.node:main",
+            "robot-rl-actor = robot_rl.tasks.ros.actor_node:main",
+            "robot-rl-learner = robot_rl.tasks.ros.learner_node:main",
         ],
         # The twin tasks, found by robot_rl.run_env.task_provider (the core never imports tasks/).
-        "robot_rl.task_providers": ["twin = tasks.provider"],
+        "robot_rl.task_providers": ["twin = robot_rl.tasks.provider"],
     },
 )

@@ -1,5 +1,5 @@
 """Distributed vs in-process training, same config and seeds:
-`python -m bench.distributed_parity [--task pick_cube] [--steps 15000] [--seeds 0 1 2]`.
+`python -m robot_rl.bench.distributed_parity [--task pick_cube] [--steps 15000] [--seeds 0 1 2]`.
 
 For each seed it runs `robot-rl train` (robot_rl.train.train, one process) and
 `robot-rl train --distributed` (tasks.ros.distributed.run_distributed: actor and learner as two
@@ -21,13 +21,13 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.learner import machine
-    from bench.learning_runs import learning_bench_parser
+    from robot_rl.bench.learner import machine
+    from robot_rl.bench.learning_runs import learning_bench_parser
     from robot_rl import config as config_lib
     from robot_rl.train import TrainConfig, train
-    from tasks.ros.distributed import run_distributed
+    from robot_rl.tasks.ros.distributed import run_distributed
 
-    parser = learning_bench_parser("bench.distributed_parity", "runs/bench_distributed_parity",
+    parser = learning_bench_parser("robot_rl.bench.distributed_parity", "runs/bench_distributed_parity",
                                    final_eval_episodes=50)
     parser.add_argument("--task", default="pick_cube")
     parser.add_argument("--obs", default="state", choices=["state", "pixels"])

@@ -29,8 +29,8 @@ import time
 
 import numpy as np
 
-from drivers.franka import FrankaArm, LoopSettings
-from drivers.franka_sim import FrankySim
+from robot_rl.drivers.franka import FrankaArm, LoopSettings
+from robot_rl.drivers.franka_sim import FrankySim
 
 
 def machine() -> str:
@@ -98,8 +98,8 @@ def tick_breakdown(hostname: str, n: int = 5000) -> dict:
 
     import pylibfranka as pf
 
-    from controllers.impedance import CartesianImpedanceController, ImpedanceConfig
-    from drivers.franka_loop import FRANKA_HOME_Q, pose_from_o_t_ee
+    from robot_rl.controllers.impedance import CartesianImpedanceController, ImpedanceConfig
+    from robot_rl.drivers.franka_loop import FRANKA_HOME_Q, pose_from_o_t_ee
 
     robot = pf.Robot(hostname, pf.RealtimeConfig.kIgnore)
     model = robot.load_model()

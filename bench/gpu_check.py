@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                      "device_name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
                      "torch": torch.__version__, "cpu_check": args.cpu}
 
-    learner_cmd = [py, "-m", "bench.learner", "--device", device]
+    learner_cmd = [py, "-m", "robot_rl.bench.learner", "--device", device]
     if args.cpu:
         learner_cmd.append("--quick")
     # Limits: <= 9 min in all on a GPU; the --cpu check only has to finish, so it gets room.

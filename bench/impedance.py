@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from controllers.impedance import CartesianImpedanceController, ImpedanceConfig
+from robot_rl.controllers.impedance import CartesianImpedanceController, ImpedanceConfig
 
 
 def make_inputs(n_sets: int, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:

@@ -1,4 +1,4 @@
-"""Do interventions cut the env steps to 90% success? `python -m bench.interventions [--seeds 0 1 2]`.
+"""Do interventions cut the env steps to 90% success? `python -m robot_rl.bench.interventions [--seeds 0 1 2]`.
 
 For each seed, two runs of the in-process RLPD loop that differ only in
 `intervention.enabled`: the same task, the same scripted demos (collected with the same seed;
@@ -89,9 +89,9 @@ def summarize(out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.learner import machine
+    from robot_rl.bench.learner import machine
 
-    parser = argparse.ArgumentParser(prog="bench.interventions")
+    parser = argparse.ArgumentParser(prog="robot_rl.bench.interventions")
     parser.add_argument("--task", default="peg_insert")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per run at most")

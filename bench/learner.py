@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                                 generator=torch.Generator().manual_seed(0))
     # The batch as the learner's sampler hands it over (robot_rl.updates.make_sampler): one of the
     # K stored variants per row, (B, C, h, w) float16, no pixels. Sampling is not timed here
-    # (`python -m bench.pixel_profile` times it: a few ms per batch).
+    # (`python -m robot_rl.bench.pixel_profile` times it: a few ms per batch).
     feature_shape = tuple(feats.shape[2:])
 
     def pixel_batches(on: torch.device) -> list[dict]:

@@ -1,6 +1,6 @@
 """Latency from each peripheral (its protocol peer) to the published ROS 2 message, p50/p99.
 
-    python -m bench.peripherals [--seconds 3]
+    python -m robot_rl.bench.peripherals [--seconds 3]
 
 Each device runs against the same peer the tests use, on loopback / pseudo-terminals, with
 the real driver node in a real rclpy graph; the time is taken when the peer hands the data
@@ -29,17 +29,17 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64  # noqa: E402
 
-from drivers.ft_node import FtSensorNode  # noqa: E402
-from drivers.keyboard_node import KeyboardNode  # noqa: E402
-from drivers.peers.ft_sims import Ft300Sim, NetFtSim  # noqa: E402
-from drivers.peers.null_modem import NullModem  # noqa: E402
-from drivers.peers.realsense_sim import SoftwareCamera  # noqa: E402
-from drivers.peers.robotiq_sim import Robotiq2F85Sim  # noqa: E402
-from drivers.realsense_node import RealSenseNode  # noqa: E402
-from drivers.robotiq_node import RobotiqNode  # noqa: E402
-from drivers.ros_common import Spinner  # noqa: E402
-from drivers.spacemouse import ReplayReportSource  # noqa: E402
-from drivers.spacemouse_node import SpaceMouseNode  # noqa: E402
+from robot_rl.drivers.ft_node import FtSensorNode  # noqa: E402
+from robot_rl.drivers.keyboard_node import KeyboardNode  # noqa: E402
+from robot_rl.drivers.peers.ft_sims import Ft300Sim, NetFtSim  # noqa: E402
+from robot_rl.drivers.peers.null_modem import NullModem  # noqa: E402
+from robot_rl.drivers.peers.realsense_sim import SoftwareCamera  # noqa: E402
+from robot_rl.drivers.peers.robotiq_sim import Robotiq2F85Sim  # noqa: E402
+from robot_rl.drivers.realsense_node import RealSenseNode  # noqa: E402
+from robot_rl.drivers.robotiq_node import RobotiqNode  # noqa: E402
+from robot_rl.drivers.ros_common import Spinner  # noqa: E402
+from robot_rl.drivers.spacemouse import ReplayReportSource  # noqa: E402
+from robot_rl.drivers.spacemouse_node import SpaceMouseNode  # noqa: E402
 
 
 def machine() -> str:

@@ -1,5 +1,5 @@
 """The pixel learner's update, this tree against a git revision, in ONE process:
-`python -m bench.pixel_ab --base REV [--threads 1 2] [--seconds 4] [--rounds 3] [--rows 300]`.
+`python -m robot_rl.bench.pixel_ab --base REV [--threads 1 2] [--seconds 4] [--rounds 3] [--rows 300]`.
 
 On a shared CPU two separate runs differ by more than most changes do, so this builds the
 frozen-backbone pixel agent of `robot-rl bench learner` (2 cameras 128x128, cached features
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.learner import CAMERAS, bench_spaces, machine
-from bench.pixel_profile import filled_buffers
+from robot_rl.bench.learner import CAMERAS, bench_spaces, machine
+from robot_rl.bench.pixel_profile import filled_buffers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def cycles_per_s(cycle, seconds: float) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pixel_ab")
+    parser = argparse.ArgumentParser(prog="python -m robot_rl.bench.pixel_ab")
     parser.add_argument("--base", required=True, help="git revision to compare against")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=4.0, help="per variant per round")

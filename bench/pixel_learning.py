@@ -1,4 +1,4 @@
-"""Pick_cube learned from pixels on a CPU: `python -m bench.pixel_learning [--rows pixels blind] [--seeds 0 1]`.
+"""Pick_cube learned from pixels on a CPU: `python -m robot_rl.bench.pixel_learning [--rows pixels blind] [--seeds 0 1]`.
 
 The goal (issue 20): pick_cube with NO object state (proprio + the wrist and front twin cameras),
 20 scripted demos, the task's randomised cube pose (+-6 cm, +-45 deg yaw), >= 0.8 evaluation
@@ -35,13 +35,13 @@ GOAL = 0.8
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.learner import machine
-    from bench.sample_efficiency import steps_to
+    from robot_rl.bench.learner import machine
+    from robot_rl.bench.sample_efficiency import steps_to
     from robot_rl import config as config_lib
     from robot_rl.stop_signals import stop_on_signals
     from robot_rl.train import TrainConfig, train
 
-    parser = argparse.ArgumentParser(prog="bench.pixel_learning")
+    parser = argparse.ArgumentParser(prog="robot_rl.bench.pixel_learning")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--eval-every", type=int, default=2000)

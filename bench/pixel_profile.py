@@ -1,4 +1,4 @@
-"""Where one pixel-learner gradient step spends its time: `python -m bench.pixel_profile [--threads 1 2]`.
+"""Where one pixel-learner gradient step spends its time: `python -m robot_rl.bench.pixel_profile [--threads 1 2]`.
 
 The HIL-SERL pixel learner of `robot-rl bench learner`: 2 cameras 128x128, frozen ResNet-10 with
 cached features (K=4 variants of (512, 4, 4), float16, in in-RAM replay buffers), batch 256
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.learner import CAMERAS, bench_spaces, machine
+from robot_rl.bench.learner import CAMERAS, bench_spaces, machine
 
 FEATURE_SHAPE = (4, 512, 4, 4)
 
@@ -147,7 +147,7 @@ def matmul_flops(enc, cfg, b: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pixel_profile")
+    parser = argparse.ArgumentParser(prog="python -m robot_rl.bench.pixel_profile")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--rows", type=int, default=600, help="transitions per replay buffer")

@@ -1,6 +1,6 @@
 """The rehearsal: a whole HIL-SERL session over ROS, with the twin standing in for the robot.
 
-    .venv/bin/python -m bench.rehearsal [--out runs/rehearsal] [--demos 20] [--positives 150]
+    .venv/bin/python -m robot_rl.bench.rehearsal [--out runs/rehearsal] [--demos 20] [--positives 150]
         [--steps 4000] [--deploy-episodes 20] [--quick]
 
 Every step is the command a lab runs, as a subprocess, with no shortcut (docs/real_session.md):
@@ -124,7 +124,7 @@ class Session:
 
 def operator_args(role: str, overrides: dict, out: Path, a: argparse.Namespace, console: str = "",
                   seed: int = 0) -> list[str]:
-    args = [sys.executable, "-m", "bench.rehearsal_operator", "--role", role, "--overrides",
+    args = [sys.executable, "-m", "robot_rl.bench.rehearsal_operator", "--role", role, "--overrides",
             json.dumps(overrides), "--report", str(out / f"operator_{role}.jsonl"), "--seed", str(seed),
             "--stall-steps", str(a.stall_steps), "--attempt-timeout", str(a.attempt_timeout),
             "--near-miss", str(a.near_miss)]
@@ -160,7 +160,7 @@ def machine() -> str:
 def rehearse(a: argparse.Namespace) -> dict[str, Any]:
     out = Path(a.out).resolve()
     if out.exists() and any(out.iterdir()):
-        raise SystemExit(f"bench.rehearsal: {out} is not empty; a rehearsal starts from nothing (--out)")
+        raise SystemExit(f"robot_rl.bench.rehearsal: {out} is not empty; a rehearsal starts from nothing (--out)")
     out.mkdir(parents=True, exist_ok=True)
     run_dir, demos_dir, labels_dir, clf_dir = out / "run", out / "demos", out / "labels", out / "clf"
     overrides = {**FIXED, "max_steps": a.max_steps, **({} if a.pixels else {"cameras": []})}

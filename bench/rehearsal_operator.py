@@ -1,7 +1,7 @@
 """The rehearsal's operator: the person at the SpaceMouse, scripted, in a process of its own.
 
-    python -m bench.rehearsal_operator --role demos  [--overrides JSON] [--report FILE]
-    python -m bench.rehearsal_operator --role train  --console runs/x/actor.log
+    python -m robot_rl.bench.rehearsal_operator --role demos  [--overrides JSON] [--report FILE]
+    python -m robot_rl.bench.rehearsal_operator --role train  --console runs/x/actor.log
 
 It is the only part of a rehearsal (with the bench itself) that reads the twin's ground truth
 (`task/state`): its eyes. It acts only as a person does:
@@ -114,7 +114,7 @@ class Hands:
         self.set(None)
 
     def _publish(self) -> None:
-        from drivers.teleop import joy_buttons
+        from robot_rl.drivers.teleop import joy_buttons
 
         TwistStamped, Joy = self._msgs
         with self._lock:
@@ -144,7 +144,7 @@ class Console:
         self.path, self.offset = Path(path), 0
 
     def prompts(self) -> int:
-        from tasks.apps.scene_pause import PROMPT
+        from robot_rl.tasks.apps.scene_pause import PROMPT
 
         if not self.path.exists():
             return 0
@@ -162,10 +162,10 @@ class Operator:
         from rclpy.context import Context
         from rclpy.signals import SignalHandlerOptions
 
-        import tasks
+        from robot_rl import tasks
         from robot_rl.scripted_human import InterventionConfig, ScriptedHuman
-        from tasks.experts import make_expert
-        from tasks.ros.backend import RosRobot, RosRobotConfig
+        from robot_rl.tasks.experts import make_expert
+        from robot_rl.tasks.ros.backend import RosRobot, RosRobotConfig
 
         cfg.validate()
         self.cfg = cfg
@@ -209,7 +209,7 @@ class Operator:
     def drive(self, action: np.ndarray, wander: float = 0.0, also: set[str] | frozenset[str] = frozenset()) -> None:
         """The expert's end-effector action as the base-frame twist (and the gripper button held)
         that the takeover maps back to it; `also`: more buttons held (labels: success)."""
-        from controllers.rotations import quat_to_matrix as quat_to_rot
+        from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
 
         rot = quat_to_rot(self.view.last_state.tcp_quat)
         a = np.asarray(action, float).copy()

@@ -1,6 +1,6 @@
 """The reward classifier in the twin: label, train, check against the ground truth, train RL on it.
 
-    .venv/bin/python -m bench.reward_classifier [--positives 250] [--camera front] [--rl-steps 3000]
+    .venv/bin/python -m robot_rl.bench.reward_classifier [--positives 250] [--camera front] [--rl-steps 3000]
         [--rl-config configs/train_default.yaml] [--rl-demos 20] [--jobs 2]
 
 1. labels: `record-labels --input expert` for pick_cube: scripted-expert episodes (motion
@@ -34,9 +34,9 @@ def machine() -> str:
 
 
 def record(out: Path, positives: int, camera: str, image_size: int, seed: int) -> dict:
-    import tasks
+    from robot_rl import tasks
     from robot_rl.reward.labels import LabelWriter
-    from tasks.apps.record_labels import ExpertSource, record_labels
+    from robot_rl.tasks.apps.record_labels import ExpertSource, record_labels
 
     env = tasks.make_env("pick_cube", obs="pixels", seed=seed, cameras=(camera,), image_size=image_size)
     try:
@@ -49,9 +49,9 @@ def record(out: Path, positives: int, camera: str, image_size: int, seed: int) -
 
 def reward_agreement(clf_path: Path, episodes: int, seed: int) -> dict:
     """Noisy expert (with near-misses) in the classifier-rewarded env: episode-level agreement."""
-    import tasks
-    from tasks.classifier_reward import ClassifierReward
-    from tasks.apps.record_labels import ExpertSource
+    from robot_rl import tasks
+    from robot_rl.tasks.classifier_reward import ClassifierReward
+    from robot_rl.tasks.apps.record_labels import ExpertSource
 
     env = ClassifierReward(tasks.make_env("pick_cube", obs="state", seed=seed), clf_path)
     source = ExpertSource(env, "pick_cube", noise=0.1, near_miss=0.3, hold_steps=0, seed=seed + 1)

@@ -2,7 +2,7 @@
 latency (receive time minus the header stamp, which the twin sets right before publishing),
 inter-arrival jitter, and RobotEnv over the ROS backend (step period, reset time).
 
-    MUJOCO_GL=egl .venv/bin/python -m bench.ros_graph [--seconds 3] [--steps 30]
+    MUJOCO_GL=egl .venv/bin/python -m robot_rl.bench.ros_graph [--seconds 3] [--steps 30]
 
 The twin node runs in a child process (as `robot-rl up twin --processes` runs it); the probe
 and the env run here. Prints the machine, a table, then one JSON line with every figure.
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from bench.twin import machine
+from robot_rl.bench.twin import machine
 
 TOPICS = {  # topic -> (message type name, nominal Hz)
     "/franka/joint_states": ("JointState", 100.0),
@@ -56,12 +56,12 @@ def main() -> None:
     from sensor_msgs.msg import CameraInfo, Image, JointState
 
     from robot_rl.child_process import stop_child
-    from tasks.ros.backend import make_ros_env
-    from tasks.ros.node_thread import NodeThread
+    from robot_rl.tasks.ros.backend import make_ros_env
+    from robot_rl.tasks.ros.node_thread import NodeThread
 
     types = {"JointState": JointState, "PoseStamped": PoseStamped, "TwistStamped": TwistStamped,
              "WrenchStamped": WrenchStamped, "Image": Image, "CameraInfo": CameraInfo}
-    child = subprocess.Popen([sys.executable, "-m", "sim.twin_node", "--ros-args", "-r", "__ns:=/franka"],
+    child = subprocess.Popen([sys.executable, "-m", "robot_rl.sim.twin_node", "--ros-args", "-r", "__ns:=/franka"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     spin = NodeThread("bench_probe", start=False)
     node = spin.node

@@ -1,4 +1,4 @@
-"""The sample-efficiency bar: `python -m bench.sample_efficiency [--rows pick_state ...] [--seeds 0 1 2]`.
+"""The sample-efficiency bar: `python -m robot_rl.bench.sample_efficiency [--rows pick_state ...] [--seeds 0 1 2]`.
 
 | row         | task       | obs    | demos | goal                              |
 |-------------|------------|--------|-------|-----------------------------------|
@@ -42,10 +42,10 @@ def steps_to(evals: list[tuple[int, float]], rate: float, held: bool = False) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.learner import machine
-    from bench.learning_runs import learning_bench_parser, train_seed
+    from robot_rl.bench.learner import machine
+    from robot_rl.bench.learning_runs import learning_bench_parser, train_seed
 
-    parser = learning_bench_parser("bench.sample_efficiency", "runs/bench_sample_efficiency",
+    parser = learning_bench_parser("robot_rl.bench.sample_efficiency", "runs/bench_sample_efficiency",
                                    final_eval_episodes=50, eval_every=2_500, eval_episodes=20)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Actor <-> learner transport over ROS 2, across two processes on one machine.
 
-    .venv/bin/python -m bench.transport [--transitions 1000] [--weights-mb 20] [--repeats 5]
-    .venv/bin/python -m bench.transport --auth [--weights-mb 20]      # only 3. (no ROS, ~30 s)
+    .venv/bin/python -m robot_rl.bench.transport [--transitions 1000] [--weights-mb 20] [--repeats 5]
+    .venv/bin/python -m robot_rl.bench.transport --auth [--weights-mb 20]      # only 3. (no ROS, ~30 s)
 
 1. transitions/s: pixel transitions (state 20 + two 128x128 RGB cameras; 1 per message, as
    the actor sends them, and in chunks of 16, as it resends) published as fast as possible by
@@ -42,10 +42,10 @@ import torch  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
-from drivers.ros_common import Spinner  # noqa: E402
+from robot_rl.drivers.ros_common import Spinner  # noqa: E402
 from robot_rl import transport  # noqa: E402
 from robot_rl.child_process import stop_child  # noqa: E402
-from tasks.ros import rl_graph  # noqa: E402
+from robot_rl.tasks.ros import rl_graph  # noqa: E402
 
 NS = "/bench_transport"
 OBS = {"state": ((20,), np.dtype(np.float32)), "wrist": ((128, 128, 3), np.dtype(np.uint8)),
@@ -154,7 +154,7 @@ def auth_costs(weights_mb: float, repeats: int = 30, update_seconds: float = 5.0
     """Section 3 of the module docstring."""
     import secrets
 
-    from bench.learner import random_batch, bench_spaces, updates_per_s
+    from robot_rl.bench.learner import random_batch, bench_spaces, updates_per_s
     from robot_rl.agents.sac import SACAgent, SACConfig
     from robot_rl.auth import MessageAuth
 
@@ -255,7 +255,7 @@ def main() -> int:
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, torch {torch.__version__}, "
           f"rmw {os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp (default)')}", flush=True)
-    child = subprocess.Popen([sys.executable, "-m", "bench.transport", "--role", "receiver",
+    child = subprocess.Popen([sys.executable, "-m", "robot_rl.bench.transport", "--role", "receiver",
                               "--weights-mb", str(args.weights_mb)], start_new_session=True)
     rclpy.init()
     node = Node("bench_sender")

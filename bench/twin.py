@@ -1,7 +1,7 @@
 """Twin speed: env steps/s (10 Hz control, 100 physics steps of 1 ms each with the impedance law
 at every one), state-only and with two 128x128 cameras; and the cost of one physics step.
 
-    MUJOCO_GL=egl .venv/bin/python -m bench.twin [--steps 300] [--task pick_cube]
+    MUJOCO_GL=egl .venv/bin/python -m robot_rl.bench.twin [--steps 300] [--task pick_cube]
 
 Prints a table, then one JSON line with every figure.
 """
@@ -30,7 +30,7 @@ def machine() -> dict:
 
 
 def env_steps_per_s(task: str, obs: str, steps: int) -> float:
-    import tasks
+    from robot_rl import tasks
 
     env = tasks.make_env(task, obs=obs, seed=0)
     rng = np.random.default_rng(0)
@@ -53,7 +53,7 @@ def physics_step_us(task: str, n: int = 3000) -> dict:
     """Microseconds per 1 ms physics step: with the law (the twin's loop) and bare mj_step."""
     import mujoco
 
-    import tasks
+    from robot_rl import tasks
 
     env = tasks.make_env(task, obs="state", seed=0)
     env.reset()

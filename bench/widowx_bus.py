@@ -1,6 +1,6 @@
 """WidowX bus throughput against the Dynamixel peer: sync read + sync write cycles per second.
 
-    python -m bench.widowx_bus [--cycles 2000]
+    python -m robot_rl.bench.widowx_bus [--cycles 2000]
 
 1. The bare bus (drivers/dynamixel_bus.py): one sync read of 126..135 for the 9 servos of a
    wx250s (6 joints, 2 shadows, gripper) + one sync write of 8 goal positions, back to back.
@@ -24,12 +24,12 @@ import time
 
 import numpy as np
 
-from bench.peripherals import machine
-from controllers.widowx_model import WIDOWX_250S
-from drivers.dynamixel_bus import BusConfig, DynamixelBus
-from drivers.errors import DeviceLostError
-from drivers.peers.dynamixel_peer import DynamixelPeer
-from drivers.widowx import WidowXArm, WidowXConfig
+from robot_rl.bench.peripherals import machine
+from robot_rl.controllers.widowx_model import WIDOWX_250S
+from robot_rl.drivers.dynamixel_bus import BusConfig, DynamixelBus
+from robot_rl.drivers.errors import DeviceLostError
+from robot_rl.drivers.peers.dynamixel_peer import DynamixelPeer
+from robot_rl.drivers.widowx import WidowXArm, WidowXConfig
 from robot_rl.child_process import stop_child
 
 
@@ -82,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"machine: {machine()}")
     results = {}
-    proc = subprocess.Popen([sys.executable, "-m", "drivers.peers.dynamixel_peer"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "robot_rl.drivers.peers.dynamixel_peer"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
         port = proc.stdout.readline().strip()

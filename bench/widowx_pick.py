@@ -1,4 +1,4 @@
-"""WidowX pick bench: `python -m bench.widowx_pick [--seeds 0 1 2] [--steps 20000]`.
+"""WidowX pick bench: `python -m robot_rl.bench.widowx_pick [--seeds 0 1 2] [--steps 20000]`.
 
 pick_cube for the WidowX 250 6-DoF in its MuJoCo twin (task `widowx_pick_cube`: the env's
 equilibrium pose -> the DLS IK -> the servo PIDs), learned from state with the same RLPD loop
@@ -21,10 +21,10 @@ GOAL_STEPS = 20_000
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.learner import machine
-    from bench.learning_runs import learning_bench_parser, train_seed
+    from robot_rl.bench.learner import machine
+    from robot_rl.bench.learning_runs import learning_bench_parser, train_seed
 
-    parser = learning_bench_parser("bench.widowx_pick", "runs/bench_widowx_pick",
+    parser = learning_bench_parser("robot_rl.bench.widowx_pick", "runs/bench_widowx_pick",
                                    final_eval_episodes=20, eval_every=2_500, eval_episodes=10)
     parser.add_argument("--steps", type=int, default=GOAL_STEPS)
     parser.add_argument("--demos", type=int, default=20)

@@ -30,8 +30,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from controllers.rotations import matrix_to_quat, quat_to_matrix
-from controllers.widowx_model import ArmModel
+from robot_rl.controllers.rotations import matrix_to_quat, quat_to_matrix
+from robot_rl.controllers.widowx_model import ArmModel
 
 
 @dataclass

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from controllers.rotations import slerp_scalar
+from robot_rl.controllers.rotations import slerp_scalar
 from robot_rl.config import Range, param
 
 try:  # numpy's LAPACK gufunc without np.linalg.solve's ~10 us of Python checks (a 1 kHz loop)

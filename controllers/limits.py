@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from controllers.impedance import ImpedanceConfig
+from robot_rl.controllers.impedance import ImpedanceConfig
 from robot_rl.config import Range, param
 
 UNIT_QUAT_TOLERANCE = 1e-3   # |norm - 1| accepted (float32 round trips, hand-typed values)

@@ -55,10 +55,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from controllers.impedance import UPPER_BOUNDS, ImpedanceConfig
-from controllers.limits import UNIT_QUAT_TOLERANCE, SafetyBox, envelope, loosenings
-from controllers.rotations import matrix_to_quat, matrix_to_rpy, quat_to_matrix, rpy_to_matrix
-from drivers.ros_common import declare_config, range_problem, run_node
+from robot_rl.controllers.impedance import UPPER_BOUNDS, ImpedanceConfig
+from robot_rl.controllers.limits import UNIT_QUAT_TOLERANCE, SafetyBox, envelope, loosenings
+from robot_rl.controllers.rotations import matrix_to_quat, matrix_to_rpy, quat_to_matrix, rpy_to_matrix
+from robot_rl.drivers.ros_common import declare_config, range_problem, run_node
 from robot_rl.config import Range, Text, param
 
 # Reliable, keep-last: commands and states that must not silently vanish.

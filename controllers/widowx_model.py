@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controllers.rotations import matrix_to_quat
+from robot_rl.controllers.rotations import matrix_to_quat
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivers.errors import DeviceLostError, DeviceNotFoundError
+from robot_rl.drivers.errors import DeviceLostError, DeviceNotFoundError
 
 # Control table (X series)
 ADDR_MODEL_NUMBER = 0

@@ -27,10 +27,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from controllers.limits import validate_target
-from drivers.errors import DeviceNotFoundError
-from drivers.franka_ipc import SharedStruct, spawn_process, stop_process
-from drivers.franka_loop import (MODE_NAMES, STATE_SPEC, TARGET_SPEC, LoopSettings, loop_main)
+from robot_rl.controllers.limits import validate_target
+from robot_rl.drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.franka_ipc import SharedStruct, spawn_process, stop_process
+from robot_rl.drivers.franka_loop import (MODE_NAMES, STATE_SPEC, TARGET_SPEC, LoopSettings, loop_main)
 
 __all__ = ["FrankaArm", "FrankaState", "LoopSettings", "clip_to_box"]
 

@@ -18,8 +18,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from drivers.errors import DeviceNotFoundError
-from drivers.franka_ipc import SharedStruct, spawn_process, stop_process
+from robot_rl.drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.franka_ipc import SharedStruct, spawn_process, stop_process
 
 HAND_SPEC = {"t": 1, "width": 1, "max_width": 1, "grasped": 1, "busy": 1, "commands": 1, "ok": 1}
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controllers.impedance import CartesianImpedanceController, ImpedanceConfig
-from drivers.franka_ipc import SharedStruct
+from robot_rl.controllers.impedance import CartesianImpedanceController, ImpedanceConfig
+from robot_rl.drivers.franka_ipc import SharedStruct
 
 # Loop modes, published in state["mode"].
 STARTING, IMPEDANCE, HOLDING, RESETTING, FAULT, STOPPED, RECOVERING = range(7)

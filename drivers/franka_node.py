@@ -24,14 +24,14 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
-from controllers.impedance import ImpedanceConfig
-from controllers.limits import loosenings, validate_target
-from controllers.node import (declare_allow_loosening, declare_reset_envelope, joint_state_msg, pose_msg,
+from robot_rl.controllers.impedance import ImpedanceConfig
+from robot_rl.controllers.limits import loosenings, validate_target
+from robot_rl.controllers.node import (declare_allow_loosening, declare_reset_envelope, joint_state_msg, pose_msg,
                               twist_msg, wrench_msg)
-from drivers.franka import FrankaArm, LoopSettings
-from drivers.franka_hand import FrankaHand, HandSettings
-from drivers.franka_loop import (DEFAULT_FORCE_THRESHOLDS, DEFAULT_TORQUE_THRESHOLDS, FRANKA_HOME_Q)
-from drivers.ros_common import declare, declare_config, run_node
+from robot_rl.drivers.franka import FrankaArm, LoopSettings
+from robot_rl.drivers.franka_hand import FrankaHand, HandSettings
+from robot_rl.drivers.franka_loop import (DEFAULT_FORCE_THRESHOLDS, DEFAULT_TORQUE_THRESHOLDS, FRANKA_HOME_Q)
+from robot_rl.drivers.ros_common import declare, declare_config, run_node
 from robot_rl.config import Range, Text, help_of, param, rule_of
 
 # Parameters that map one to one onto ImpedanceConfig fields (live).

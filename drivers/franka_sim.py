@@ -9,7 +9,7 @@ measures contact on the simulator side), and, with --reflex, the FR3's Cartesian
 reflex for contacts with the box (franky-sim acknowledges set_collision_behavior but does not
 act on it; see _install_reflex_emulation).
 
-    python -m drivers.franka_sim --hostname 127.0.0.42 [--box "x y z hx hy hz"] \
+    python -m robot_rl.drivers.franka_sim --hostname 127.0.0.42 [--box "x y z hx hy hz"] \
         [--grasp-object "x y z hx hy hz"] [--probe SHM_NAME] [--reflex]
 
 prints `READY <hostname>` when libfranka can connect (robot on port 1337, hand on 1338).
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.box and (args.probe or args.reflex):
                 import mujoco
 
-                from drivers.franka_ipc import SharedStruct
+                from robot_rl.drivers.franka_ipc import SharedStruct
 
                 if args.probe:
                     probe = SharedStruct(PROBE_SPEC, name=args.probe, untrack=True)
@@ -172,7 +172,7 @@ class FrankySim:
     def __init__(self, box: str | None = None, grasp_object: str | None = None, probe_name: str | None = None,
                  reflex: bool = False, hostname: str | None = None, startup_timeout: float = 60.0):
         self.hostname = hostname or f"127.{random.randint(64, 250)}.{os.getpid() % 250 + 1}.{random.randint(1, 250)}"
-        cmd = [sys.executable, "-m", "drivers.franka_sim", "--hostname", self.hostname]
+        cmd = [sys.executable, "-m", "robot_rl.drivers.franka_sim", "--hostname", self.hostname]
         if box:
             cmd += ["--box", box]
         if grasp_object:

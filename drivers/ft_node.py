@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from rclpy.node import Node
 
-from drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.errors import DeviceNotFoundError
 
-from drivers.ft import WrenchProcessor
-from drivers.ft_sensors import FT300_BAUDRATE, RDT_PORT, Ft300Stream, NetFtStream
-from drivers.ros_common import declare_config, run_node
-from drivers.wrench_output import WrenchOutput
+from robot_rl.drivers.ft import WrenchProcessor
+from robot_rl.drivers.ft_sensors import FT300_BAUDRATE, RDT_PORT, Ft300Stream, NetFtStream
+from robot_rl.drivers.ros_common import declare_config, run_node
+from robot_rl.drivers.wrench_output import WrenchOutput
 from robot_rl.config import Range, Text, param
 
 

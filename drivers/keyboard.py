@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from drivers.teleop import joy_buttons
+from robot_rl.drivers.teleop import joy_buttons
 
 CTRL_C = "\x03"
 

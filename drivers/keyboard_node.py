@@ -15,9 +15,9 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Joy
 
-from drivers.errors import DeviceNotFoundError
-from drivers.keyboard import EvdevKeys, KeyBindings, KeyboardTeleop, KeyReader, TerminalKeys
-from drivers.ros_common import declare_config, run_node
+from robot_rl.drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.keyboard import EvdevKeys, KeyBindings, KeyboardTeleop, KeyReader, TerminalKeys
+from robot_rl.drivers.ros_common import declare_config, run_node
 from robot_rl.config import Range, Text, param
 
 HELP = ("keyboard teleop: space takeover | s success f failure r reset | c close x open | "

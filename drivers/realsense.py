@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.errors import DeviceNotFoundError
 
 
 @dataclass(frozen=True)

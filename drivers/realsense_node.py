@@ -20,8 +20,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
-from drivers.errors import DeviceNotFoundError
-from drivers.realsense import (
+from robot_rl.drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.realsense import (
     CropResize,
     DeviceClock,
     Frame,
@@ -30,7 +30,7 @@ from drivers.realsense import (
     parse_crop,
     parse_profile,
 )
-from drivers.ros_common import declare_config, log, run_node, stamp
+from robot_rl.drivers.ros_common import declare_config, log, run_node, stamp
 from robot_rl.config import Range, Text, param
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from drivers.errors import DeviceLostError
+from robot_rl.drivers.errors import DeviceLostError
 
 COMMAND_REGISTER = 1000
 STATUS_REGISTER = 2000

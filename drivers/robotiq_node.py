@@ -28,10 +28,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 
-from drivers.errors import DeviceNotFoundError
-from drivers.robotiq import (BAUDRATE, DEVICE_ID, STROKE_2F85, GripperStatus, GripperSupervisor, OpeningCalibration,
+from robot_rl.drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.robotiq import (BAUDRATE, DEVICE_ID, STROKE_2F85, GripperStatus, GripperSupervisor, OpeningCalibration,
                              RobotiqGripper, make_client)
-from drivers.ros_common import declare_config, log, run_node
+from robot_rl.drivers.ros_common import declare_config, log, run_node
 from robot_rl.config import Range, Text, param
 
 

@@ -16,7 +16,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.errors import DeviceNotFoundError
 from robot_rl.config import Range, Text, describe_rule, help_of, rule_of, rule_problem
 
 T = TypeVar("T")

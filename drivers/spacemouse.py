@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from drivers.errors import DeviceLostError, DeviceNotFoundError
+from robot_rl.drivers.errors import DeviceLostError, DeviceNotFoundError
 
 VENDOR_IDS = (0x046D, 0x256F)  # Logitech-made 3Dconnexion devices, then 3Dconnexion's own id
 AXES = ("x", "y", "z", "roll", "pitch", "yaw")

@@ -18,8 +18,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64
 
-from drivers.ros_common import declare_config, run_node
-from drivers.spacemouse import (
+from robot_rl.drivers.ros_common import declare_config, run_node
+from robot_rl.drivers.spacemouse import (
     SERL_AXIS_MAP,
     HidReportSource,
     ReportSource,
@@ -27,7 +27,7 @@ from drivers.spacemouse import (
     SpaceMouseState,
     TeleopMapping,
 )
-from drivers.teleop import joy_buttons
+from robot_rl.drivers.teleop import joy_buttons
 from robot_rl.config import Range, Text, param
 
 

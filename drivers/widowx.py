@@ -35,12 +35,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from controllers.ik import DLSIK, IKConfig
-from controllers.limits import validate_target
-from controllers.rotations import matrix_to_quat
-from controllers.widowx_model import WIDOWX_250S, ArmModel
-from drivers.dynamixel_bus import BusConfig, BusState, DynamixelBus, PortFailedError, decode_hardware_error
-from drivers.errors import DeviceLostError, DeviceNotFoundError
+from robot_rl.controllers.ik import DLSIK, IKConfig
+from robot_rl.controllers.limits import validate_target
+from robot_rl.controllers.rotations import matrix_to_quat
+from robot_rl.controllers.widowx_model import WIDOWX_250S, ArmModel
+from robot_rl.drivers.dynamixel_bus import BusConfig, BusState, DynamixelBus, PortFailedError, decode_hardware_error
+from robot_rl.drivers.errors import DeviceLostError, DeviceNotFoundError
 
 
 @dataclass

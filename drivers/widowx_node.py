@@ -30,13 +30,13 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
-from controllers.ik import IKConfig
-from controllers.node import declare_allow_loosening, joint_state_msg, pose_msg, twist_msg
-from controllers.widowx_model import WIDOWX_250S
-from drivers.dynamixel_bus import MODE_NAMES, BusConfig
-from drivers.errors import DeviceNotFoundError
-from drivers.ros_common import declare_config, run_node
-from drivers.widowx import WidowXArm, WidowXConfig, WidowXState
+from robot_rl.controllers.ik import IKConfig
+from robot_rl.controllers.node import declare_allow_loosening, joint_state_msg, pose_msg, twist_msg
+from robot_rl.controllers.widowx_model import WIDOWX_250S
+from robot_rl.drivers.dynamixel_bus import MODE_NAMES, BusConfig
+from robot_rl.drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.ros_common import declare_config, run_node
+from robot_rl.drivers.widowx import WidowXArm, WidowXConfig, WidowXState
 from robot_rl.config import Range, Text, param
 
 # Parameters changeable live -> WidowXConfig fields (the ik_* ones go into its IKConfig).

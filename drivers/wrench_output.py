@@ -17,9 +17,9 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from controllers.node import wrench_msg
-from drivers.ft import LimitEvent, WrenchProcessor
-from drivers.ros_common import log, stamp
+from robot_rl.controllers.node import wrench_msg
+from robot_rl.drivers.ft import LimitEvent, WrenchProcessor
+from robot_rl.drivers.ros_common import log, stamp
 
 
 class WrenchOutput:

@@ -14,7 +14,7 @@ from launch_ros.actions import Node
 
 
 def rig_nodes(context, *args, **kwargs):
-    from tasks.ros.rig import load_rig
+    from robot_rl.tasks.ros.rig import load_rig
 
     rig = load_rig(LaunchConfiguration("rig").perform(context))
     return [Node(package="robot_rl", executable=spec.executable, name=spec.name, namespace=spec.namespace,

@@ -56,7 +56,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from controllers.rotations import quat_to_matrix
+from robot_rl.controllers.rotations import quat_to_matrix
 from robot_rl import transport
 from robot_rl.auth import AuthError, MessageAuth
 from robot_rl.episode import EpisodeResult, Transition, from_chunk, to_chunk

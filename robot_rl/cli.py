@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--distributed runs the built-in tasks; a --env run trains in one process")
     if args.distributed:
         # Actor and learner as two processes over ROS 2 (tasks/ holds the rclpy side).
-        from tasks.ros.distributed import run_distributed
+        from robot_rl.tasks.ros.distributed import run_distributed
         final = run_distributed(cfg)
     else:
         from robot_rl.stop_signals import stop_on_signals
@@ -182,30 +182,30 @@ def cmd_demos(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "learner":
-        from bench.learner import main as bench_main
+        from robot_rl.bench.learner import main as bench_main
     elif args.what == "impedance":
-        from bench.impedance import main as bench_main
+        from robot_rl.bench.impedance import main as bench_main
     else:
-        from bench.twin import main as bench_main
+        from robot_rl.bench.twin import main as bench_main
     return bench_main(args.options) or 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     # The ROS 2 bring-up lives in tasks/ros/ (it imports rclpy); the learning core stays ROS-free.
-    from tasks.ros.bringup import main as bringup_main
+    from robot_rl.tasks.ros.bringup import main as bringup_main
     return bringup_main(args.rest)
 
 
 # Modules that add their own sub-commands: human-in-the-loop tools, datasets, deployment.
 COMMAND_MODULES = (
-    "tasks.apps.record_demos",    # record-demos: SpaceMouse/keyboard/expert demos into a dataset
+    "robot_rl.tasks.apps.record_demos",    # record-demos: SpaceMouse/keyboard/expert demos into a dataset
     "robot_rl.datasets.cli",      # export / import: LeRobotDataset v3
-    "tasks.apps.record_labels",   # record-labels: success frames for the reward classifier
+    "robot_rl.tasks.apps.record_labels",   # record-labels: success frames for the reward classifier
     "robot_rl.reward.cli",        # train-classifier
-    "tasks.apps.deploy",          # deploy: run a policy without learning, success and cycle time
+    "robot_rl.tasks.apps.deploy",          # deploy: run a policy without learning, success and cycle time
     "robot_rl.export",            # export-policy: TorchScript
-    "tasks.apps.setup_tools",     # pose, cameras, check, gains, move: set-up tools on the live graph
-    "tasks.task_file",            # tasks: the built-in tasks and your task files, validated
+    "robot_rl.tasks.apps.setup_tools",     # pose, cameras, check, gains, move: set-up tools on the live graph
+    "robot_rl.tasks.task_file",            # tasks: the built-in tasks and your task files, validated
 )
 
 

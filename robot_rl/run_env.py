@@ -102,7 +102,7 @@ def make_env_and_expert(task: str, obs: str = "state", seed: int = 0,
 
 # Higher layers register their tasks downward, as packages do for pytest or gymnasium: an entry
 # point in this group names a module with task_names(), provides(task), make_env_and_expert(...)
-# and make_expert(task, env, noise, seed). robot_rl's own twin tasks are `twin = tasks.provider`.
+# and make_expert(task, env, noise, seed). robot_rl's own twin tasks are `twin = robot_rl.tasks.provider`.
 TASK_PROVIDERS = "robot_rl.task_providers"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.robot import RobotState
-from sim import GL_HELP, mujoco_import
+from robot_rl.sim import GL_HELP, mujoco_import
 
 mujoco = mujoco_import()
 

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from sim import mujoco_import
+from robot_rl.sim import mujoco_import
 
 mujoco = mujoco_import()
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controllers.impedance import CartesianImpedanceController, ImpedanceConfig
-from sim.arm_twin import ArmTwin, mujoco, xyzw_to_wxyz
-from sim.scene import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, HAND_CTRL_OPEN, SceneConfig, build_model
+from robot_rl.controllers.impedance import CartesianImpedanceController, ImpedanceConfig
+from robot_rl.sim.arm_twin import ArmTwin, mujoco, xyzw_to_wxyz
+from robot_rl.sim.scene import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, HAND_CTRL_OPEN, SceneConfig, build_model
 
 # A comfortable FR3 posture with the TCP pointing down and the hand's x axis along base +x
 # (q7 = +pi/4): the IK seed and the law's nullspace target.

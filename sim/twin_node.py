@@ -55,15 +55,15 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
-from controllers.impedance import ImpedanceConfig
-from controllers.limits import loosenings
-from controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_allow_loosening,
+from robot_rl.controllers.impedance import ImpedanceConfig
+from robot_rl.controllers.limits import loosenings
+from robot_rl.controllers.node import (COMMAND_QOS, LATCHED_QOS, check_pose, declare_allow_loosening,
                               declare_impedance_parameters, declare_reset_envelope,
                               impedance_from_parameters, joint_state_msg, pose_msg, twist_msg, wrench_msg,
                               log_descriptor_refusals, refuse_change)
-from drivers.ros_common import declare_config, run_node
+from robot_rl.drivers.ros_common import declare_config, run_node
 from robot_rl.config import Range, Text, param
-from sim.scene import ARM_JOINTS
+from robot_rl.sim.scene import ARM_JOINTS
 
 
 @dataclass
@@ -89,7 +89,7 @@ class TwinNodeConfig:
 class TwinNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("twin", **node_kwargs)
-        import tasks  # the task decides the scene (objects) and the reset distribution
+        from robot_rl import tasks  # the task decides the scene (objects) and the reset distribution
 
         try:
             p = declare_config(self, TwinNodeConfig())

@@ -30,10 +30,10 @@ from typing import Literal
 
 import numpy as np
 
-from controllers.ik import DLSIK, IKConfig
-from controllers.widowx_model import EE_TO_TCP, WIDOWX_250S, WIDOWX_FINGER_RANGE
-from sim.arm_twin import ArmTwin, mujoco
-from sim.scene import Primitive, SceneConfig, add_camera, add_cube, add_primitive, check_cameras
+from robot_rl.controllers.ik import DLSIK, IKConfig
+from robot_rl.controllers.widowx_model import EE_TO_TCP, WIDOWX_250S, WIDOWX_FINGER_RANGE
+from robot_rl.sim.arm_twin import ArmTwin, mujoco
+from robot_rl.sim.scene import Primitive, SceneConfig, add_camera, add_cube, add_primitive, check_cameras
 # MuJoCo >= 4.0 has the servo's own PID actuator; 3.x gets the stand-in in the docstring.
 HAS_PID_ACTUATOR = hasattr(mujoco.MjsActuator, "set_to_pid")
 

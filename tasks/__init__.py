@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.env import RobotEnv
-from tasks.spec import TaskSpec
-from tasks.task_file import TaskFileError, bases, build_spec, is_task_file, shipped_tasks, task_path
+from robot_rl.tasks.env import RobotEnv
+from robot_rl.tasks.spec import TaskSpec
+from robot_rl.tasks.task_file import TaskFileError, bases, build_spec, is_task_file, shipped_tasks, task_path
 
 TASKS: tuple[str, ...] = tuple(shipped_tasks())   # built-in task names (their files ship in tasks/task_files)
 ROBOT_MODELS = ("franka", "widowx")
@@ -48,7 +48,7 @@ def make_twin(spec: TaskSpec, obs: str = "state", pretty: bool = False, impedanc
     ones rendered at their frame size and cropped as over ROS: tasks.camera_view)."""
     twin = _make_bare_twin(spec, obs, pretty, impedance)
     if obs == "pixels" and spec.camera_crops:
-        from tasks.camera_view import CroppedTwinCameras
+        from robot_rl.tasks.camera_view import CroppedTwinCameras
         return CroppedTwinCameras(twin, spec)
     return twin
 
@@ -58,7 +58,7 @@ def _make_bare_twin(spec: TaskSpec, obs: str, pretty: bool, impedance):
     # Cropped cameras are rendered by CroppedTwinCameras, at their own frame size.
     cameras = tuple(c for c in spec.cameras if c not in spec.camera_crops) if obs == "pixels" else ()
     if spec.robot == "widowx":
-        from sim.widowx import WidowXSceneConfig, WidowXTwin, WidowXTwinConfig
+        from robot_rl.sim.widowx import WidowXSceneConfig, WidowXTwin, WidowXTwinConfig
 
         if impedance is not None:
             raise ValueError("the WidowX twin is position-controlled through IK: no impedance config")
@@ -66,9 +66,9 @@ def _make_bare_twin(spec: TaskSpec, obs: str, pretty: bool, impedance):
                                   image_size=spec.image_size, pretty=pretty, primitives=primitives,
                                   cube_half_size=getattr(spec, "cube_half_size", 0.02))
         return WidowXTwin(WidowXTwinConfig(scene=scene, control_hz=spec.control_hz))
-    from controllers.impedance import ImpedanceConfig
-    from sim.scene import SceneConfig
-    from sim.twin import TwinConfig, TwinRobot
+    from robot_rl.controllers.impedance import ImpedanceConfig
+    from robot_rl.sim.scene import SceneConfig
+    from robot_rl.sim.twin import TwinConfig, TwinRobot
 
     scene = SceneConfig(objects=spec.objects, cameras=cameras,
                         image_size=spec.image_size, pretty=pretty, primitives=primitives,

@@ -41,7 +41,7 @@ class CroppedTwinCameras:
     Uncropped cameras come from the twin as before."""
 
     def __init__(self, twin: Any, spec: Any):
-        from sim import mujoco_import
+        from robot_rl.sim import mujoco_import
 
         mujoco = mujoco_import()
         self.twin, self.spec = twin, spec

@@ -94,7 +94,7 @@ def task_classifier(task: str, task_overrides: Any = None, path: str | Path = ""
     and state check), or ('', None, {}) when there is none. The classifier is checked against
     every camera of the task: the run's `cameras` override narrows only what the policy
     observes (a proprio-only policy may be rewarded from the cameras)."""
-    import tasks
+    from robot_rl import tasks
 
     rig = tasks.make_spec(task, **{k: v for k, v in dict(task_overrides or {}).items() if k != "cameras"})
     path = str(path or rig.reward_classifier or "")

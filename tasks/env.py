@@ -46,10 +46,10 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from controllers.rotations import exp_so3, matrix_to_quat, matrix_to_rpy, rpy_to_matrix
-from controllers.rotations import quat_to_matrix as quat_to_rot
+from robot_rl.controllers.rotations import exp_so3, matrix_to_quat, matrix_to_rpy, rpy_to_matrix
+from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
 from robot_rl.robot import RobotInterface, RobotState
-from tasks.spec import TaskSpec
+from robot_rl.tasks.spec import TaskSpec
 
 
 class RobotEnv(gym.Env):

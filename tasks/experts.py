@@ -17,10 +17,10 @@ import math
 
 import numpy as np
 
-from controllers.rotations import matrix_to_quat, quat_to_axis_angle, rpy_to_matrix
-from controllers.rotations import quat_to_matrix as quat_to_rot
-from tasks.env import RobotEnv
-from tasks.pick_cube import heading
+from robot_rl.controllers.rotations import matrix_to_quat, quat_to_axis_angle, rpy_to_matrix
+from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
+from robot_rl.tasks.env import RobotEnv
+from robot_rl.tasks.pick_cube import heading
 
 
 class ScriptedExpert:
@@ -167,7 +167,7 @@ def make_expert(name: str, env, noise: float = 0.0, seed: int | None = None) -> 
     pick_cube gets pick_cube's expert). None for a task with no script (a `scene` task file):
     its demos come from a recorded dataset, or it starts without demos."""
     if name not in EXPERTS:
-        from tasks.task_file import TaskFileError, read_task_file, task_path
+        from robot_rl.tasks.task_file import TaskFileError, read_task_file, task_path
         try:
             name = read_task_file(task_path(name))[0]
         except TaskFileError as e:

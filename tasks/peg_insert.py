@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from robot_rl.robot import RobotState
-from tasks.spec import TaskSpec
+from robot_rl.tasks.spec import TaskSpec
 
 
 @dataclass

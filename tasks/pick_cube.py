@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from controllers.rotations import quat_to_matrix as quat_to_rot
+from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
 from robot_rl.robot import RobotState
-from tasks.spec import TaskSpec
+from robot_rl.tasks.spec import TaskSpec
 
 
 def heading(rot: np.ndarray) -> float:

@@ -10,8 +10,8 @@ A policy that cannot see acts the same in every episode (same start, same propri
 only on the blocks its one path happens to pass within 4 cm of: about 0.2 for the straight line to
 the centre that cloning the demos gives; the measured blind agent is in docs/benchmarks.md.
 
-Used through the gymnasium route (`TrainConfig.env = "tasks.pixel_reach:make_env"`,
-`gym.expert = "tasks.pixel_reach:make_expert"`), so no task registry changes for a test task.
+Used through the gymnasium route (`TrainConfig.env = "robot_rl.tasks.pixel_reach:make_env"`,
+`gym.expert = "robot_rl.tasks.pixel_reach:make_expert"`), so no task registry changes for a test task.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-import tasks
-from tasks.experts import ScriptedExpert
-from controllers.rotations import quat_to_matrix as quat_to_rot
+from robot_rl import tasks
+from robot_rl.tasks.experts import ScriptedExpert
+from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
 
 OVERRIDES: dict[str, Any] = dict(
     cameras=("front",), image_size=32, max_steps=12,

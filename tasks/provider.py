@@ -8,14 +8,14 @@ from robot_rl.run_env import EnvHandle
 
 
 def task_names() -> list[str]:
-    import tasks
+    from robot_rl import tasks
 
     return sorted(tasks.TASKS)
 
 
 def provides(task: str) -> bool:
     """A built-in twin task, or a task file."""
-    import tasks
+    from robot_rl import tasks
 
     return task in tasks.TASKS or task.endswith((".yaml", ".yml"))
 
@@ -24,10 +24,10 @@ def make_env_and_expert(task: str, obs: str = "state", seed: int = 0, expert_noi
                         reward_classifier: str = "",
                         task_overrides: Mapping[str, Any] | None = None) -> EnvHandle:
     """See robot_rl.run_env.make_env_and_expert."""
-    import tasks
-    from tasks.experts import make_expert
+    from robot_rl import tasks
+    from robot_rl.tasks.experts import make_expert
 
-    from tasks.classifier_reward import ClassifierReward, task_classifier
+    from robot_rl.tasks.classifier_reward import ClassifierReward, task_classifier
 
     _, classifier, options = task_classifier(task, task_overrides, reward_classifier)
     env = tasks.make_env(task, obs=obs, seed=seed, **dict(task_overrides or {}))
@@ -38,6 +38,6 @@ def make_env_and_expert(task: str, obs: str = "state", seed: int = 0, expert_noi
 
 
 def make_expert(task: str, env: Any, noise: float = 0.0, seed: int = 0) -> Any:
-    from tasks.experts import make_expert as make_twin_expert
+    from robot_rl.tasks.experts import make_expert as make_twin_expert
 
     return make_twin_expert(task, env, noise=noise, seed=seed)

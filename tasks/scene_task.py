@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.robot import RobotState
-from tasks.spec import TaskSpec
+from robot_rl.tasks.spec import TaskSpec
 
 SUCCESS_KINDS = {"reach": {"object", "distance"}, "lift": {"object", "height", "held_within"},
                  "place": {"object", "distance", "target"}}
@@ -35,7 +35,7 @@ class SceneTaskSpec(TaskSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from sim.scene import Primitive  # the dataclass that validates an object; no MuJoCo needed
+        from robot_rl.sim.scene import Primitive  # the dataclass that validates an object; no MuJoCo needed
 
         objects = []
         for i, raw in enumerate(self.scene):

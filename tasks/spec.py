@@ -194,7 +194,7 @@ class TaskSpec:
             raise self._bad("reset.rpy", list(self.tcp_start_rpy),
                             f"3 angles within the orientation limits {list(self.rpy_low)}..{list(self.rpy_high)}")
         if self.reset_gains:
-            from controllers.impedance import ImpedanceConfig
+            from robot_rl.controllers.impedance import ImpedanceConfig
 
             known = {f for f in ImpedanceConfig.__dataclass_fields__ if f != "dt"}
             unknown = set(self.reset_gains) - known
@@ -219,7 +219,7 @@ class TaskSpec:
             raise self._bad("reward.keys", keys, "a different key for each role")
         self.operator_keys = keys
         if self.success_state_check:
-            from tasks.classifier_reward import parse_state_check
+            from robot_rl.tasks.classifier_reward import parse_state_check
             try:
                 parse_state_check(self.success_state_check)
             except ValueError as e:
@@ -232,7 +232,7 @@ class TaskSpec:
     # ---- reset distribution --------------------------------------------------------------
     def sample_reset(self, rng: np.random.Generator) -> dict[str, Any]:
         """Options for RobotInterface.reset: the TCP start pose (and, in subclasses, objects)."""
-        from controllers.rotations import matrix_to_quat, quat_to_matrix as quat_to_rot, rpy_to_matrix
+        from robot_rl.controllers.rotations import matrix_to_quat, quat_to_matrix as quat_to_rot, rpy_to_matrix
 
         xy = rng.uniform(-self.tcp_start_xy_range, self.tcp_start_xy_range, size=2)
         yaw = rng.uniform(-self.tcp_start_yaw_range, self.tcp_start_yaw_range)

@@ -40,10 +40,10 @@ class TaskFileError(ValueError):
 
 def bases() -> dict[str, type]:
     """The task logic a file can configure."""
-    from tasks.peg_insert import PegInsertSpec
-    from tasks.pick_cube import PickCubeSpec
-    from tasks.scene_task import SceneTaskSpec
-    from tasks.widowx_pick_cube import WidowXPickCubeSpec
+    from robot_rl.tasks.peg_insert import PegInsertSpec
+    from robot_rl.tasks.pick_cube import PickCubeSpec
+    from robot_rl.tasks.scene_task import SceneTaskSpec
+    from robot_rl.tasks.widowx_pick_cube import WidowXPickCubeSpec
     return {"pick_cube": PickCubeSpec, "peg_insert": PegInsertSpec,
             "widowx_pick_cube": WidowXPickCubeSpec, "scene": SceneTaskSpec}
 
@@ -171,7 +171,7 @@ def check_reward_file(spec: Any) -> None:
 
 def read_task_file(path: str | Path) -> tuple[str, dict[str, Any]]:
     """(base, fields) of a task file, with the keys checked against the base's fields."""
-    from tasks.yaml_file import read_yaml
+    from robot_rl.tasks.yaml_file import read_yaml
     path = Path(path)
     data = read_yaml(path, TaskFileError, "task file")
     if not isinstance(data, dict):
@@ -192,7 +192,7 @@ def read_task_file(path: str | Path) -> tuple[str, dict[str, Any]]:
                             f"fields: {sorted(fields)}")
     data.setdefault("name", path.stem)
     robot = data.get("robot", cls.robot)
-    from tasks.spec import ROBOT_MODELS
+    from robot_rl.tasks.spec import ROBOT_MODELS
     if base != "scene" and robot in ROBOT_MODELS and robot != cls.robot:
         raise TaskFileError(f"{path}: robot.model = {robot!r}: base {base} runs on {cls.robot}; allowed "
                             f"{cls.robot!r}, or base scene (any robot) or a base of that robot")
@@ -249,7 +249,7 @@ def _check_ranges(spec: Any, path: Path, reset_in_box: bool = True) -> None:
                       f"with its random range +-{ranges[0]} m in x and y, +-{ranges[2]} m in z")
     if len(set(spec.cameras)) != len(spec.cameras) or not all(str(c).isidentifier() for c in spec.cameras):
         raise bad("cameras", spec.cameras, "unique names of letters, digits and _")
-    from drivers.keyboard import KeyBindings
+    from robot_rl.drivers.keyboard import KeyBindings
     try:                                # the keyboard's other keys (its defaults) stay free
         KeyBindings(**spec.operator_keys)
     except ValueError:
@@ -263,9 +263,9 @@ def rig_cameras(rig: Any) -> set[str]:
     names: set[str] = set()
     for node in rig.nodes:
         p = node.parameters
-        if node.module == "drivers.realsense_node":
+        if node.module == "robot_rl.drivers.realsense_node":
             names.update(p.get("outputs") or [p.get("camera_name", "camera")])
-        elif node.module == "sim.twin_node":
+        elif node.module == "robot_rl.sim.twin_node":
             names.update(c for c in p.get("cameras", ["wrist", "front"]) if c)
     return names
 
@@ -288,9 +288,9 @@ def check_cameras(spec: Any, rig: Any) -> None:
 def check_operator_keys(spec: Any, rig: Any) -> bool:
     """The rig's keyboard node (if any) binds the task's operator keys (reward.keys), and they
     do not collide with its other keys. True when the rig has a keyboard node."""
-    from drivers.keyboard import KeyBindings
+    from robot_rl.drivers.keyboard import KeyBindings
 
-    keyboards = [n for n in rig.nodes if n.module == "drivers.keyboard_node"]
+    keyboards = [n for n in rig.nodes if n.module == "robot_rl.drivers.keyboard_node"]
     defaults = KeyBindings()
     for node in keyboards:
         for role, key in spec.operator_keys.items():
@@ -309,7 +309,7 @@ def check_operator_keys(spec: Any, rig: Any) -> bool:
     return bool(keyboards)
 
 
-GAINS_NODE_MODULES = ("controllers.node", "sim.twin_node")   # the nodes a Cartesian reset switches
+GAINS_NODE_MODULES = ("robot_rl.controllers.node", "robot_rl.sim.twin_node")   # the nodes a Cartesian reset switches
 
 
 def check_reset_gains(spec: Any, rig: Any, reset_translational_ki: float = 1000.0) -> bool:
@@ -318,8 +318,8 @@ def check_reset_gains(spec: Any, rig: Any, reset_translational_ki: float = 1000.
     anything with allow_loosening. True when the rig has such a node and the task reset gains."""
     from dataclasses import fields as dc_fields
 
-    from controllers.impedance import ImpedanceConfig
-    from controllers.limits import envelope, loosenings
+    from robot_rl.controllers.impedance import ImpedanceConfig
+    from robot_rl.controllers.limits import envelope, loosenings
 
     nodes = [n for n in rig.nodes if n.module in GAINS_NODE_MODULES]
     if not spec.reset_gains or not nodes:

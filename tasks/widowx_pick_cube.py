@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.pick_cube import PickCubeSpec
+from robot_rl.tasks.pick_cube import PickCubeSpec
 
 
 @dataclass

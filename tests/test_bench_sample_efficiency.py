@@ -1,5 +1,5 @@
 """The sample-efficiency bench's reading of a learning curve: 90% must hold, not flash once."""
-from bench.sample_efficiency import steps_to
+from robot_rl.bench.sample_efficiency import steps_to
 
 
 def test_first_step_at_rate_and_first_step_that_held():

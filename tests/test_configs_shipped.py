@@ -30,7 +30,7 @@ def test_every_shipped_config_loads_and_validates(name, capsys):
     printed = capsys.readouterr().out
     cfg = config_lib.from_dict(TrainConfig, __import__("yaml").safe_load(printed))
     assert cfg == config_lib.load(TrainConfig, resolve(name))
-    import tasks
+    from robot_rl import tasks
     assert cfg.task in tasks.TASKS or cfg.task == "point_reach"
 
 
@@ -83,7 +83,7 @@ def test_the_nodes_find_a_shipped_config_by_name():
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    from tasks.ros.rl_graph import train_config_from_params
+    from robot_rl.tasks.ros.rl_graph import train_config_from_params
 
     context = Context()
     rclpy.init(context=context)

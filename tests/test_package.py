@@ -99,27 +99,45 @@ def _layer_of_file(rel: str) -> int:
     return FOLDER_LAYERS[rel.split("/")[0]]
 
 
+# Installed names: the folders beside robot_rl/ are its subpackages (setup.py NAMESPACED).
+NAMESPACED = ("controllers", "drivers", "tasks", "sim", "bench")
+
+
+def _folder_module(module: str) -> str | None:
+    """The import name as a path in the checkout: "robot_rl.tasks.frames" -> "tasks.frames",
+    "robot_rl.train" -> "robot_rl.train"; None for a module outside the project."""
+    parts = module.split(".")
+    if parts[0] != "robot_rl":
+        return None
+    if len(parts) > 1 and parts[1] in NAMESPACED:
+        return ".".join(parts[1:])
+    return module
+
+
 def _layer_of_module(module: str) -> int | None:
     """The layer of an imported module, or None for a third-party one (numpy, torch, mujoco...)."""
     top = module.split(".")[0]
     if top in ROS_PACKAGES:
         return ROS
-    if top not in FOLDER_LAYERS:
+    local = _folder_module(module)
+    if local is None:
         return None
-    parts = module.split(".")
+    parts = local.split(".")
     for n in range(len(parts), 0, -1):   # the longest prefix that is a file: "tasks.frames" -> tasks/frames.py
         rel = "/".join(parts[:n])
         if (ROOT / f"{rel}.py").is_file():
             return _layer_of_file(f"{rel}.py")
         if (ROOT / rel / "__init__.py").is_file():
             return _layer_of_file(f"{rel}/__init__.py")
-    return FOLDER_LAYERS[top]
+    return FOLDER_LAYERS[parts[0]]
 
 
 def _project_imports(path: Path):
     """(line, module) for every import in a file, lazy ones inside functions included;
     relative imports are resolved against the file's package."""
     package = path.relative_to(ROOT).parent.parts
+    if package and package[0] in NAMESPACED:        # tasks/ros/x.py is robot_rl.tasks.ros.x
+        package = ("robot_rl", *package)
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -162,9 +180,9 @@ def test_the_layer_scan_sees_an_upward_import(tmp_path, monkeypatch):
     (tmp_path / "robot_rl").mkdir()
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "__init__.py").write_text("")
-    (tmp_path / "robot_rl" / "bad.py").write_text("import numpy\n\ndef f():\n    from tasks import make_env\n")
+    (tmp_path / "robot_rl" / "bad.py").write_text("import numpy\n\ndef f():\n    from robot_rl.tasks import make_env\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    assert _upward_imports() == [("robot_rl/bad.py", 4, "tasks", CORE, ENV)]
+    assert _upward_imports() == [("robot_rl/bad.py", 4, "robot_rl.tasks", CORE, ENV)]
 
 
 def test_the_layer_scan_places_the_tasks_subfolders(tmp_path, monkeypatch):
@@ -173,12 +191,28 @@ def test_the_layer_scan_places_the_tasks_subfolders(tmp_path, monkeypatch):
     for folder in ("tasks", "tasks/ros", "tasks/apps"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "__init__.py").write_text("")
-    (tmp_path / "tasks" / "env_bad.py").write_text("from tasks.ros import backend\n")
-    (tmp_path / "tasks" / "ros" / "backend.py").write_text("import tasks.apps.deploy\n")
-    (tmp_path / "tasks" / "apps" / "deploy.py").write_text("from tasks.ros import backend\nimport tasks.env_bad\n")
+    (tmp_path / "tasks" / "env_bad.py").write_text("from robot_rl.tasks.ros import backend\n")
+    (tmp_path / "tasks" / "ros" / "backend.py").write_text("from ..apps import deploy\n")
+    (tmp_path / "tasks" / "apps" / "deploy.py").write_text("from robot_rl.tasks.ros import backend\n"
+                                                           "import robot_rl.tasks.env_bad\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    assert sorted(_upward_imports()) == [("tasks/env_bad.py", 1, "tasks.ros", ENV, ROS),
-                                         ("tasks/ros/backend.py", 1, "tasks.apps.deploy", ROS, APPS)]
+    assert sorted(_upward_imports()) == [("tasks/env_bad.py", 1, "robot_rl.tasks.ros", ENV, ROS),
+                                         ("tasks/ros/backend.py", 1, "robot_rl.tasks.apps", ROS, APPS)]
+
+
+def test_project_folders_are_imported_by_their_installed_names():
+    """`import tasks` (or sim, drivers, controllers, bench) works in a checkout only by accident
+    and breaks an install: the installed names are robot_rl.tasks, ... (setup.py)."""
+    found = []
+    for folder in (*FOLDER_LAYERS, "tests"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            for node in ast.walk(ast.parse(path.read_text(), rel)):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                         else [])
+                found += [f"{rel}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in NAMESPACED]
+    assert not found, "import these as robot_rl.<folder>:\n" + "\n".join(found)
 
 
 def _entry_points() -> list[str]:
@@ -193,7 +227,7 @@ def test_every_entry_point_target_imports():
     """Each console script and plugin of setup.py names a module and a function that exist (run in
     a fresh interpreter: importing the node modules loads rclpy and the device libraries)."""
     targets = _entry_points()
-    assert "robot_rl.cli:main" in targets and "tasks.ros.actor_node:main" in targets and "tasks.provider" in targets
+    assert "robot_rl.cli:main" in targets and "robot_rl.tasks.ros.actor_node:main" in targets and "robot_rl.tasks.provider" in targets
     check = ("import importlib, sys\n"
              "for t in sys.argv[1:]:\n"
              "    mod, _, attr = t.partition(':')\n"

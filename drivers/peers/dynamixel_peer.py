@@ -525,7 +525,7 @@ def ticks(rad: float) -> int:
 
 
 def main() -> int:
-    """`python -m drivers.peers.dynamixel_peer`: a wx250s chain in this process; prints the port
+    """`python -m robot_rl.drivers.peers.dynamixel_peer`: a wx250s chain in this process; prints the port
     path, serves until stdin closes or SIGINT/SIGTERM (a second process for benches and demos)."""
     import signal
     import sys

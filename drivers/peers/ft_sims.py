@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from drivers.ft_sensors import (
+from robot_rl.drivers.ft_sensors import (
     FT300_DEVICE_ID,
     FT300_START,
     FT300_START_REPLY,

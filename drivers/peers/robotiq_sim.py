@@ -16,8 +16,8 @@ import time
 from pymodbus.constants import ExcCodes
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.peers.modbus_server import ModbusServerThread
-from drivers.robotiq import (
+from robot_rl.drivers.peers.modbus_server import ModbusServerThread
+from robot_rl.drivers.robotiq import (
     COMMAND_REGISTER,
     DEVICE_ID,
     GOBJ_AT_POSITION,

@@ -122,7 +122,7 @@ class DeployConfig:
 # ----------------------------------------------------------------------------- the ROS graph
 def profile_robot(profile: str) -> tuple[str, str]:
     """(namespace, base frame) of a profile's arm, from its rig file launch/<profile>.yaml."""
-    from tasks.ros.bringup import profile_nodes
+    from robot_rl.tasks.ros.bringup import profile_nodes
 
     nodes = profile_nodes(profile)
     namespace = nodes[0].namespace.rstrip("/")
@@ -135,7 +135,7 @@ def profile_robot(profile: str) -> tuple[str, str]:
 def required_graph(namespace: str, cameras: tuple[str, ...], task_state: bool
                    ) -> dict[str, list[str]]:
     """What the env's ROS backend needs: published topics, a subscribed topic, services."""
-    from tasks.ros.backend import STATE_TOPICS
+    from robot_rl.tasks.ros.backend import STATE_TOPICS
 
     ns = namespace.rstrip("/")
     published = [f"{ns}/{t}" for t in STATE_TOPICS] + ([f"{ns}/task/state"] if task_state else [])
@@ -174,7 +174,7 @@ def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
     """(env, info): the run's task (with the run's task_overrides) on the chosen backend;
     everything it opens is closed by `stack`. extra_cameras: read these cameras too over ROS
     (the reward classifier's), beside the policy's."""
-    import tasks
+    from robot_rl import tasks
 
     overrides = dict(task_overrides or {})
     if cfg.max_steps is not None:
@@ -194,7 +194,7 @@ def make_deploy_env(cfg: DeployConfig, task: str, obs: str, stack: ExitStack,
     from rclpy.context import Context
     from rclpy.signals import SignalHandlerOptions
 
-    from tasks.ros.backend import RosRobot, RosRobotConfig, camera_options
+    from robot_rl.tasks.ros.backend import RosRobot, RosRobotConfig, camera_options
 
     namespace, base_frame = profile_robot(cfg.profile)
     # --namespace, else the task file's robot namespace, else the profile's rig.
@@ -248,7 +248,7 @@ def make_gym_deploy_env(cfg: DeployConfig, train_cfg, stack: ExitStack):
 
 def hold(env) -> None:
     """Commands the measured pose (clipped into the safety box) and the current gripper command."""
-    from controllers.rotations import quat_to_matrix as quat_to_rot
+    from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
 
     env = env.unwrapped
     state = getattr(env, "last_state", None)   # None too for a --env env: no robot to hold
@@ -402,7 +402,7 @@ def deploy(cfg: DeployConfig, success_fn: Callable[[dict, dict], bool] | None = 
                                            extra_cameras=tuple(classifier.cfg.cameras) if classifier else ())
             context = backend.pop("context", None)
         if classifier is not None:
-            from tasks.classifier_reward import ClassifierReward
+            from robot_rl.tasks.classifier_reward import ClassifierReward
             env = ClassifierReward(env, classifier, **reward_options)
             if success_fn is None:      # the classifier's verdict is the success (info["success"])
                 success_fn = classifier_success
@@ -461,7 +461,7 @@ def load_classifier(cfg: DeployConfig, train_cfg) -> tuple[str, Any, dict[str, A
     else the run's own (or its task file's) where the backend has no ground truth (a real
     robot); ('', None, {}) when none applies. Checked
     against the task's cameras and image size at start (ValueError naming the file)."""
-    from tasks.classifier_reward import task_classifier
+    from robot_rl.tasks.classifier_reward import task_classifier
 
     path = cfg.reward_classifier
     ground_truth = cfg.resolved_backend == "inprocess" or cfg.profile == "twin"
@@ -482,8 +482,8 @@ def make_scene_pause(cfg: DeployConfig, context, stack: ExitStack) -> Callable[[
     --scene-reset-timeout > 0; None otherwise."""
     if cfg.scene_reset_timeout <= 0 or context is None:
         return None
-    from tasks.ros.teleop import RosTeleopSource
-    from tasks.apps.scene_pause import wait_for_scene_reset
+    from robot_rl.tasks.ros.teleop import RosTeleopSource
+    from robot_rl.tasks.apps.scene_pause import wait_for_scene_reset
 
     source = RosTeleopSource(context=context, connect_timeout=cfg.connect_timeout)
     stack.callback(source.close)

@@ -81,11 +81,11 @@ class TeleopSource(Protocol):
 
 
 class KeyboardSource:
-    """drivers.keyboard over a terminal (stdin, or a tty/pty path) or an input device."""
+    """robot_rl.drivers.keyboard over a terminal (stdin, or a tty/pty path) or an input device."""
 
     def __init__(self, device: str = ""):
-        from drivers.errors import DeviceNotFoundError
-        from drivers.keyboard import EvdevKeys, KeyboardTeleop, KeyReader, TerminalKeys
+        from robot_rl.drivers.errors import DeviceNotFoundError
+        from robot_rl.drivers.keyboard import EvdevKeys, KeyboardTeleop, KeyReader, TerminalKeys
 
         self.ended: str | None = None
         self.teleop = KeyboardTeleop()
@@ -113,7 +113,7 @@ class SpaceMouseSource:
                  reports: Any = None):
         """reports: a drivers.spacemouse ReportSource (e.g. a ReplayReportSource of a recording)
         instead of the device."""
-        from drivers.spacemouse import HidReportSource, SpaceMouseReader, TeleopMapping
+        from robot_rl.drivers.spacemouse import HidReportSource, SpaceMouseReader, TeleopMapping
 
         self.ended: str | None = None
         self.mapping = TeleopMapping()
@@ -129,7 +129,7 @@ class SpaceMouseSource:
         self.ended = f"SpaceMouse lost: {e}"
 
     def snapshot(self) -> tuple[np.ndarray, list[int]]:
-        from drivers.teleop import joy_buttons
+        from robot_rl.drivers.teleop import joy_buttons
 
         state = self._state
         if state is None:
@@ -174,7 +174,7 @@ class TeleopOperator:
         return twist, buttons
 
     def act(self, obs: dict, info: dict) -> np.ndarray:
-        from drivers.teleop import TAKEOVER, gripper_from_buttons
+        from robot_rl.drivers.teleop import TAKEOVER, gripper_from_buttons
 
         twist, buttons = self._read()
         self.takeover.on_twist(twist)
@@ -183,7 +183,7 @@ class TeleopOperator:
         return np.zeros(7, np.float32) if action is None else action   # idle: hold still
 
     def poll_marks(self) -> set[str]:
-        from drivers.teleop import FAILURE, RESET, SUCCESS
+        from robot_rl.drivers.teleop import FAILURE, RESET, SUCCESS
 
         _, buttons = self._read()
         pressed = {i for i in (SUCCESS, FAILURE, RESET) if i < len(buttons) and buttons[i]}
@@ -247,7 +247,7 @@ def record_demos(env: Any, operator: Operator, dataset: Any, episodes: int, task
     scene_reset_timeout > 0 (a human operator): before each attempt the tool says so and waits
     for a new press of any button (the scene is set) or the timeout (tasks/apps/scene_pause.py); the
     arm holds meanwhile. The press that ends the pause marks nothing."""
-    from tasks.apps.scene_pause import wait_for_scene_reset
+    from robot_rl.tasks.apps.scene_pause import wait_for_scene_reset
     from robot_rl.datasets import DatasetWriteError
 
     robot_env = env.unwrapped
@@ -329,12 +329,12 @@ def record_demos(env: Any, operator: Operator, dataset: Any, episodes: int, task
 def make_operator(kind: str, env: Any, task: str, seed: int, noise: float, keyboard_device: str,
                   spacemouse_device: str) -> Any:
     if kind == "expert":
-        from tasks.experts import make_expert
+        from robot_rl.tasks.experts import make_expert
         return ExpertOperator(make_expert(task, env, noise=noise, seed=seed))
     if kind == "keyboard":
         return TeleopOperator("keyboard", [KeyboardSource(keyboard_device)], env)
     if kind == "ros":
-        from tasks.ros.teleop import RosTeleopSource
+        from robot_rl.tasks.ros.teleop import RosTeleopSource
         return TeleopOperator("ros_teleop", [RosTeleopSource()], env)
     if kind == "spacemouse":
         devices: list[Any] = [SpaceMouseSource(spacemouse_device)]
@@ -368,8 +368,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_record_demos(args: argparse.Namespace) -> int:
-    import tasks
-    from drivers.errors import DeviceNotFoundError
+    from robot_rl import tasks
+    from robot_rl.drivers.errors import DeviceNotFoundError
     from robot_rl.datasets import EpisodeDataset
 
     if args.episodes < 1:
@@ -394,7 +394,7 @@ def cmd_record_demos(args: argparse.Namespace) -> int:
         if args.input == "expert":
             print("robot-rl record-demos: --input expert needs the in-process twin, not --ros", file=sys.stderr)
             return 2
-        from tasks.ros.backend import make_ros_env
+        from robot_rl.tasks.ros.backend import make_ros_env
         try:
             env = make_ros_env(args.task, obs=args.obs, seed=args.seed, namespace=args.namespace,
                                task_state=False, robot_options={"reset_mode": args.reset_mode,

@@ -78,7 +78,7 @@ class ExpertSource:
 
     def __init__(self, env, task: str, noise: float = 0.1, near_miss: float = 0.0,
                  hold_steps: int = 10, seed: int = 0):
-        from tasks.experts import make_expert
+        from robot_rl.tasks.experts import make_expert
         self.expert = make_expert(task, env, noise=noise, seed=seed)
         self.task, self.near_miss, self.hold_steps = task, float(near_miss), int(hold_steps)
         self.rng = np.random.default_rng(seed + 7)
@@ -88,7 +88,7 @@ class ExpertSource:
     def start_episode(self, env, episode: int) -> None:
         self._since_success = None
         self.sabotage = ""
-        from tasks.experts import PickCubeExpert
+        from robot_rl.tasks.experts import PickCubeExpert
         if isinstance(self.expert, PickCubeExpert) and self.rng.random() < self.near_miss:
             self.sabotage = str(self.rng.choice(["short_lift", "let_go"]))
             # Where it stops or lets go: a random 20-70% of the lift height. Near the success
@@ -129,7 +129,7 @@ class ExpertSource:
 
 def _twist_to_action(env, twist: np.ndarray, gripper: float) -> np.ndarray:
     """Base-frame twist (normalised units) -> the env's end-effector-frame action."""
-    from controllers.rotations import quat_to_matrix as quat_to_rot
+    from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
     rot = quat_to_rot(env.unwrapped.last_state.tcp_quat)
     a = np.zeros(7, dtype=np.float32)
     a[:3] = rot.T @ twist[:3]
@@ -139,10 +139,10 @@ def _twist_to_action(env, twist: np.ndarray, gripper: float) -> np.ndarray:
 
 
 class KeyboardSource:
-    """drivers.keyboard teleop; the success key counts while it is held (or repeating)."""
+    """robot_rl.drivers.keyboard teleop; the success key counts while it is held (or repeating)."""
 
     def __init__(self, device: str = ""):
-        from drivers.keyboard import EvdevKeys, KeyboardTeleop, KeyReader, TerminalKeys
+        from robot_rl.drivers.keyboard import EvdevKeys, KeyboardTeleop, KeyReader, TerminalKeys
 
         self.teleop = KeyboardTeleop()
         self._held_success = False
@@ -177,12 +177,12 @@ class KeyboardSource:
               "r ends the episode, Ctrl-C stops", flush=True)
 
     def label_now(self, env) -> bool:
-        from drivers.teleop import SUCCESS
+        from robot_rl.drivers.teleop import SUCCESS
         _, buttons = self.teleop.snapshot(time.monotonic())
         return self._held_success or bool(buttons[SUCCESS])
 
     def step(self, env, obs) -> StepInput:
-        from drivers.teleop import gripper_from_buttons
+        from robot_rl.drivers.teleop import gripper_from_buttons
         cmd, buttons = self.teleop.snapshot(time.monotonic())
         g = gripper_from_buttons(buttons)
         if g is not None:
@@ -198,7 +198,7 @@ class SpaceMouseSource:
     """SpaceMouse teleop: the puck moves, right button toggles the gripper, left button held = success."""
 
     def __init__(self, path: str = ""):
-        from drivers.spacemouse import HidReportSource, SpaceMouseReader, TeleopMapping
+        from robot_rl.drivers.spacemouse import HidReportSource, SpaceMouseReader, TeleopMapping
 
         self.mapping = TeleopMapping()
         self._lock = threading.Lock()
@@ -246,7 +246,7 @@ class RosTopicSource:
     """The graph's teleop topics (tasks.ros.teleop): the SpaceMouse or keyboard node drives and labels."""
 
     def __init__(self, teleop: Any = None):
-        from tasks.ros.teleop import RosTeleopSource
+        from robot_rl.tasks.ros.teleop import RosTeleopSource
         self.teleop = teleop or RosTeleopSource()
         self.gripper = 0.0
         self._reset_held = False
@@ -258,18 +258,18 @@ class RosTopicSource:
 
     def snapshot(self) -> tuple[np.ndarray, list[int]]:
         """The teleop state (for the scene pause); a reset button held now ends no episode."""
-        from drivers.teleop import RESET
+        from robot_rl.drivers.teleop import RESET
         twist, buttons = self.teleop.snapshot()
         self._reset_held = len(buttons) > RESET and bool(buttons[RESET])
         return twist, buttons
 
     def label_now(self, env) -> bool:
-        from drivers.teleop import SUCCESS
+        from robot_rl.drivers.teleop import SUCCESS
         _, buttons = self.teleop.snapshot()
         return len(buttons) > SUCCESS and bool(buttons[SUCCESS])
 
     def step(self, env, obs) -> StepInput:
-        from drivers.teleop import RESET, gripper_from_buttons
+        from robot_rl.drivers.teleop import RESET, gripper_from_buttons
         twist, buttons = self.teleop.snapshot()
         g = gripper_from_buttons(buttons)
         if g is not None:
@@ -349,10 +349,10 @@ def _parse_cameras(text: str) -> tuple[str, ...]:
 
 
 def cmd_record_labels(args: argparse.Namespace) -> int:
-    import tasks
+    from robot_rl import tasks
     from robot_rl.reward.labels import LabelWriter
 
-    from tasks.apps.record_demos import parse_overrides
+    from robot_rl.tasks.apps.record_demos import parse_overrides
 
     try:
         overrides = parse_overrides(args.override or [])
@@ -374,7 +374,7 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
         if args.input == "expert":
             raise SystemExit("--input expert labels with the twin's ground truth; it needs the "
                              "in-process twin, not --ros")
-        from tasks.ros.backend import make_ros_env
+        from robot_rl.tasks.ros.backend import make_ros_env
         # As record-demos --ros and the actor: a Cartesian reset to the task's reset pose (plus
         # its random range) through the controller; the driver's joint home is the recovery path.
         env = make_ros_env(args.task, obs="pixels", seed=args.seed, namespace=args.namespace,
@@ -398,7 +398,7 @@ def cmd_record_labels(args: argparse.Namespace) -> int:
         else:
             source = SpaceMouseSource(args.spacemouse_path)
         writer = LabelWriter(args.out, spec.cameras, spec.image_size, task=args.task)
-        from tasks.apps.scene_pause import wait_for_scene_reset
+        from robot_rl.tasks.apps.scene_pause import wait_for_scene_reset
 
         def pause(episode: int) -> None:
             wait_for_scene_reset(source, args.scene_reset_timeout, lambda line: print(

@@ -64,7 +64,7 @@ class LiveGraph(Closing):
     """A set-up tool's node on the graph (tasks/ros/node_thread.py), with topic meters."""
 
     def __init__(self, name: str, namespace: str = "/"):
-        from tasks.ros.node_thread import NodeThread
+        from robot_rl.tasks.ros.node_thread import NodeThread
         self._spinner = NodeThread(name, namespace)
         self.context, self.node = self._spinner.context, self._spinner.node
 
@@ -100,7 +100,7 @@ def _topic(namespace: str, name: str) -> str:
 def _first_pose(graph: LiveGraph, namespace: str, timeout: float) -> tuple[np.ndarray, np.ndarray, str]:
     from geometry_msgs.msg import PoseStamped
 
-    from controllers.node import pose_from_msg
+    from robot_rl.controllers.node import pose_from_msg
     meter = graph.meter(PoseStamped, _topic(namespace, "ee_pose"))
     graph.wait_for([meter], timeout)
     if meter.last is None:
@@ -123,9 +123,9 @@ def read_pose(namespace: str = "/franka", track_s: float = 0.0, margin: float = 
     from geometry_msgs.msg import PoseStamped
     from sensor_msgs.msg import JointState
 
-    from controllers.node import pose_from_msg
-    from controllers.rotations import matrix_to_rpy
-    from controllers.rotations import quat_to_matrix as quat_to_rot
+    from robot_rl.controllers.node import pose_from_msg
+    from robot_rl.controllers.rotations import matrix_to_rpy
+    from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
 
     with LiveGraph("robot_rl_pose") as graph:
         joints = graph.meter(JointState, _topic(namespace, "joint_states"))
@@ -232,7 +232,7 @@ def snapshot_cameras(cameras: list[str], out_dir: str | Path, seconds: float = 2
             frame = _image_array(msg)
             img = PILImage.fromarray(frame)
             if cam in crops and policy_size:
-                from tasks.camera_view import crop_and_resize
+                from robot_rl.tasks.camera_view import crop_and_resize
                 try:
                     view = crop_and_resize(frame, crops[cam], policy_size)
                 except ValueError as e:
@@ -255,7 +255,7 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     cameras = [c for c in args.cameras.split(",") if c]
     crops, topics, size, frames = parse_crops(args.crop), {}, 0, {}
     if args.task:                # the task's cameras, topics and crops: what its policy will see
-        from tasks import TaskFileError, make_spec
+        from robot_rl.tasks import TaskFileError, make_spec
         try:
             spec = make_spec(args.task)
         except TaskFileError as e:
@@ -306,7 +306,7 @@ def check_task(task: str, namespace: str | None = None, obs: str = "state", seco
     from sensor_msgs.msg import Image, JointState, Joy
     from std_srvs.srv import Trigger
 
-    import tasks
+    from robot_rl import tasks
     spec = tasks.make_spec(task, **(task_overrides or {}))
     namespace = namespace or spec.namespace
     types = {"joint_states": JointState, "ee_pose": PoseStamped, "ee_twist": TwistStamped,
@@ -350,8 +350,8 @@ def check_task(task: str, namespace: str | None = None, obs: str = "state", seco
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from tasks import TaskFileError, make_spec
-    from tasks.task_file import check_reward_file
+    from robot_rl.tasks import TaskFileError, make_spec
+    from robot_rl.tasks.task_file import check_reward_file
     try:
         spec = make_spec(args.task)
         check_reward_file(spec)
@@ -359,9 +359,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     except TaskFileError as e:
         raise SetupError(str(e)) from None
     if args.rig:                 # the rig file first: a camera it cannot publish fails before any wait
-        from tasks.ros.bringup import resolve_rig
-        from tasks.ros.rig import RigError
-        from tasks.task_file import check_cameras, check_operator_keys, check_reset_gains
+        from robot_rl.tasks.ros.bringup import resolve_rig
+        from robot_rl.tasks.ros.rig import RigError
+        from robot_rl.tasks.task_file import check_cameras, check_operator_keys, check_reset_gains
         try:
             rig = resolve_rig(args.rig)
             if args.obs == "pixels":
@@ -464,7 +464,7 @@ def move_offset(namespace: str, offset: np.ndarray, seconds: float, rate_hz: flo
     `seconds`, then stops (the driver's watchdog holds the pose it reached)."""
     from geometry_msgs.msg import PoseStamped
 
-    from controllers.node import COMMAND_QOS, pose_from_msg, pose_msg
+    from robot_rl.controllers.node import COMMAND_QOS, pose_from_msg, pose_msg
 
     offset = np.asarray(offset, dtype=float)
     if offset.shape != (3,) or not np.all(np.isfinite(offset)):

@@ -35,17 +35,17 @@ from rclpy.node import Node
 from sensor_msgs.msg import Joy
 from std_msgs.msg import UInt8MultiArray
 
-from drivers.teleop import (FAILURE, GRIPPER_CLOSE, GRIPPER_OPEN, RESET, SUCCESS,  # the /spacemouse/joy
+from robot_rl.drivers.teleop import (FAILURE, GRIPPER_CLOSE, GRIPPER_OPEN, RESET, SUCCESS,  # the /spacemouse/joy
                             TAKEOVER)                                            # contract
-from drivers.ros_common import declare_config
+from robot_rl.drivers.ros_common import declare_config
 from robot_rl.atomic_io import write_json_atomic
 from robot_rl.config import Range, Text, param
 from robot_rl.auth import KEY_FILE, AuthError, load_key
 from robot_rl.episode import EpisodeResult
 from robot_rl.transport import TransportError
 from robot_rl.video import EpisodeVideo
-from tasks.ros import rl_graph
-from tasks.ros.rl_graph import train_config_from_params
+from robot_rl.tasks.ros import rl_graph
+from robot_rl.tasks.ros.rl_graph import train_config_from_params
 
 
 _COUNT = Range(0, 2 ** 31 - 1)
@@ -130,8 +130,8 @@ class ActorNode(Node):
         self.flush_timeout_s = p.flush_timeout_s
         topics = {name: getattr(p, f"{name}_topic") for name in ("transitions", "weights", "acks", "twist", "joy")}
 
-        import tasks
-        from tasks.classifier_reward import ClassifierReward, task_classifier
+        from robot_rl import tasks
+        from robot_rl.tasks.classifier_reward import ClassifierReward, task_classifier
 
         # The run's classifier, else the task file's reward section (tasks.classifier_reward).
         clf_path, classifier, reward_options = (
@@ -140,7 +140,7 @@ class ActorNode(Node):
         spec = (tasks.make_spec(cfg.task, **cfg.task_overrides)
                 if backend == "ros" or clf_path else None)
         if backend == "ros":
-            from tasks.ros.backend import make_ros_env
+            from robot_rl.tasks.ros.backend import make_ros_env
             # The robot's cameras: the policy's (pixels) and the classifier's.
             cameras = tuple(spec.cameras if cfg.obs == "pixels" else ())
             cameras += tuple(c for c in (classifier.cfg.cameras if classifier else ()) if c not in cameras)

@@ -65,8 +65,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
-from controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg, stamp_seconds
-from tasks.ros.node_thread import NodeThread
+from robot_rl.controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg, stamp_seconds
+from robot_rl.tasks.ros.node_thread import NodeThread
 from robot_rl.closing import Closing
 from robot_rl.robot import RobotState
 
@@ -279,7 +279,7 @@ class RosRobot(Closing):
         frame = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(height, width, 3)
         if crop is None:
             return frame.copy()
-        from tasks.camera_view import crop_and_resize
+        from robot_rl.tasks.camera_view import crop_and_resize
         return crop_and_resize(frame, tuple(crop), size)
 
     def observe(self, after: float | None = None, timeout: float | None = None) -> RobotState:
@@ -350,7 +350,7 @@ class RosRobot(Closing):
     def _move_to(self, pos: np.ndarray, quat: np.ndarray, gripper: float) -> str:
         """Moves the equilibrium pose to (pos, quat) in a straight line and waits for the TCP;
         '' when it arrived, else what is left (distance, angle)."""
-        from controllers.rotations import exp_so3, matrix_to_quat, quat_to_matrix as quat_to_rot
+        from robot_rl.controllers.rotations import exp_so3, matrix_to_quat, quat_to_matrix as quat_to_rot
 
         cfg = self.config
         start = self.observe()
@@ -388,7 +388,7 @@ class RosRobot(Closing):
             from rclpy.parameter import Parameter
             from rclpy.parameter_client import AsyncParameterClient
 
-            from controllers.impedance import ImpedanceConfig
+            from robot_rl.controllers.impedance import ImpedanceConfig
 
             client = AsyncParameterClient(self.node, self.config.gains_node)
             if not client.wait_for_services(timeout_sec=self.config.connect_timeout):
@@ -489,12 +489,12 @@ def camera_options(spec: Any) -> dict[str, Any]:
 def make_ros_env(task: str, obs: str = "state", seed: int | None = None, namespace: str | None = None,
                  context: Context | None = None, task_state: bool = True,
                  robot_options: dict[str, Any] | None = None, **overrides: Any):
-    """tasks.make_env over ROS: a RobotEnv whose robot is a RosRobot matching the task (its
+    """robot_rl.tasks.make_env over ROS: a RobotEnv whose robot is a RosRobot matching the task (its
     namespace unless `namespace` is given, its cameras in pixels mode with their topics and
     crops, image size, control rate, reset gains). task_state: read the twin's ground truth
     (the twin tasks' reward and obs="state" need it); False on hardware. robot_options: more
     RosRobotConfig fields (e.g. reset_mode="cartesian", gains_node=...)."""
-    import tasks
+    from robot_rl import tasks
 
     spec = tasks.make_spec(task, **overrides)
     if obs == "state" and spec.object_feature_dim and not task_state:

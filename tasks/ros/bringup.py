@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.ros.rig import NODE_KINDS, NodeSpec, Rig, RigError, load_rig
+from robot_rl.tasks.ros.rig import NODE_KINDS, NodeSpec, Rig, RigError, load_rig
 
 
 PROFILES = ("twin", "franka", "widowx", "widowx_twin")   # shipped rigs: launch/<profile>.yaml
@@ -94,7 +94,7 @@ def run_composed(rig: Rig, params: Path) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from drivers.errors import DeviceNotFoundError
+    from robot_rl.drivers.errors import DeviceNotFoundError
 
     stop = threading.Event()
     old = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}

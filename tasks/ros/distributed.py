@@ -89,7 +89,7 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
     from robot_rl.run_files import device_for
     from robot_rl.evaluation import evaluate
     from robot_rl.auth import copy_hint, ensure_key
-    from tasks.ros.actor_node import read_episode_log
+    from robot_rl.tasks.ros.actor_node import read_episode_log
 
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,13 +106,13 @@ def run_distributed(cfg: Any, max_policy_lag: int | None = None, poll_s: float =
     actor_steps = max(cfg.steps - done_steps - spooled, 0)    # a killed actor's spool counts too
     started = time.perf_counter()
 
-    learner = _start("tasks.ros.learner_node", {"config_file": cfg_path, "stop_after_steps": cfg.steps},
+    learner = _start("robot_rl.tasks.ros.learner_node", {"config_file": cfg_path, "stop_after_steps": cfg.steps},
                      run_dir / "learner.log")
     actor = None
     try:
         if actor_steps > 0 or spooled:
             lag = max_policy_lag if max_policy_lag is not None else 100
-            actor = _start("tasks.ros.actor_node", {"config_file": cfg_path, "steps": actor_steps,
+            actor = _start("robot_rl.tasks.ros.actor_node", {"config_file": cfg_path, "steps": actor_steps,
                                                 "sync_updates_per_step": float(cfg.updates_per_step),
                                                 "max_policy_lag": lag}, run_dir / "actor.log")
         while True:

@@ -21,13 +21,13 @@ from typing import Any
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
-from drivers.ros_common import declare_config
+from robot_rl.drivers.ros_common import declare_config
 from robot_rl.atomic_io import write_json_atomic
 from robot_rl.auth import AuthError, copy_hint, load_key
 from robot_rl.config import Range, Text, param
 from robot_rl.transport import TransportError
-from tasks.ros import rl_graph
-from tasks.ros.rl_graph import train_config_from_params
+from robot_rl.tasks.ros import rl_graph
+from robot_rl.tasks.ros.rl_graph import train_config_from_params
 
 
 _SECONDS = Range(0.0, 1e9)           # a period (0: every time)

@@ -38,25 +38,25 @@ class NodeKind:
 
 
 NODE_KINDS: dict[str, NodeKind] = {
-    "twin": NodeKind("robot-rl-twin", "sim.twin_node", "TwinNode", "twin", "/franka",
+    "twin": NodeKind("robot-rl-twin", "robot_rl.sim.twin_node", "TwinNode", "twin", "/franka",
                      "MuJoCo twin: the arm driver's and the cameras' topics"),
-    "franka": NodeKind("robot-rl-franka", "drivers.franka_node", "FrankaNode", "franka", "/franka",
+    "franka": NodeKind("robot-rl-franka", "robot_rl.drivers.franka_node", "FrankaNode", "franka", "/franka",
                        "Franka driver: 1 kHz impedance law over pylibfranka, the hand"),
-    "widowx": NodeKind("robot-rl-widowx", "drivers.widowx_node", "WidowXNode", "widowx", "/widowx",
+    "widowx": NodeKind("robot-rl-widowx", "robot_rl.drivers.widowx_node", "WidowXNode", "widowx", "/widowx",
                        "WidowX driver over dynamixel-sdk"),
-    "controller": NodeKind("robot-rl-controller", "controllers.node", "ControllerNode", "controller",
+    "controller": NodeKind("robot-rl-controller", "robot_rl.controllers.node", "ControllerNode", "controller",
                            "/franka", "safety box, watchdog, live gains for the driver"),
-    "realsense": NodeKind("robot-rl-realsense", "drivers.realsense_node", "RealSenseNode",
+    "realsense": NodeKind("robot-rl-realsense", "robot_rl.drivers.realsense_node", "RealSenseNode",
                           "realsense_camera", "/", "RealSense camera: /cameras/<name>/..."),
-    "robotiq": NodeKind("robot-rl-robotiq", "drivers.robotiq_node", "RobotiqNode", "robotiq_gripper",
+    "robotiq": NodeKind("robot-rl-robotiq", "robot_rl.drivers.robotiq_node", "RobotiqNode", "robotiq_gripper",
                         "/franka", "Robotiq 2F-85 over Modbus RTU/TCP: gripper/command, gripper/state"),
     # An external F/T sensor publishes in its own namespace (/franka/ft/wrench), beside the
     # arm's own estimate (/franka/wrench); the task file says which one it observes.
-    "ft": NodeKind("robot-rl-ft", "drivers.ft_node", "FtSensorNode", "ft_sensor", "/franka/ft",
+    "ft": NodeKind("robot-rl-ft", "robot_rl.drivers.ft_node", "FtSensorNode", "ft_sensor", "/franka/ft",
                    "F/T sensor (Robotiq FT-300, ATI Net F/T): <namespace>/wrench"),
-    "spacemouse": NodeKind("robot-rl-spacemouse", "drivers.spacemouse_node", "SpaceMouseNode",
+    "spacemouse": NodeKind("robot-rl-spacemouse", "robot_rl.drivers.spacemouse_node", "SpaceMouseNode",
                            "spacemouse", "/", "SpaceMouse teleop: /spacemouse/twist, /spacemouse/joy"),
-    "keyboard": NodeKind("robot-rl-keyboard", "drivers.keyboard_node", "KeyboardNode", "keyboard_teleop",
+    "keyboard": NodeKind("robot-rl-keyboard", "robot_rl.drivers.keyboard_node", "KeyboardNode", "keyboard_teleop",
                          "/", "keyboard teleop: /spacemouse/twist, /spacemouse/joy"),
 }
 _NODE_KEYS = {"kind", "name", "namespace", "optional", "remap", "parameters", "what"}
@@ -155,5 +155,5 @@ def parse_rig(data: Any, path: str | Path = "<rig>") -> Rig:
 
 
 def load_rig(path: str | Path) -> Rig:
-    from tasks.yaml_file import read_yaml
+    from robot_rl.tasks.yaml_file import read_yaml
     return parse_rig(read_yaml(path, RigError, "rig file"), path)

@@ -28,7 +28,7 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import UInt8MultiArray
 
-from drivers.ros_common import declare_config
+from robot_rl.drivers.ros_common import declare_config
 from robot_rl.auth import KeyFileError
 from robot_rl.config import Range, Text, param
 
@@ -97,7 +97,7 @@ def run_node(label: str, make_node: Callable[[], Node], stop_event: Callable[[No
     its signal handlers (SIGINT/SIGTERM set the loop's stop event instead, so it can checkpoint
     or flush), the node spun on a background thread, the loop `body(node)` on this one, and
     everything shut down in order, whatever happens."""
-    from drivers.ros_common import Spinner
+    from robot_rl.drivers.ros_common import Spinner
 
     logging.basicConfig(level=logging.INFO, format=f"[{label}] %(levelname)s %(name)s: %(message)s")
     faulthandler.register(signal.SIGUSR1)

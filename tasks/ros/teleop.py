@@ -21,7 +21,7 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.context import Context
 from sensor_msgs.msg import Joy
 
-from tasks.ros.node_thread import NodeThread
+from robot_rl.tasks.ros.node_thread import NodeThread
 
 
 class RosTeleopSource:
@@ -61,7 +61,7 @@ class RosTeleopSource:
             self._buttons, self._joy_t = [int(b) for b in msg.buttons], time.monotonic()
 
     def snapshot(self) -> tuple[np.ndarray, list[int]]:
-        from drivers.teleop import joy_buttons
+        from robot_rl.drivers.teleop import joy_buttons
 
         now = time.monotonic()
         with self._lock:

@@ -3,7 +3,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from controllers.rotations import (
+from robot_rl.controllers.rotations import (
     axis_angle_to_quat,
     exp_so3,
     matrix_to_quat,

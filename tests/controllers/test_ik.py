@@ -7,8 +7,8 @@ import timeit
 import numpy as np
 import pytest
 
-from controllers.ik import DLSIK, IKConfig, rotation_error
-from controllers.widowx_model import EE_TO_TCP, WIDOWX_250S
+from robot_rl.controllers.ik import DLSIK, IKConfig, rotation_error
+from robot_rl.controllers.widowx_model import EE_TO_TCP, WIDOWX_250S
 
 MODEL = WIDOWX_250S
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])   # TCP z down, x = base x

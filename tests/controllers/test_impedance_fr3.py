@@ -3,8 +3,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from controllers.impedance import CartesianImpedanceController, ImpedanceConfig
-from controllers.rotations import axis_angle_to_quat, quat_angle, quat_multiply
+from robot_rl.controllers.impedance import CartesianImpedanceController, ImpedanceConfig
+from robot_rl.controllers.rotations import axis_angle_to_quat, quat_angle, quat_multiply
 
 # The nullspace target is the posture the plant starts in (the FR3 "home" keyframe).
 

@@ -8,8 +8,8 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from controllers.impedance import UPPER_BOUNDS, CartesianImpedanceController, ImpedanceConfig, NonFiniteError
-from controllers.rotations import axis_angle_to_quat, quat_angle, quat_multiply
+from robot_rl.controllers.impedance import UPPER_BOUNDS, CartesianImpedanceController, ImpedanceConfig, NonFiniteError
+from robot_rl.controllers.rotations import axis_angle_to_quat, quat_angle, quat_multiply
 
 Q_NS = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8])
 J_ID = np.hstack([np.eye(6), np.zeros((6, 1))])

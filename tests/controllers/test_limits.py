@@ -1,4 +1,4 @@
-"""controllers.limits without ROS: which way is tighter for every field, and the box checks.
+"""robot_rl.controllers.limits without ROS: which way is tighter for every field, and the box checks.
 (The same rules over the real parameter services: tests/security/test_params.py.)"""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from controllers.impedance import ImpedanceConfig
-from controllers.limits import SafetyBox, loosenings
+from robot_rl.controllers.impedance import ImpedanceConfig
+from robot_rl.controllers.limits import SafetyBox, loosenings
 
 
 def test_every_impedance_field_has_a_tighter_direction():

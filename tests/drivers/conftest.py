@@ -18,7 +18,7 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from drivers.ros_common import Spinner  # noqa: E402
+from robot_rl.drivers.ros_common import Spinner  # noqa: E402
 
 
 class Inbox:

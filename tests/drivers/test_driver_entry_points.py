@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 ENTRY_POINTS = {
-    "drivers.spacemouse_node": ([], "no 3Dconnexion SpaceMouse found"),
-    "drivers.realsense_node": (["-p", "serial_no:=123456"], "no RealSense camera with serial '123456'"),
-    "drivers.robotiq_node": (["-p", "port:=/dev/ttyUSB_missing"], "serial port /dev/ttyUSB_missing does not exist"),
-    "drivers.ft_node": (["-p", "port:=/dev/ttyUSB_missing"], "serial port /dev/ttyUSB_missing does not exist"),
-    "drivers.keyboard_node": (["-p", "device:=/dev/null"], "not a terminal"),
+    "robot_rl.drivers.spacemouse_node": ([], "no 3Dconnexion SpaceMouse found"),
+    "robot_rl.drivers.realsense_node": (["-p", "serial_no:=123456"], "no RealSense camera with serial '123456'"),
+    "robot_rl.drivers.robotiq_node": (["-p", "port:=/dev/ttyUSB_missing"], "serial port /dev/ttyUSB_missing does not exist"),
+    "robot_rl.drivers.ft_node": (["-p", "port:=/dev/ttyUSB_missing"], "serial port /dev/ttyUSB_missing does not exist"),
+    "robot_rl.drivers.keyboard_node": (["-p", "device:=/dev/null"], "not a terminal"),
 }
 
 

@@ -13,11 +13,11 @@ import time
 import numpy as np
 import pytest
 
-from drivers.dynamixel_bus import (MA_PER_UNIT, RAD_S_PER_UNIT, BusConfig, DynamixelBus, _port_handler,
+from robot_rl.drivers.dynamixel_bus import (MA_PER_UNIT, RAD_S_PER_UNIT, BusConfig, DynamixelBus, _port_handler,
                                    decode_hardware_error, rad_to_ticks, ticks_to_rad)
-from drivers.errors import DeviceLostError, DeviceNotFoundError
-from drivers.peers import dynamixel_peer as dxl
-from drivers.peers.dynamixel_peer import DynamixelPeer, decode_packet, encode_packet, encode_status
+from robot_rl.drivers.errors import DeviceLostError, DeviceNotFoundError
+from robot_rl.drivers.peers import dynamixel_peer as dxl
+from robot_rl.drivers.peers.dynamixel_peer import DynamixelPeer, decode_packet, encode_packet, encode_status
 
 H = bytes.fromhex
 

@@ -26,11 +26,11 @@ import pytest
 pytest.importorskip("pylibfranka")
 pytest.importorskip("franky_sim")
 
-from controllers.impedance import ImpedanceConfig  # noqa: E402
-from drivers.franka import FrankaArm, LoopSettings  # noqa: E402
-from drivers.franka_hand import FrankaHand, HandSettings  # noqa: E402
-from drivers.franka_ipc import SharedStruct  # noqa: E402
-from drivers.franka_sim import PROBE_SPEC, FrankySim  # noqa: E402
+from robot_rl.controllers.impedance import ImpedanceConfig  # noqa: E402
+from robot_rl.drivers.franka import FrankaArm, LoopSettings  # noqa: E402
+from robot_rl.drivers.franka_hand import FrankaHand, HandSettings  # noqa: E402
+from robot_rl.drivers.franka_ipc import SharedStruct  # noqa: E402
+from robot_rl.drivers.franka_sim import PROBE_SPEC, FrankySim  # noqa: E402
 
 
 def angle_between(q1, q2) -> float:
@@ -338,7 +338,7 @@ def test_node_entry_point_fails_clearly_without_a_robot():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "drivers.franka_node", "--ros-args",
+    proc = subprocess.run([sys.executable, "-m", "robot_rl.drivers.franka_node", "--ros-args",
                            "-p", "robot_ip:=127.0.0.251", "-p", "realtime_config:=ignore"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 2, proc.stderr

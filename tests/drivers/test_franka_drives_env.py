@@ -16,10 +16,10 @@ pytest.importorskip("franky_sim")
 
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 
-from drivers.franka_node import FrankaNode  # noqa: E402
-from drivers.franka_sim import FrankySim  # noqa: E402
-from controllers.rotations import quat_to_matrix as quat_to_rot  # noqa: E402
-from tasks.ros.backend import make_ros_env  # noqa: E402
+from robot_rl.drivers.franka_node import FrankaNode  # noqa: E402
+from robot_rl.drivers.franka_sim import FrankySim  # noqa: E402
+from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot  # noqa: E402
+from robot_rl.tasks.ros.backend import make_ros_env  # noqa: E402
 
 
 @pytest.mark.slow

@@ -22,9 +22,9 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64, String  # noqa: E402
 
-from controllers.node import pose_msg as controller_pose_msg  # noqa: E402
-from drivers.franka_node import FrankaNode  # noqa: E402
-from drivers.franka_sim import FrankySim  # noqa: E402
+from robot_rl.controllers.node import pose_msg as controller_pose_msg  # noqa: E402
+from robot_rl.drivers.franka_node import FrankaNode  # noqa: E402
+from robot_rl.drivers.franka_sim import FrankySim  # noqa: E402
 from tests.conftest import call_trigger  # noqa: E402
 
 

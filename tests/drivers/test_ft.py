@@ -12,9 +12,9 @@ import pytest
 from geometry_msgs.msg import WrenchStamped
 from std_msgs.msg import String
 
-from drivers.ft import WrenchProcessor
-from drivers.ft_node import FtSensorNode
-from drivers.ft_sensors import (
+from robot_rl.drivers.ft import WrenchProcessor
+from robot_rl.drivers.ft_node import FtSensorNode
+from robot_rl.drivers.ft_sensors import (
     FT300_START,
     FT300_START_REPLY,
     Ft300Parser,
@@ -24,8 +24,8 @@ from drivers.ft_sensors import (
     parse_rdt_request,
     rdt_request,
 )
-from drivers.peers.ft_sims import Ft300Sim, NetFtSim
-from drivers.peers.null_modem import NullModem
+from robot_rl.drivers.peers.ft_sims import Ft300Sim, NetFtSim
+from robot_rl.drivers.peers.null_modem import NullModem
 from tests.conftest import call_trigger
 
 FAST = dict(timeout=0.2, reconnect_backoff=0.05, reconnect_backoff_max=0.2)

@@ -8,10 +8,10 @@ import pytest
 from geometry_msgs.msg import TwistStamped
 from sensor_msgs.msg import Joy
 
-from drivers.errors import DeviceNotFoundError
-from drivers.keyboard import EVDEV_EVENT, KeyBindings, KeyboardTeleop, decode_evdev
-from drivers.keyboard_node import KeyboardNode
-from drivers.teleop import FAILURE, GRIPPER_CLOSE, GRIPPER_OPEN, RESET, SUCCESS, TAKEOVER
+from robot_rl.drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.keyboard import EVDEV_EVENT, KeyBindings, KeyboardTeleop, decode_evdev
+from robot_rl.drivers.keyboard_node import KeyboardNode
+from robot_rl.drivers.teleop import FAILURE, GRIPPER_CLOSE, GRIPPER_OPEN, RESET, SUCCESS, TAKEOVER
 
 KEY_I, KEY_S, KEY_SPACE, KEY_C = 23, 31, 57, 46
 

@@ -14,10 +14,10 @@ import pytest
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
-from drivers.errors import DeviceNotFoundError
-from drivers.peers.realsense_sim import SoftwareCamera, pattern_frame
-from drivers.realsense import CropResize, DeviceClock, Frame, Intrinsics, parse_crop, parse_profile
-from drivers.realsense_node import RealSenseNode
+from robot_rl.drivers.errors import DeviceNotFoundError
+from robot_rl.drivers.peers.realsense_sim import SoftwareCamera, pattern_frame
+from robot_rl.drivers.realsense import CropResize, DeviceClock, Frame, Intrinsics, parse_crop, parse_profile
+from robot_rl.drivers.realsense_node import RealSenseNode
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import pytest
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 
-from drivers.peers.null_modem import NullModem
-from drivers.peers.robotiq_sim import Robotiq2F85Sim
-from drivers.robotiq import (GripperStatus, OpeningCalibration, RobotiqGripper, decode_command, encode_command,
+from robot_rl.drivers.peers.null_modem import NullModem
+from robot_rl.drivers.peers.robotiq_sim import Robotiq2F85Sim
+from robot_rl.drivers.robotiq import (GripperStatus, OpeningCalibration, RobotiqGripper, decode_command, encode_command,
                              make_client, to_byte)
-from drivers.robotiq_node import RobotiqNode
+from robot_rl.drivers.robotiq_node import RobotiqNode
 
 FAST = dict(poll_rate=100.0, timeout=0.25, reconnect_backoff=0.05, reconnect_backoff_max=0.2, command_timeout=0.3)
 

@@ -14,10 +14,10 @@ from geometry_msgs.msg import TwistStamped
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64
 
-from drivers.errors import DeviceLostError, DeviceNotFoundError
-from drivers.spacemouse import FULL_SCALE, HidDecoder, ReplayReportSource, TeleopMapping
-from drivers.spacemouse_node import SpaceMouseNode
-from drivers.teleop import GRIPPER_CLOSE, GRIPPER_OPEN, TAKEOVER, gripper_from_buttons
+from robot_rl.drivers.errors import DeviceLostError, DeviceNotFoundError
+from robot_rl.drivers.spacemouse import FULL_SCALE, HidDecoder, ReplayReportSource, TeleopMapping
+from robot_rl.drivers.spacemouse_node import SpaceMouseNode
+from robot_rl.drivers.teleop import GRIPPER_CLOSE, GRIPPER_OPEN, TAKEOVER, gripper_from_buttons
 
 # Recorded reports (hex, report id first).
 # SpaceMouse Wireless (256f:c62e): one 13-byte report with all six axes.

@@ -16,13 +16,13 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 
-from controllers.node import pose_msg as controller_pose_msg
-from controllers.widowx_model import WIDOWX_250S
-from drivers.dynamixel_bus import RAD_PER_TICK, BusConfig, ticks_to_rad
-from drivers.peers import dynamixel_peer as dxl
-from drivers.peers.dynamixel_peer import DynamixelPeer, ticks
-from drivers.widowx import WidowXArm, WidowXConfig
-from drivers.widowx_node import WidowXNode
+from robot_rl.controllers.node import pose_msg as controller_pose_msg
+from robot_rl.controllers.widowx_model import WIDOWX_250S
+from robot_rl.drivers.dynamixel_bus import RAD_PER_TICK, BusConfig, ticks_to_rad
+from robot_rl.drivers.peers import dynamixel_peer as dxl
+from robot_rl.drivers.peers.dynamixel_peer import DynamixelPeer, ticks
+from robot_rl.drivers.widowx import WidowXArm, WidowXConfig
+from robot_rl.drivers.widowx_node import WidowXNode
 from robot_rl.child_process import stop_child
 from tests.conftest import call_trigger
 
@@ -300,7 +300,7 @@ def test_lost_bus_is_reported_the_node_stays_up_and_reconnects(ros, peer):
 
 
 def test_entry_point_without_the_arm_says_what_is_missing():
-    proc = subprocess.run([sys.executable, "-m", "drivers.widowx_node", "--ros-args", "-p", "port:=/dev/ttyDXL_missing"],
+    proc = subprocess.run([sys.executable, "-m", "robot_rl.drivers.widowx_node", "--ros-args", "-p", "port:=/dev/ttyDXL_missing"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 2, proc.stderr
     assert "serial port /dev/ttyDXL_missing does not exist" in proc.stderr
@@ -311,7 +311,7 @@ def test_launch_parameters_are_the_ones_the_node_declares(ros, peer):
     as written: every key is a declared parameter and its value has the declared type."""
     from pathlib import Path
 
-    from tasks.ros.rig import load_rig
+    from robot_rl.tasks.ros.rig import load_rig
 
     path = Path(__file__).resolve().parents[2] / "launch" / "widowx.yaml"
     given = next(n.parameters for n in load_rig(path).nodes if n.fqn == "/widowx/widowx")
@@ -330,14 +330,14 @@ def test_entry_point_drives_the_peer_across_processes(ros):
     import signal
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    peer = subprocess.Popen([sys.executable, "-m", "drivers.peers.dynamixel_peer"], stdin=subprocess.PIPE,
+    peer = subprocess.Popen([sys.executable, "-m", "robot_rl.drivers.peers.dynamixel_peer"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)
     node = None
     try:
         port = peer.stdout.readline().strip()
         assert port.startswith("/dev/"), port
         joints = ros.inbox(JointState, "/widowx/joint_states")
-        node = subprocess.Popen([sys.executable, "-m", "drivers.widowx_node", "--ros-args", "-r", "__ns:=/widowx",
+        node = subprocess.Popen([sys.executable, "-m", "robot_rl.drivers.widowx_node", "--ros-args", "-r", "__ns:=/widowx",
                                  "-p", f"port:={port}", "-p", f"latency_timer_ms:={LATENCY_MS}"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         msg = joints.wait_for(timeout=20.0)

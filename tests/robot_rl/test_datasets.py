@@ -211,8 +211,8 @@ def test_full_disk_keeps_the_episode_pending_until_retry(tiny_disk, monkeypatch,
 
 def twin_episodes(obs: str, n_success: int, n_fail: int, max_steps: int | None = None):
     """Real pick_cube episodes: the scripted expert (successes) and a still arm (failures)."""
-    import tasks
-    from tasks.experts import make_expert
+    from robot_rl import tasks
+    from robot_rl.tasks.experts import make_expert
 
     env = tasks.make_env("pick_cube", obs=obs, **({"max_steps": max_steps} if max_steps else {}))
     expert = make_expert("pick_cube", env, noise=0.1, seed=0)

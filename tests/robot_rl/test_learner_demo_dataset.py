@@ -73,7 +73,7 @@ def test_missing_or_mismatched_dataset_names_it(tmp_path):
         learner(config(tmp_path, demo_dataset=str(tmp_path / "nowhere")), backend="ros")
     assert "Traceback" not in str(e.value)
     # A dataset of another task's observations.
-    import tasks  # noqa: F401 - the twin tasks
+    from robot_rl import tasks  # noqa: F401 - the twin tasks
     env = make_env_and_expert("pick_cube", seed=0).env
     EpisodeDataset.create(tmp_path / "other", env.observation_space, env.action_space.shape[0]).close()
     env.close()

@@ -15,7 +15,7 @@ from robot_rl import config as config_lib
 from robot_rl.train import TrainConfig, train
 
 PIXEL_REACH = {
-    "env": "tasks.pixel_reach:make_env", "gym.expert": "tasks.pixel_reach:make_expert",
+    "env": "robot_rl.tasks.pixel_reach:make_env", "gym.expert": "robot_rl.tasks.pixel_reach:make_expert",
     "gym.max_episode_steps": 12, "gym.kwargs": "{image_size: 48}", "obs": "pixels",
     "demos": 100, "steps": 500, "learning_starts": 100, "batch_size": 128, "threads": 1,
     "eval_every": 0, "final_eval_episodes": 40, "checkpoint_every": 0, "progress": False,

@@ -20,7 +20,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from tasks.ros.node_thread import NodeThread  # noqa: E402
+from robot_rl.tasks.ros.node_thread import NodeThread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,7 +112,7 @@ def graph():
 def twin_graph():
     """One in-process twin node (pick_cube, both cameras) under /franka for a test module:
     starting the twin takes ~1 s, so the module's tests share it."""
-    from sim.twin_node import TwinNode
+    from robot_rl.sim.twin_node import TwinNode
 
     with Graph() as g:
         # As the shipped twin rig: its launch allows the precision reset profile (Cartesian resets).

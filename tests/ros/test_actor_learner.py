@@ -34,7 +34,7 @@ from std_msgs.msg import UInt8MultiArray  # noqa: E402
 from robot_rl import transport  # noqa: E402
 from robot_rl.auth import KEY_FILE, AuthError, MessageAuth, ensure_key, load_key  # noqa: E402
 from robot_rl.buffers import ReplayBuffer  # noqa: E402
-from tasks.ros import rl_graph  # noqa: E402
+from robot_rl.tasks.ros import rl_graph  # noqa: E402
 from tests.robot_rl.conftest import write_small_run_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,9 +138,9 @@ def test_actor_and_learner_processes_exchange_transitions_and_weights(tmp_path, 
     """~20 s: two processes, 300 steps; the actor waits for trained weights between episodes."""
     run_dir = tmp_path / "run"
     cfg = write_config(run_dir, steps=300)
-    learner = procs.start("learner", "tasks.ros.learner_node", config_file=cfg, stop_after_steps=300,
+    learner = procs.start("learner", "robot_rl.tasks.ros.learner_node", config_file=cfg, stop_after_steps=300,
                           weights_every_s=0.2)
-    actor = procs.start("actor", "tasks.ros.actor_node", config_file=cfg, sync_updates_per_step=0.25,
+    actor = procs.start("actor", "robot_rl.tasks.ros.actor_node", config_file=cfg, sync_updates_per_step=0.25,
                         max_policy_lag=60)
     assert procs.wait(actor, 120) == 0, procs.log("actor")
     assert procs.wait(learner, 60) == 0, procs.log("learner")
@@ -159,7 +159,7 @@ def test_actor_and_learner_processes_exchange_transitions_and_weights(tmp_path, 
 
     # Late joiner: the learner has exited, but a NEW learner on the run dir republishes at
     # start; a subscriber that joins afterwards gets the newest weights at once.
-    learner2 = procs.start("learner2", "tasks.ros.learner_node", config_file=cfg)
+    learner2 = procs.start("learner2", "robot_rl.tasks.ros.learner_node", config_file=cfg)
     probe = AckProbe(graph.probe, run_dir)
     probe.wait(lambda: probe.learner_sessions, 30, "the restarted learner's heartbeat")
     got = []
@@ -181,8 +181,8 @@ def test_sigkill_learner_loses_no_acknowledged_transition(tmp_path, procs, graph
     steps = 900
     cfg = write_config(run_dir, steps=steps)
     probe = AckProbe(graph.probe, run_dir)
-    learner = procs.start("learner", "tasks.ros.learner_node", config_file=cfg)
-    actor = procs.start("actor", "tasks.ros.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
+    learner = procs.start("learner", "robot_rl.tasks.ros.learner_node", config_file=cfg)
+    actor = procs.start("actor", "robot_rl.tasks.ros.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
     probe.wait(lambda: probe.max_acked() >= 150, 60, "150 acked transitions")
     learner.send_signal(signal.SIGKILL)
     learner.wait(timeout=10)
@@ -193,7 +193,7 @@ def test_sigkill_learner_loses_no_acknowledged_transition(tmp_path, procs, graph
     assert stored >= acked_before_kill + 1, (stored, acked_before_kill)
 
     time.sleep(1.0)                                # the actor keeps going, learner down
-    learner = procs.start("learner_restarted", "tasks.ros.learner_node", config_file=cfg,
+    learner = procs.start("learner_restarted", "robot_rl.tasks.ros.learner_node", config_file=cfg,
                           stop_after_steps=steps)
     assert procs.wait(actor, 120) == 0, procs.log("actor")
     assert procs.wait(learner, 60) == 0, procs.log("learner_restarted")
@@ -213,12 +213,12 @@ def _actor_params(cfg: Path, **params):
 @pytest.mark.slow
 def test_spacemouse_takes_over_within_one_step_and_feeds_the_demo_buffer(tmp_path, procs, graph):
     """~25 s: an in-process actor node paced at 20 Hz; a TwistStamped stream from the test."""
-    from tasks.ros.actor_node import ActorNode
+    from robot_rl.tasks.ros.actor_node import ActorNode
 
     run_dir = tmp_path / "run"
     steps, hz = 120, 20.0
     cfg = write_config(run_dir, steps=steps)
-    learner = procs.start("learner", "tasks.ros.learner_node", config_file=cfg, stop_after_steps=steps)
+    learner = procs.start("learner", "robot_rl.tasks.ros.learner_node", config_file=cfg, stop_after_steps=steps)
     node = graph.add(ActorNode(context=graph.context, parameter_overrides=_actor_params(cfg, pace_hz=hz)))
     actions: list[tuple[float, np.ndarray]] = []
     real_step = node.actor.env.step
@@ -306,7 +306,7 @@ def test_malformed_messages_are_rejected_and_the_learner_keeps_running(tmp_path,
     run_dir = tmp_path / "run"
     cfg = write_config(run_dir, demos=0)
     probe = AckProbe(graph.probe, run_dir)
-    learner = procs.start("learner", "tasks.ros.learner_node", config_file=cfg)
+    learner = procs.start("learner", "robot_rl.tasks.ros.learner_node", config_file=cfg)
     probe.wait(lambda: probe.learner_sessions, 40, "the learner's heartbeat")
     pub = graph.probe.create_publisher(UInt8MultiArray, rl_graph.TRANSITIONS_TOPIC, rl_graph.TRANSITIONS_QOS)
     graph.wait_matched(pub)
@@ -348,7 +348,7 @@ def test_run_distributed_trains_evaluates_and_stops_both_processes(tmp_path):
     """~25 s: robot-rl train --distributed's function on a short point_reach run."""
     from robot_rl import config as config_lib
     from robot_rl.train import TrainConfig
-    from tasks.ros.distributed import run_distributed
+    from robot_rl.tasks.ros.distributed import run_distributed
 
     run_dir = tmp_path / "run"
     cfg = config_lib.load(TrainConfig, write_config(run_dir, steps=200, final_eval_episodes=5))
@@ -371,13 +371,13 @@ def test_learner_survives_an_actor_killed_and_restarted(tmp_path, procs, graph):
     run_dir = tmp_path / "run"
     cfg = write_config(run_dir, steps=600)
     probe = AckProbe(graph.probe, run_dir)
-    learner = procs.start("learner", "tasks.ros.learner_node", config_file=cfg)
-    actor = procs.start("actor", "tasks.ros.actor_node", config_file=cfg, pace_hz=150.0)
+    learner = procs.start("learner", "robot_rl.tasks.ros.learner_node", config_file=cfg)
+    actor = procs.start("actor", "robot_rl.tasks.ros.actor_node", config_file=cfg, pace_hz=150.0)
     probe.wait(lambda: probe.max_acked() >= 60, 60, "60 acked transitions")
     actor.send_signal(signal.SIGKILL)
     actor.wait(timeout=10)
     acked_before_kill = probe.max_acked()
-    actor2 = procs.start("actor2", "tasks.ros.actor_node", config_file=cfg, steps=90)
+    actor2 = procs.start("actor2", "robot_rl.tasks.ros.actor_node", config_file=cfg, steps=90)
     assert procs.wait(actor2, 60) == 0, procs.log("actor2")
     assert learner.poll() is None, "the learner must survive the actor"
     learner.send_signal(signal.SIGINT)

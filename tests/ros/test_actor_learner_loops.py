@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from controllers.rotations import quat_to_matrix as quat_to_rot
+from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
 from robot_rl.actor import Actor, ActorConfig, Takeover, TakeoverConfig
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.auth import MessageAuth, load_key

@@ -149,8 +149,8 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path, kill
     graph = Graph()
     try:
         probe = AckProbe(graph.probe, run_dir)
-        learner = procs.start("learner", "tasks.ros.learner_node", config_file=cfg)
-        actor = procs.start("actor", "tasks.ros.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
+        learner = procs.start("learner", "robot_rl.tasks.ros.learner_node", config_file=cfg)
+        actor = procs.start("actor", "robot_rl.tasks.ros.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
         # 1. The actor alone, at a random moment.
         probe.wait(lambda: probe.max_acked() >= rng.randrange(30, 120), 90, "acks before the actor kill")
         time.sleep(rng.uniform(0.0, 0.3))
@@ -158,7 +158,7 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path, kill
         actor.wait(timeout=10)
         killed = _seqs_in_spool(spool_dir)
         assert killed, f"seed {seed}: nothing spooled"
-        actor = procs.start("actor2", "tasks.ros.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
+        actor = procs.start("actor2", "robot_rl.tasks.ros.actor_node", config_file=cfg, pace_hz=150.0, resend_after_s=1.0)
         # 2. Both at once, at a random moment after the restarted actor recovered and went on.
         probe.wait(lambda: len(probe.acked) >= 2 and min(probe.acked.values()) >= 0
                    and max(v for k, v in probe.acked.items() if k.split("/")[1] not in killed) >= rng.randrange(20, 90),
@@ -172,8 +172,8 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path, kill
         with ReplayBuffer.open(run_dir / "buffers" / "online") as online:
             stored_before = len(online)
         # 3. Restart both; the run completes.
-        learner = procs.start("learner2", "tasks.ros.learner_node", config_file=cfg, stop_after_steps=steps)
-        actor = procs.start("actor3", "tasks.ros.actor_node", config_file=cfg, steps=150, resend_after_s=1.0)
+        learner = procs.start("learner2", "robot_rl.tasks.ros.learner_node", config_file=cfg, stop_after_steps=steps)
+        actor = procs.start("actor3", "robot_rl.tasks.ros.actor_node", config_file=cfg, steps=150, resend_after_s=1.0)
         assert procs.wait(actor, 150) == 0, f"seed {seed}\n" + procs.log("actor3")[-4000:]
         learner.send_signal(signal.SIGINT)
         assert procs.wait(learner, 60) == 0, procs.log("learner2")
@@ -194,7 +194,7 @@ def test_actor_then_both_sigkilled_at_random_moments_nothing_lost(tmp_path, kill
         actions = online.gather(online.transition_indices())["action"]
         assert len(np.unique(actions, axis=0)) == n, f"seed {seed}: a transition was stored twice"
     # The episode log (the distributed curve): every stored transition's episode is in it once.
-    from tasks.ros.actor_node import read_episode_log
+    from robot_rl.tasks.ros.actor_node import read_episode_log
     log = read_episode_log(run_dir / "actor_actor0_episodes.jsonl")
     keys = [(e["session"], e["episode"]) for e in log]
     assert len(keys) == len(set(keys)), f"seed {seed}: an episode logged twice"

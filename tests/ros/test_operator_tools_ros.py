@@ -12,7 +12,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import JointState, Joy
 
-from drivers.teleop import joy_buttons
+from robot_rl.drivers.teleop import joy_buttons
 from robot_rl.datasets import EpisodeDataset
 from tests.conftest import call_trigger
 
@@ -126,7 +126,7 @@ def test_record_labels_resets_the_arm_through_the_controller_and_leaves_the_scen
     (here a moved one, via --override), not the driver's reset service - which in the twin would
     also have put the cube somewhere new. The scene is the operator's: the cube stays put."""
     from robot_rl.cli import main
-    from tasks.ros.backend import _decode_task_state
+    from robot_rl.tasks.ros.backend import _decode_task_state
 
     # A fresh scene first (the twin's own reset: arm up, cube on the table), away from what the
     # earlier tests left.
@@ -162,10 +162,10 @@ def test_record_labels_resets_the_arm_through_the_controller_and_leaves_the_scen
 
 
 def test_scene_pause_ends_on_a_new_press_not_a_held_button(twin_graph):
-    """tasks.apps.scene_pause over the real teleop topic: a button held from before the pause does not
+    """robot_rl.tasks.apps.scene_pause over the real teleop topic: a button held from before the pause does not
     end it; a new press does; no press times out."""
-    from tasks.ros.teleop import RosTeleopSource
-    from tasks.apps.scene_pause import PROMPT, wait_for_scene_reset
+    from robot_rl.tasks.ros.teleop import RosTeleopSource
+    from robot_rl.tasks.apps.scene_pause import PROMPT, wait_for_scene_reset
 
     joy = twin_graph.probe.create_publisher(Joy, "/spacemouse/joy", 10)
     held = {"buttons": {"success"}}

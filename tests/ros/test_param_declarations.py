@@ -21,22 +21,22 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
-from controllers.impedance import UPPER_BOUNDS, ImpedanceConfig  # noqa: E402
-from controllers.limits import SafetyBox  # noqa: E402
-from controllers.node import ControllerNode, ControllerNodeConfig, LooseningSwitch, ResetEnvelope  # noqa: E402
-from drivers.franka_node import FrankaHandConfig, FrankaLoopConfig, FrankaNodeConfig  # noqa: E402
-from drivers.ft_node import FtSensorNodeConfig  # noqa: E402
-from drivers.keyboard_node import KeyboardNodeConfig  # noqa: E402
-from drivers.realsense_node import CameraOutputConfig, ColorStreamConfig, RealSenseNodeConfig  # noqa: E402
-from drivers.robotiq_node import RobotiqNodeConfig  # noqa: E402
-from drivers.ros_common import declare_config  # noqa: E402
-from drivers.spacemouse_node import SpaceMouseNodeConfig  # noqa: E402
-from drivers.widowx_node import WidowXNodeConfig  # noqa: E402
+from robot_rl.controllers.impedance import UPPER_BOUNDS, ImpedanceConfig  # noqa: E402
+from robot_rl.controllers.limits import SafetyBox  # noqa: E402
+from robot_rl.controllers.node import ControllerNode, ControllerNodeConfig, LooseningSwitch, ResetEnvelope  # noqa: E402
+from robot_rl.drivers.franka_node import FrankaHandConfig, FrankaLoopConfig, FrankaNodeConfig  # noqa: E402
+from robot_rl.drivers.ft_node import FtSensorNodeConfig  # noqa: E402
+from robot_rl.drivers.keyboard_node import KeyboardNodeConfig  # noqa: E402
+from robot_rl.drivers.realsense_node import CameraOutputConfig, ColorStreamConfig, RealSenseNodeConfig  # noqa: E402
+from robot_rl.drivers.robotiq_node import RobotiqNodeConfig  # noqa: E402
+from robot_rl.drivers.ros_common import declare_config  # noqa: E402
+from robot_rl.drivers.spacemouse_node import SpaceMouseNodeConfig  # noqa: E402
+from robot_rl.drivers.widowx_node import WidowXNodeConfig  # noqa: E402
 from robot_rl.config import Range, help_of, rule_of  # noqa: E402
-from sim.twin_node import TwinNode, TwinNodeConfig  # noqa: E402
-from tasks.ros.actor_node import ActorNodeConfig  # noqa: E402
-from tasks.ros.learner_node import LearnerNodeConfig  # noqa: E402
-from tasks.ros.rl_graph import RunParams  # noqa: E402
+from robot_rl.sim.twin_node import TwinNode, TwinNodeConfig  # noqa: E402
+from robot_rl.tasks.ros.actor_node import ActorNodeConfig  # noqa: E402
+from robot_rl.tasks.ros.learner_node import LearnerNodeConfig  # noqa: E402
+from robot_rl.tasks.ros.rl_graph import RunParams  # noqa: E402
 from tests.conftest import wait_future  # noqa: E402
 from tests.ros.conftest import Graph  # noqa: E402
 
@@ -139,10 +139,10 @@ def test_each_nodes_settings_declare_with_description_and_range(graph, config):
 
 
 STARTS = [   # one process per entry point kind: the imports (torch, mujoco) dominate the time
-    ("tasks.ros.actor_node", "pace_hz:=-1.0", "robot-rl-actor: cannot start: pace_hz must be in [0, 10000], got -1.0"),
-    ("tasks.ros.learner_node", "heartbeat_every_s:=fast", "robot-rl-learner: cannot start: heartbeat_every_s: "
+    ("robot_rl.tasks.ros.actor_node", "pace_hz:=-1.0", "robot-rl-actor: cannot start: pace_hz must be in [0, 10000], got -1.0"),
+    ("robot_rl.tasks.ros.learner_node", "heartbeat_every_s:=fast", "robot-rl-learner: cannot start: heartbeat_every_s: "
      "Trying to set parameter 'heartbeat_every_s' to 'fast' of type 'STRING', expecting type 'DOUBLE'"),
-    ("controllers.node", "command_timeout:=100.0",
+    ("robot_rl.controllers.node", "command_timeout:=100.0",
      "error: controller /controller: command_timeout must be in (0, 60] s, got 100.0"),
 ]
 

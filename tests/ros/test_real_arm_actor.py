@@ -18,7 +18,7 @@ import yaml
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Joy
 
-from drivers.teleop import joy_buttons
+from robot_rl.drivers.teleop import joy_buttons
 from robot_rl.auth import ensure_key
 from robot_rl.reward.classifier import ClassifierConfig, RewardClassifier
 
@@ -52,7 +52,7 @@ def actor_params(cfg, **params):
 
 @pytest.fixture
 def actor(twin_graph, tmp_path):
-    from tasks.ros.actor_node import ActorNode
+    from robot_rl.tasks.ros.actor_node import ActorNode
 
     clf = save_classifier(tmp_path / "clf", p_success=0.1)       # says "not yet"
     node = ActorNode(context=twin_graph.context, parameter_overrides=actor_params(write_config(tmp_path, clf)))
@@ -139,7 +139,7 @@ def test_a_key_during_the_reset_is_ignored_and_logged(actor):
 
 
 def test_state_obs_without_ground_truth_is_refused_at_start(twin_graph, tmp_path):
-    from tasks.ros.actor_node import ActorNode
+    from robot_rl.tasks.ros.actor_node import ActorNode
 
     clf = save_classifier(tmp_path / "clf", p_success=0.1)
     cfg = write_config(tmp_path, clf, obs="state")
@@ -148,7 +148,7 @@ def test_state_obs_without_ground_truth_is_refused_at_start(twin_graph, tmp_path
 
 
 def test_classifier_that_does_not_match_the_task_is_refused_at_start(twin_graph, tmp_path):
-    from tasks.ros.actor_node import ActorNode
+    from robot_rl.tasks.ros.actor_node import ActorNode
 
     for clf, match in ((save_classifier(tmp_path / "side", 0.1, cameras=("side",)), r"needs camera\(s\) \['side'\]"),
                        (save_classifier(tmp_path / "small", 0.1, image_size=64), "takes 64 px images"),
@@ -185,9 +185,9 @@ def test_bad_input_stops_the_node_processes_with_one_line(tmp_path):
     root = Path(__file__).resolve().parents[2]
     cfg = write_config(tmp_path, tmp_path / "missing.safetensors")
     for module, params, expected in (
-            ("tasks.ros.learner_node", ["backend:=ros"], "robot-rl-learner: cannot start: robot_backend=ros with "
+            ("robot_rl.tasks.ros.learner_node", ["backend:=ros"], "robot-rl-learner: cannot start: robot_backend=ros with "
                                                      "demos=20 scripted twin demos"),
-            ("tasks.ros.actor_node", ["backend:=ros"], "robot-rl-actor: cannot start: reward classifier")):
+            ("robot_rl.tasks.ros.actor_node", ["backend:=ros"], "robot-rl-actor: cannot start: reward classifier")):
         args = [sys.executable, "-m", module, "--ros-args", "-p", f"config_file:={cfg}"]
         for p in params:
             args += ["-p", p]
@@ -215,7 +215,7 @@ def test_a_demo_dataset_of_other_cameras_stops_the_learner_with_one_line(tmp_pat
                        task_overrides={"max_steps": 40},
                        buffer={"capacity": 1000, "demo_capacity": 1000})
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-m", "tasks.ros.learner_node", "--ros-args", "-p", f"config_file:={cfg}",
+    done = subprocess.run([sys.executable, "-m", "robot_rl.tasks.ros.learner_node", "--ros-args", "-p", f"config_file:={cfg}",
                            "-p", "backend:=ros"], cwd=root, capture_output=True, text=True, timeout=90)
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if "cannot start" in line]
@@ -226,7 +226,7 @@ def test_a_demo_dataset_of_other_cameras_stops_the_learner_with_one_line(tmp_pat
 def test_the_task_files_reward_section_is_the_reward_when_the_run_names_none(twin_graph, tmp_path):
     """reward.classifier and reward.threshold of the task (here as task_overrides, as a task file
     sets them) reward the actor when the run config has no reward_classifier."""
-    from tasks.ros.actor_node import ActorNode
+    from robot_rl.tasks.ros.actor_node import ActorNode
 
     clf = save_classifier(tmp_path / "clf", p_success=0.1)
     cfg = write_config(tmp_path, "", task_overrides={"max_steps": 40, "cameras": ["front"],

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controllers.rotations import quat_to_matrix as quat_to_rot
-from tasks.ros.backend import _log_so3, make_ros_env
+from robot_rl.controllers.rotations import quat_to_matrix as quat_to_rot
+from robot_rl.tasks.ros.backend import _log_so3, make_ros_env
 
 
 def test_env_without_task_state_resets_and_steps(twin_graph):

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from bench.rehearsal import parse_args, read_jsonl, rehearse
+from robot_rl.bench.rehearsal import parse_args, read_jsonl, rehearse
 from robot_rl.datasets import EpisodeDataset
 
 

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-import tasks
-from tasks.ros.backend import RosRobot, RosRobotConfig, StaleDataError, make_ros_env
+from robot_rl import tasks
+from robot_rl.tasks.ros.backend import RosRobot, RosRobotConfig, StaleDataError, make_ros_env
 
 # obs["state"] layout (tasks.spec.PROPRIO_KEYS + pick_cube's object features) and how close the
 # two backends must agree after reset and a few steps. Over ROS a step lasts 100 ms of wall

@@ -14,8 +14,8 @@ from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from std_msgs.msg import String
 
-from controllers.rotations import quat_multiply
-from controllers.node import COMMAND_QOS, LATCHED_QOS, ControllerNode, clip_to_box, pose_from_msg, pose_msg
+from robot_rl.controllers.rotations import quat_multiply
+from robot_rl.controllers.node import COMMAND_QOS, LATCHED_QOS, ControllerNode, clip_to_box, pose_from_msg, pose_msg
 
 BOX = dict(box_low=[0.4, -0.1, 0.05], box_high=[0.6, 0.1, 0.3], rpy_low=[-0.2, -0.2, -0.5],
            rpy_high=[0.2, 0.2, 0.5])
@@ -29,7 +29,7 @@ def _wait(predicate, timeout: float = 5.0, what: str = "condition") -> None:
 
 
 def _driver_graph(graph, command_timeout: float):
-    from sim.twin_node import TwinNode
+    from robot_rl.sim.twin_node import TwinNode
 
     graph.twin = graph.add(TwinNode(**graph.kwargs(equilibrium_topic="controller/equilibrium_pose",
                                                    cameras=[""])))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ros.bringup import PROFILES, child_command, params_file, profile_nodes
-from tasks.ros.rig import NODE_KINDS, load_rig
+from robot_rl.tasks.ros.bringup import PROFILES, child_command, params_file, profile_nodes
+from robot_rl.tasks.ros.rig import NODE_KINDS, load_rig
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch"
@@ -46,7 +46,7 @@ def test_rig_launch_builds_each_node_from_the_rig_spec():
 
 def test_twin_parameters_are_the_ones_the_twin_node_declares(graph):
     """Every parameter the twin profile sets is one the node declares (a typo would be ignored)."""
-    from sim.twin_node import TwinNode
+    from robot_rl.sim.twin_node import TwinNode
 
     node = graph.add(TwinNode(**graph.kwargs(cameras=[""])))
     given = profile_nodes("twin")[0].parameters

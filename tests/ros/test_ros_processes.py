@@ -10,8 +10,8 @@ import numpy as np
 import yaml
 from geometry_msgs.msg import PoseStamped
 
-from tasks.experts import make_expert
-from tasks.ros.backend import make_ros_env
+from robot_rl.tasks.experts import make_expert
+from robot_rl.tasks.ros.backend import make_ros_env
 from tests.ros.conftest import ROOT, alive, children_of, start_process, stop_process
 
 
@@ -22,7 +22,7 @@ def _wait_for_pose(graph, timeout: float = 40.0):
 
 
 def test_expert_episode_through_the_ros_backend_with_the_twin_in_another_process(graph):
-    proc = start_process(["-m", "sim.twin_node", "--ros-args", "-r", "__ns:=/franka",
+    proc = start_process(["-m", "robot_rl.sim.twin_node", "--ros-args", "-r", "__ns:=/franka",
                           "-p", "task:=pick_cube", "-p", "seed:=3"])
     try:
         inbox = _wait_for_pose(graph)
@@ -58,7 +58,7 @@ def _up_and_down(graph, args: list[str], sig, tmp_path) -> str:
     rig["nodes"][0]["parameters"]["base_frame"] = "up_test_base"
     path = tmp_path / "twin.yaml"
     path.write_text(yaml.safe_dump(rig))
-    proc = start_process(["-m", "tasks.ros.bringup", str(path), *args])
+    proc = start_process(["-m", "robot_rl.tasks.ros.bringup", str(path), *args])
     try:
         inbox = _wait_for_pose(graph)
         assert inbox.msgs[-1].header.frame_id == "up_test_base"
@@ -107,7 +107,7 @@ def test_up_twin_as_processes_stops_every_child_on_sigint_and_sigterm(graph, tmp
 
 def test_up_profile_without_its_hardware_fails_naming_the_device():
     # The widowx profile on a machine with no U2D2: a clear message and exit 2, nothing left running.
-    proc = start_process(["-m", "tasks.ros.bringup", "widowx"])
+    proc = start_process(["-m", "robot_rl.tasks.ros.bringup", "widowx"])
     try:
         out, _ = proc.communicate(timeout=60)
     finally:

@@ -15,7 +15,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64, String
 
-from controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg
+from robot_rl.controllers.node import COMMAND_QOS, LATCHED_QOS, pose_from_msg, pose_msg
 from tests.conftest import call_trigger
 
 CONTRACT = {

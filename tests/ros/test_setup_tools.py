@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import PoseStamped
 
-from controllers.node import pose_from_msg
+from robot_rl.controllers.node import pose_from_msg
 from robot_rl.cli import main as cli_main
-from tasks.apps import setup_tools
+from robot_rl.tasks.apps import setup_tools
 
 
 def _twin_tcp(twin_graph) -> np.ndarray:

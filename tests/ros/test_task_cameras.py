@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import tasks
-from tasks.ros.backend import RosRobot, RosRobotConfig, camera_options, make_ros_env
+from robot_rl import tasks
+from robot_rl.tasks.ros.backend import RosRobot, RosRobotConfig, camera_options, make_ros_env
 
 
 def test_topics_and_crops_of_a_task_reach_the_policy(twin_graph):
@@ -53,7 +53,7 @@ def test_the_env_opens_the_robot_in_the_task_s_namespace(twin_graph, tmp_path):
 
 
 def test_a_cartesian_reset_switches_to_the_task_s_reset_gains_and_back(twin_graph):
-    from tasks.apps.setup_tools import node_parameters
+    from robot_rl.tasks.apps.setup_tools import node_parameters
     spec = tasks.make_spec("pick_cube", reset_gains={"translational_stiffness": 1500.0, "rotational_stiffness": 200.0})
     with RosRobot(RosRobotConfig(gains_node="/franka/twin", reset_gains=dict(spec.reset_gains))) as robot:
         before, _ = node_parameters("/franka/twin")

@@ -32,9 +32,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 
-from controllers.impedance import ImpedanceConfig  # noqa: E402
-from controllers.node import ControllerNode  # noqa: E402
-from tasks.ros.rig import load_rig  # noqa: E402
+from robot_rl.controllers.impedance import ImpedanceConfig  # noqa: E402
+from robot_rl.controllers.node import ControllerNode  # noqa: E402
+from robot_rl.tasks.ros.rig import load_rig  # noqa: E402
 from tests.conftest import wait_future  # noqa: E402
 from tests.ros.conftest import Graph as RosGraph  # noqa: E402
 
@@ -103,7 +103,7 @@ def controller(graph):
 
 @pytest.fixture(scope="module")
 def twin(graph):
-    from sim.twin_node import TwinNode
+    from robot_rl.sim.twin_node import TwinNode
 
     node = graph.add(TwinNode(**graph.kwargs("/franka", cameras=[""])))
     return node, graph.client("/franka/twin")
@@ -314,7 +314,7 @@ def test_bad_start_up_parameters_fail_with_one_clear_line(graph, overrides, mess
 
 
 def test_the_twin_refuses_bad_start_up_gains_with_one_line(graph):
-    from sim.twin_node import TwinNode
+    from robot_rl.sim.twin_node import TwinNode
 
     with pytest.raises(ValueError) as err:
         TwinNode(**graph.kwargs("/bad", cameras=[""], torque_rate_limit=1e9))
@@ -323,7 +323,7 @@ def test_the_twin_refuses_bad_start_up_gains_with_one_line(graph):
 
 def test_the_controller_command_refuses_bad_limits_with_one_line_and_status_2():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "controllers.node", "--ros-args", "-r", "__ns:=/cli",
+    proc = subprocess.run([sys.executable, "-m", "robot_rl.controllers.node", "--ros-args", "-r", "__ns:=/cli",
                            "-p", "nominal_quat:=[0.0, 0.0, 0.0, 0.0]"],
                           capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
     assert proc.returncode == 2

@@ -383,7 +383,7 @@ def test_an_actor_node_without_the_key_exits_with_one_line_naming_the_path(tmp_p
     run_dir = tmp_path / "run"
     cfg = write_config(run_dir)
     (run_dir / auth.KEY_FILE).unlink()                     # write_config makes one, as the learner would
-    proc = subprocess.run([sys.executable, "-m", "tasks.ros.actor_node", "--ros-args", "-p", f"config_file:={cfg}"],
+    proc = subprocess.run([sys.executable, "-m", "robot_rl.tasks.ros.actor_node", "--ros-args", "-p", f"config_file:={cfg}"],
                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
@@ -400,7 +400,7 @@ def test_forged_and_replayed_messages_on_the_live_graph_change_nothing(tmp_path)
     weights never loaded, and both processes count what they dropped."""
     from std_msgs.msg import UInt8MultiArray
 
-    from tasks.ros import rl_graph
+    from robot_rl.tasks.ros import rl_graph
     from tests.ros.conftest import Graph
     from tests.ros.test_actor_learner import AckProbe, Processes, write_config
 
@@ -417,8 +417,8 @@ def test_forged_and_replayed_messages_on_the_live_graph_change_nothing(tmp_path)
                                         lambda m: captured_acks.append(rl_graph.from_msg(m)), rl_graph.ACKS_QOS)
         graph.probe.create_subscription(UInt8MultiArray, rl_graph.WEIGHTS_TOPIC,
                                         lambda m: weights.append(rl_graph.from_msg(m)), rl_graph.WEIGHTS_QOS)
-        learner = procs.start("learner", "tasks.ros.learner_node", config_file=cfg, stop_after_steps=steps)
-        actor = procs.start("actor", "tasks.ros.actor_node", config_file=cfg, pace_hz=50.0)
+        learner = procs.start("learner", "robot_rl.tasks.ros.learner_node", config_file=cfg, stop_after_steps=steps)
+        actor = procs.start("actor", "robot_rl.tasks.ros.actor_node", config_file=cfg, pace_hz=50.0)
         probe.wait(lambda: probe.max_acked() >= 40 and weights, 90, "acks and weights of the running pair")
         session_key = next(k for k in probe.acked)
         learner_session = probe.learner_sessions[0]

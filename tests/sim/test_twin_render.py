@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from sim.scene import SceneConfig
-from sim.twin import TwinRobot
+from robot_rl.sim.scene import SceneConfig
+from robot_rl.sim.twin import TwinRobot
 
 
 def red_pixels(img):

@@ -3,9 +3,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from controllers.impedance import ImpedanceConfig
-from sim.scene import SceneConfig, build_model
-from sim.twin import TwinConfig, TwinRobot
+from robot_rl.controllers.impedance import ImpedanceConfig
+from robot_rl.sim.scene import SceneConfig, build_model
+from robot_rl.sim.twin import TwinConfig, TwinRobot
 
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])  # TCP z along base -z
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sim.widowx as widowx
-from sim.widowx import WidowXSceneConfig, WidowXTwin, WidowXTwinConfig
+import robot_rl.sim.widowx as widowx
+from robot_rl.sim.widowx import WidowXSceneConfig, WidowXTwin, WidowXTwinConfig
 
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])
 

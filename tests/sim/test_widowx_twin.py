@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import tasks
-from controllers.widowx_model import WIDOWX_250S
-from sim.twin import TwinRobot
-from sim.widowx import WidowXSceneConfig, WidowXTwin, WidowXTwinConfig
-from tasks.experts import make_expert
+from robot_rl import tasks
+from robot_rl.controllers.widowx_model import WIDOWX_250S
+from robot_rl.sim.twin import TwinRobot
+from robot_rl.sim.widowx import WidowXSceneConfig, WidowXTwin, WidowXTwinConfig
+from robot_rl.tasks.experts import make_expert
 
 DOWN = np.array([1.0, 0.0, 0.0, 0.0])
 
@@ -203,7 +203,7 @@ def test_scripted_expert_picks_the_cube():
 
 
 def test_twin_node_runs_the_widowx_under_its_namespace():
-    """sim.twin_node with robot_model=widowx, in a real rclpy graph (private Context, executor
+    """robot_rl.sim.twin_node with robot_model=widowx, in a real rclpy graph (private Context, executor
     thread with a stop path): the WidowX joints on joint_states, and an equilibrium_pose sent on
     /widowx moves the TCP there through the IK (ee_pose within 5 mm)."""
     import os
@@ -215,9 +215,9 @@ def test_twin_node_runs_the_widowx_under_its_namespace():
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import JointState
 
-    from controllers.node import COMMAND_QOS, pose_from_msg, pose_msg
-    from sim.twin_node import TwinNode
-    from tasks.ros.node_thread import NodeThread
+    from robot_rl.controllers.node import COMMAND_QOS, pose_from_msg, pose_msg
+    from robot_rl.sim.twin_node import TwinNode
+    from robot_rl.tasks.ros.node_thread import NodeThread
 
     # A SingleThreadedExecutor: Jazzy's MultiThreadedExecutor busy-loops holding the GIL
     # (ros2/rclpy#1452) and slowed this twin's physics thread to ~0.05x real time.

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-import tasks
+from robot_rl import tasks
 from robot_rl.reward.classifier import ClassifierConfig, RewardClassifier
-from tasks.classifier_reward import ClassifierReward, parse_state_check
+from robot_rl.tasks.classifier_reward import ClassifierReward, parse_state_check
 
 SIZE = 64
 

@@ -15,14 +15,14 @@ from PIL import Image, ImageSequence
 # The ROS test helpers; importing them also picks this session's own ROS_DOMAIN_ID.
 from tests.ros.conftest import start_process, stop_process
 
-import tasks
+from robot_rl import tasks
 from robot_rl import checkpoint as ckpt
 from robot_rl import config as config_lib
 from robot_rl.agents.sac import SACAgent
 from robot_rl.cli import main
 from robot_rl.export import run_spaces
 from robot_rl.train import TrainConfig
-from tasks.apps.deploy import NonFiniteActionError, run_episode
+from robot_rl.tasks.apps.deploy import NonFiniteActionError, run_episode
 
 torch.set_num_threads(1)
 
@@ -98,7 +98,7 @@ def test_inprocess_twin_deploy_writes_results_png_and_videos(tmp_path, capsys):
 
 def test_cycle_time_is_env_time_to_success_in_process():
     """A policy that succeeds (the scripted expert): cycle time = steps to success / control rate."""
-    from tasks.experts import make_expert
+    from robot_rl.tasks.experts import make_expert
 
     env = tasks.make_env("pick_cube", obs="state")
     try:
@@ -114,7 +114,7 @@ def test_cycle_time_is_env_time_to_success_in_process():
 def test_without_ground_truth_success_is_unknown_unless_a_success_fn_judges_it():
     """A real robot has no ground truth; the twin plays one here by hiding its task state (the
     hardware drivers behind the ROS backend are tested against their protocol peers elsewhere)."""
-    from tasks.apps.deploy import summarize
+    from robot_rl.tasks.apps.deploy import summarize
 
     spec = tasks.make_spec("pick_cube", max_steps=4)
     robot = tasks.make_twin(spec, obs="pixels")
@@ -186,10 +186,10 @@ def test_ros_backend_deploy_against_a_twin_node_process(tmp_path, capsys):
     import rclpy
     from rclpy.context import Context
 
-    from tasks.apps.deploy import required_graph, wait_for_graph
+    from robot_rl.tasks.apps.deploy import required_graph, wait_for_graph
 
     run = _run_dir(tmp_path)
-    proc = start_process(["-m", "sim.twin_node", "--ros-args", "-r", "__ns:=/franka",
+    proc = start_process(["-m", "robot_rl.sim.twin_node", "--ros-args", "-r", "__ns:=/franka",
                           "-p", "task:=pick_cube", "-p", "seed:=3"])
     try:
         # Wait (patiently: the twin process starts in seconds, longer on a loaded machine)

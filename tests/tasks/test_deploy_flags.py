@@ -11,7 +11,7 @@ import pytest
 from robot_rl.cli import build_parser, main
 from robot_rl.config import ConfigError, Range, help_of, rule_of
 from robot_rl.config_cli import flag_of, from_args
-from tasks.apps.deploy import DeployConfig
+from robot_rl.tasks.apps.deploy import DeployConfig
 
 # The flags deploy had when its parser was written by hand: scripts and docs use these names.
 FLAGS = {"--profile", "--episodes", "--video", "--backend", "--out", "--seed", "--max-steps", "--namespace",

@@ -41,7 +41,7 @@ def test_expert_demos_into_a_dataset_then_a_replay_buffer(tmp_path, capsys):
     for ep in ds:
         assert ep.metadata["source"] == "expert" and ep.metadata["success"]
         assert ep.metadata["control_hz"] == 10.0 and ep.intervention.all() and ep.terminated[-1]
-    import tasks
+    from robot_rl import tasks
     env = tasks.make_env("pick_cube", obs="state")
     buf = ReplayBuffer.create(None, env.observation_space, 7, capacity=1000)
     stats = load_into_buffer(out, buf)
@@ -167,7 +167,7 @@ def test_a_killed_recorder_leaves_its_saved_episodes_intact(tmp_path):
         assert len(ds) >= len(reader)
         n = len(ds)
     assert not list((out / "episodes").glob(".tmp-*"))
-    import tasks
+    from robot_rl import tasks
     env = tasks.make_env("pick_cube", obs="state")
     buf = ReplayBuffer.create(None, env.observation_space, 7, capacity=5000)
     assert load_into_buffer(out, buf)["episodes"] == n
@@ -176,9 +176,9 @@ def test_a_killed_recorder_leaves_its_saved_episodes_intact(tmp_path):
 
 
 def test_a_full_disk_keeps_demos_in_memory_until_space_is_freed(tiny_disk):
-    import tasks
-    from tasks.experts import make_expert
-    from tasks.apps.record_demos import ExpertOperator, record_demos
+    from robot_rl import tasks
+    from robot_rl.tasks.experts import make_expert
+    from robot_rl.tasks.apps.record_demos import ExpertOperator, record_demos
 
     env = tasks.make_env("pick_cube", obs="state")
     dataset = EpisodeDataset.create(tiny_disk / "demos", env.observation_space, 7)
@@ -209,10 +209,10 @@ def test_spacemouse_reports_drive_the_twin_through_the_takeover_path():
     to the right (+y in the robot base frame, SERL's mapping) and the left button."""
     import struct
 
-    import tasks
-    from drivers.spacemouse import FULL_SCALE, ReplayReportSource
+    from robot_rl import tasks
+    from robot_rl.drivers.spacemouse import FULL_SCALE, ReplayReportSource
     from robot_rl.actor import tcp_rotation
-    from tasks.apps.record_demos import SpaceMouseSource, TeleopOperator
+    from robot_rl.tasks.apps.record_demos import SpaceMouseSource, TeleopOperator
 
     env = tasks.make_env("pick_cube", obs="state")
     obs, info = env.reset(seed=0)
@@ -240,7 +240,7 @@ def test_spacemouse_reports_drive_the_twin_through_the_takeover_path():
 
 
 def test_spacemouse_without_a_device_fails_clearly(tmp_path, capsys):
-    from drivers.spacemouse import find_devices
+    from robot_rl.drivers.spacemouse import find_devices
     if find_devices():
         pytest.skip("a SpaceMouse is attached here")
     code = cli.main(["record-demos", "--task", "pick_cube", "--episodes", "1", "--input", "spacemouse",

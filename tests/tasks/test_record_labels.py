@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import tasks
+from robot_rl import tasks
 from robot_rl.reward.labels import LabelWriter, load_labels, read_index
-from tasks.apps.record_labels import ExpertSource, LabelBalanceWarning, StepInput, record_labels
+from robot_rl.tasks.apps.record_labels import ExpertSource, LabelBalanceWarning, StepInput, record_labels
 
 SIZE = 64
 
@@ -110,7 +110,7 @@ def test_keyboard_labels_through_a_pty():
     import pty
     import time
 
-    from tasks.apps.record_labels import KeyboardSource
+    from robot_rl.tasks.apps.record_labels import KeyboardSource
 
     master, slave = pty.openpty()
     env = tasks.make_env("pick_cube", obs="state", seed=0)

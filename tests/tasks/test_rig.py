@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tasks.ros.bringup import PROFILES, params_file, resolve_rig
-from tasks.ros.rig import NODE_KINDS, RigError, load_rig, parse_rig
+from robot_rl.tasks.ros.bringup import PROFILES, params_file, resolve_rig
+from robot_rl.tasks.ros.rig import NODE_KINDS, RigError, load_rig, parse_rig
 
 LAB_RIG = """
 nodes:
@@ -84,7 +84,7 @@ def test_unreadable_rig_files_are_one_clear_error(tmp_path):
 
 
 def test_up_with_a_bad_rig_says_so_in_one_line_and_starts_nothing(tmp_path, capsys):
-    from tasks.ros.bringup import main
+    from robot_rl.tasks.ros.bringup import main
     path = tmp_path / "bad.yaml"
     path.write_text("nodes: [{kind: ur5}]")
     assert main([str(path)]) == 2

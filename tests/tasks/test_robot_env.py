@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import tasks
-from controllers.rotations import matrix_to_quat, matrix_to_rpy, quat_to_matrix as quat_to_rot, rpy_to_matrix
-from tasks.spec import PROPRIO_DIM
+from robot_rl import tasks
+from robot_rl.controllers.rotations import matrix_to_quat, matrix_to_rpy, quat_to_matrix as quat_to_rot, rpy_to_matrix
+from robot_rl.tasks.spec import PROPRIO_DIM
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ human on the SpaceMouse when collecting demos in the twin)."""
 import numpy as np
 import pytest
 
-import tasks
-from tasks.experts import make_expert
+from robot_rl import tasks
+from robot_rl.tasks.experts import make_expert
 
 
 def success_rate(name: str, episodes: int, noise: float = 0.0, **overrides) -> tuple[float, float]:

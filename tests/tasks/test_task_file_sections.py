@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-import tasks
-from tasks.camera_view import crop_and_resize
-from tasks.ros.rig import parse_rig
-from tasks.task_file import TaskFileError, check_cameras, check_operator_keys
+from robot_rl import tasks
+from robot_rl.tasks.camera_view import crop_and_resize
+from robot_rl.tasks.ros.rig import parse_rig
+from robot_rl.tasks.task_file import TaskFileError, check_cameras, check_operator_keys
 
 FULL = """\
 # A task with every section.
@@ -89,7 +89,7 @@ def test_defaults_and_short_forms(tmp_path):
 
 
 def test_the_reset_pose_and_its_random_range_are_sampled(tmp_path):
-    from controllers.rotations import matrix_to_rpy, quat_to_matrix as quat_to_rot
+    from robot_rl.controllers.rotations import matrix_to_rpy, quat_to_matrix as quat_to_rot
     spec = tasks.make_spec(str(_write(tmp_path, FULL)))
     nominal = quat_to_rot(spec.nominal_quat)
     rng = np.random.default_rng(0)
@@ -238,7 +238,7 @@ success: {kind: reach, object: block, distance: 0.05}
 
 
 def test_a_yaml_only_widowx_scene_task_steps_and_scores_in_the_widowx_twin(tmp_path, servo_onto):
-    from sim.widowx import WidowXTwin
+    from robot_rl.sim.widowx import WidowXTwin
     env = tasks.make_env(str(_write(tmp_path, WIDOWX_SCENE)), obs="state", seed=0)
     try:
         assert isinstance(env.unwrapped.robot, WidowXTwin)
@@ -279,7 +279,7 @@ def test_every_shipped_task_file_loads_with_its_robot_and_namespace(name):
 
 
 def test_reset_gains_beyond_what_the_rig_s_controller_accepts_are_refused():
-    from tasks.task_file import check_reset_gains
+    from robot_rl.tasks.task_file import check_reset_gains
     rig = parse_rig({"nodes": [{"kind": "franka"},
                                {"kind": "controller", "parameters": {"reset_profile": "precision",
                                                                      "translational_stiffness": 2000.0}}]})

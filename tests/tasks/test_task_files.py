@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import yaml
 
-import tasks
+from robot_rl import tasks
 from robot_rl.cli import main as cli_main
-from tasks.peg_insert import PegInsertSpec
-from tasks.pick_cube import PickCubeSpec
-from tasks.ros.rig import parse_rig
-from tasks.task_file import SHIPPED_DIR, TaskFileError, check_cameras
-from tasks.widowx_pick_cube import WidowXPickCubeSpec
+from robot_rl.tasks.peg_insert import PegInsertSpec
+from robot_rl.tasks.pick_cube import PickCubeSpec
+from robot_rl.tasks.ros.rig import parse_rig
+from robot_rl.tasks.task_file import SHIPPED_DIR, TaskFileError, check_cameras
+from robot_rl.tasks.widowx_pick_cube import WidowXPickCubeSpec
 
 REACH = (SHIPPED_DIR / "reach_block.yaml").read_text()
 
