@@ -80,7 +80,7 @@ class Graph:
         self.probe.create_subscription(msg_type, topic, lambda m: fn(m, time.monotonic()), 1000)
 
     def close(self):
-        self.spinner.stop()
+        self.spinner.close()
         for n in self.nodes:
             n.close()
             n.destroy_node()

@@ -342,7 +342,7 @@ def main() -> int:
               f"(max {np.max(rtts) * 1e3:.0f}), encode {np.median(encodes) * 1e3:.0f} ms, "
               f"decode {np.median(decodes) * 1e3:.0f} ms, late joiner {late_s if late_s is None else round(late_s * 1e3)} ms",
               flush=True)
-        spin.stop()
+        spin.close()
     finally:
         stop_child(child, signal.SIGTERM)
         node.destroy_node()

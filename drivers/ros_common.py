@@ -143,13 +143,27 @@ def stamp_seconds(t: Time) -> float:
 
 
 class Spinner:
-    """Spins nodes in an executor on a thread, with an explicit stop path (tests and tools)."""
+    """Spins nodes in a SingleThreadedExecutor on a thread, with an explicit stop path: the one
+    background spin of the project (tools, tests, the actor/learner mains, NodeThread).
 
-    def __init__(self, nodes: Sequence[Node], context: Context | None = None):
+    A SingleThreadedExecutor: Jazzy's MultiThreadedExecutor busy-loops holding the GIL
+    (ros2/rclpy#1452). The nodes stay the caller's: close() stops spinning, never destroys.
+    """
+
+    def __init__(self, nodes: Sequence[Node] = (), context: Context | None = None,
+                 name: str = "ros-spinner", start: bool = True, on_exit: Callable[[], None] | None = None):
+        """start=False: add nodes and create their entities first, then start(). on_exit runs
+        when the spin ends, by close() or on its own (a callback raised): a graph stops then."""
+        self._on_exit = on_exit
         self.executor = SingleThreadedExecutor(context=context)
         for n in nodes:
             self.executor.add_node(n)
-        self._thread = threading.Thread(target=self._spin, name="ros-spinner", daemon=True)
+        self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
+        self._closed = False
+        if start:
+            self.start()
+
+    def start(self) -> None:
         self._thread.start()
 
     def _spin(self) -> None:
@@ -157,13 +171,24 @@ class Spinner:
             self.executor.spin()
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
+        finally:
+            if self._on_exit is not None:
+                self._on_exit()
 
     def add(self, node: Node) -> None:
         self.executor.add_node(node)
 
-    def stop(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self._thread.join(timeout=2.0)
+    def remove(self, node: Node) -> None:
+        self.executor.remove_node(node)
+
+    def close(self) -> None:
+        """Stops the executor and joins its thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.executor.shutdown(timeout_sec=2.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
 
 
 def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> int:

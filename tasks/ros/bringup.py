@@ -91,10 +91,10 @@ def run_composed(rig: Rig, params: Path) -> int:
 
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     from robot_rl.drivers.errors import DeviceNotFoundError
+    from robot_rl.drivers.ros_common import Spinner
 
     stop = threading.Event()
     old = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -106,17 +106,8 @@ def run_composed(rig: Rig, params: Path) -> int:
     # MultiThreadedExecutor busy-loops holding the GIL while a callback waits in its pool
     # (ros2/rclpy#1452, fixed upstream by #1547): in one process with the twin's physics
     # thread it slowed the WidowX twin to ~0.05x real time (tests/sim/test_widowx_twin.py).
-    executor = SingleThreadedExecutor(context=context)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-        finally:
-            stop.set()   # the executor ending on its own (a node raised) stops the graph too
-
-    spinner = threading.Thread(target=spin, name="up-executor")
+    # The executor ending on its own (a node raised) stops the graph too.
+    spinner = Spinner(context=context, name="up-executor", start=False, on_exit=stop.set)
     status = 0
     try:
         for spec in rig.nodes:
@@ -136,7 +127,7 @@ def run_composed(rig: Rig, params: Path) -> int:
                      f"{type(err).__name__}: {err}; stopping")
                 return 1
             nodes.append(node)
-            executor.add_node(node)
+            spinner.add(node)
             _say(f"started {node.get_fully_qualified_name()} ({spec.what})")
             if stop.is_set():
                 return status
@@ -145,9 +136,7 @@ def run_composed(rig: Rig, params: Path) -> int:
         while not stop.wait(0.5):
             pass
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        if spinner.is_alive():
-            spinner.join(timeout=5.0)
+        spinner.close()
         for node in reversed(nodes):
             node.destroy_node()   # the twin's destroy_node joins its physics thread
         if context.ok():

@@ -115,7 +115,7 @@ def run_node(label: str, make_node: Callable[[], Node], stop_event: Callable[[No
         return 0
     finally:
         if spin is not None:
-            spin.stop()
+            spin.close()
         if node is not None:
             node.close()
             node.destroy_node()

@@ -86,7 +86,7 @@ class RosGraph:
 
     def shutdown(self) -> None:
         try:
-            self.spinner.stop()
+            self.spinner.close()
         finally:
             for n in self.nodes:
                 close = getattr(n, "close", None)
