@@ -23,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from robot_rl import checkout_root
+
+ROOT = checkout_root()   # the working tree the device tool copies (its tests run from there)
 
 
 def _run(cmd: list[str], timeout_s: float, env: dict[str, str]) -> dict:
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = "cuda" if cuda and not args.cpu else "cpu"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+           "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)}
     py = sys.executable
     summary: dict = {"device": device,
                      "device_name": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",

@@ -40,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from robot_rl import checkout_root
+
+ROOT = checkout_root()   # None for an installed copy: its children then run as this one does
 BIN = Path(sys.executable).parent        # the venv's console scripts: robot-rl, robot-rl-actor, ...
 # The learning variant: cube and reset pose fixed, so the proprio says where the cube is.
 FIXED = {"object_xy_range": 0.0, "object_yaw_range": 0.0, "tcp_start_xy_range": 0.0}
@@ -62,7 +64,7 @@ class Session:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
                     "PYTHONUNBUFFERED": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
-                    "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+                    "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)}
         self.procs: dict[str, subprocess.Popen] = {}
         self.commands: list[str] = []
 

@@ -26,10 +26,10 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
+
+from robot_rl import checkout_root
 
 PROBE_SPEC = {"step": 1, "force": 3, "norm": 1, "contacts": 1}
-_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _add_fixed_box(sim, name: str, spec: str, rgba: str) -> None:
@@ -184,7 +184,7 @@ class FrankySim:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # Output to a file, not a pipe: an undrained pipe would stall the simulator when full.
         self._log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(cmd, cwd=_ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=checkout_root(), stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + startup_timeout
         try:
             while "READY" not in self.output():

@@ -1,5 +1,6 @@
 """The package serves pip and colcon alike, and keeps the layout's import rules."""
 import ast
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -149,7 +150,22 @@ def _project_imports(path: Path):
                 for alias in node.names:
                     yield node.lineno, f"{module}.{alias.name}"
             else:
-                yield node.lineno, module
+                # `from robot_rl import tasks` imports the module robot_rl.tasks; `from x import f`
+                # imports x.
+                names = [f"{module}.{a.name}" for a in node.names]
+                submodules = [n for n in names if _is_project_module(n)]
+                for name in submodules:
+                    yield node.lineno, name
+                if len(submodules) < len(names):
+                    yield node.lineno, module
+
+
+def _is_project_module(module: str) -> bool:
+    local = _folder_module(module)
+    if local is None:
+        return False
+    rel = local.replace(".", "/")
+    return (ROOT / f"{rel}.py").is_file() or (ROOT / rel / "__init__.py").is_file()
 
 
 def _upward_imports() -> list[tuple[str, int, str, int, int]]:
@@ -180,9 +196,12 @@ def test_the_layer_scan_sees_an_upward_import(tmp_path, monkeypatch):
     (tmp_path / "robot_rl").mkdir()
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "__init__.py").write_text("")
-    (tmp_path / "robot_rl" / "bad.py").write_text("import numpy\n\ndef f():\n    from robot_rl.tasks import make_env\n")
+    (tmp_path / "robot_rl" / "bad.py").write_text("import numpy\n\ndef f():\n    from robot_rl.tasks import make_env\n"
+                                                  "\ndef g():\n    from robot_rl import config, tasks\n")
+    (tmp_path / "robot_rl" / "config.py").write_text("")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    assert _upward_imports() == [("robot_rl/bad.py", 4, "robot_rl.tasks", CORE, ENV)]
+    assert _upward_imports() == [("robot_rl/bad.py", 4, "robot_rl.tasks", CORE, ENV),
+                                 ("robot_rl/bad.py", 7, "robot_rl.tasks", CORE, ENV)]
 
 
 def test_the_layer_scan_places_the_tasks_subfolders(tmp_path, monkeypatch):
@@ -196,8 +215,11 @@ def test_the_layer_scan_places_the_tasks_subfolders(tmp_path, monkeypatch):
     (tmp_path / "tasks" / "apps" / "deploy.py").write_text("from robot_rl.tasks.ros import backend\n"
                                                            "import robot_rl.tasks.env_bad\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    assert sorted(_upward_imports()) == [("tasks/env_bad.py", 1, "robot_rl.tasks.ros", ENV, ROS),
-                                         ("tasks/ros/backend.py", 1, "robot_rl.tasks.apps", ROS, APPS)]
+    assert sorted(_upward_imports()) == [("tasks/env_bad.py", 1, "robot_rl.tasks.ros.backend", ENV, ROS),
+                                         ("tasks/ros/backend.py", 1, "robot_rl.tasks.apps.deploy", ROS, APPS)]
+
+
+CODE_IMPORT = re.compile(rf"(?:^|[;\n]\s*)(?:import|from) (?:{'|'.join(NAMESPACED)})\b(?:\.\w+)*(?: import|\s*(?:;|$))", re.M)
 
 
 def test_project_folders_are_imported_by_their_installed_names():
@@ -212,6 +234,9 @@ def test_project_folders_are_imported_by_their_installed_names():
                          [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
                          else [])
                 found += [f"{rel}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in NAMESPACED]
+                # Code in a string (`python -c "import tasks; ..."`, a child's script) counts too.
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and CODE_IMPORT.search(node.value):
+                    found.append(f"{rel}:{node.lineno} runs code importing {CODE_IMPORT.search(node.value).group(0)!r}")
     assert not found, "import these as robot_rl.<folder>:\n" + "\n".join(found)
 
 
@@ -253,3 +278,39 @@ def test_no_module_imports_another_modules_private_names():
                                  if a.name.startswith("_") and not a.name.startswith("__"))
     assert not found - KNOWN_PRIVATE, f"private names imported across modules: {sorted(found - KNOWN_PRIVATE)}"
     assert not KNOWN_PRIVATE - found, f"fixed, so delete from KNOWN_PRIVATE: {sorted(KNOWN_PRIVATE - found)}"
+
+
+def test_a_checkout_resolves_exactly_the_five_folders_and_an_install_none(tmp_path):
+    """robot_rl/__init__.py's finder, with no install in the way (python -S: no site-packages,
+    no editable finder): robot_rl.tasks etc. are the folders beside robot_rl/, and nothing else
+    in the checkout (setup.py, tests/, launch/) becomes a robot_rl submodule. A copy of the
+    package without package.xml beside it (an installed one) adds no finder."""
+    check = ("import importlib.util as u, sys\n"
+             "sys.path.insert(0, sys.argv[1])\n"
+             "import robot_rl\n"
+             "print(robot_rl.checkout_root())\n"
+             "for n in ('robot_rl.tasks', 'robot_rl.sim', 'robot_rl.drivers', 'robot_rl.controllers',\n"
+             "          'robot_rl.bench', 'robot_rl.setup', 'robot_rl.tests',\n"
+             "          'robot_rl.launch', 'robot_rl.robot_rl'):\n"
+             "    s = u.find_spec(n)\n"
+             "    print(n, s.origin if s else None)\n")
+    out = subprocess.run([sys.executable, "-S", "-c", check, str(ROOT)], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == str(ROOT)
+    found = dict(line.split(" ", 1) for line in lines[1:])
+    for folder in ("tasks", "sim", "drivers", "controllers", "bench"):
+        assert found[f"robot_rl.{folder}"] == str(ROOT / folder / "__init__.py")
+    assert [found[n] for n in ("robot_rl.setup", "robot_rl.tests", "robot_rl.launch", "robot_rl.robot_rl")] == ["None"] * 4
+
+    installed = tmp_path / "site"
+    (installed / "robot_rl").mkdir(parents=True)
+    (installed / "robot_rl" / "__init__.py").write_text((ROOT / "robot_rl" / "__init__.py").read_text())
+    (installed / "tasks").mkdir()
+    (installed / "tasks" / "__init__.py").write_text("")   # another distribution's top-level `tasks`
+    out = subprocess.run([sys.executable, "-S", "-c", check, str(installed)], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "None" and "robot_rl.tasks None" in lines

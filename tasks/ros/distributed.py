@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robot_rl import config as config_lib
+from robot_rl import checkout_root, config as config_lib
 
 
 def _die_with_parent() -> None:
@@ -48,7 +48,7 @@ def _start(module: str, params: dict[str, Any], log_path: Path) -> subprocess.Po
         args += ["-p", f"{k}:={v}"]
     with open(log_path, "a") as log:
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=Path(__file__).resolve().parents[2],
+                                cwd=checkout_root(),   # a checkout's root; an install: as we run
                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 

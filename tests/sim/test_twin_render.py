@@ -42,7 +42,7 @@ def test_camera_images_have_the_right_shape_and_are_not_blank():
 def _run_without_gl(backend: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env["MUJOCO_GL"] = backend
-    code = ("import tasks; env = tasks.make_env('pick_cube', obs='pixels'); env.reset()")
+    code = ("from robot_rl import tasks; env = tasks.make_env('pick_cube', obs='pixels'); env.reset()")
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
