@@ -151,20 +151,24 @@ class Spinner:
     """
 
     def __init__(self, nodes: Sequence[Node] = (), context: Context | None = None,
-                 name: str = "ros-spinner", start: bool = True, on_exit: Callable[[], None] | None = None):
+                 name: str = "ros-spinner", start: bool = True, on_exit: Callable[[], None] | None = None,
+                 daemon: bool = True):
         """start=False: add nodes and create their entities first, then start(). on_exit runs
-        when the spin ends, by close() or on its own (a callback raised): a graph stops then."""
+        when the spin ends, by close() or on its own (a callback raised): a graph stops then.
+        daemon=False: an interpreter exit waits for a callback in progress (a process whose
+        whole job is the graph) instead of cutting it off."""
         self._on_exit = on_exit
         self.executor = SingleThreadedExecutor(context=context)
         for n in nodes:
             self.executor.add_node(n)
-        self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._spin, name=name, daemon=daemon)
         self._closed = False
         if start:
             self.start()
 
     def start(self) -> None:
-        self._thread.start()
+        if not self._closed:          # a closed executor is shut down: nothing to spin
+            self._thread.start()
 
     def _spin(self) -> None:
         try:

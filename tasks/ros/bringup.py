@@ -107,7 +107,7 @@ def run_composed(rig: Rig, params: Path) -> int:
     # (ros2/rclpy#1452, fixed upstream by #1547): in one process with the twin's physics
     # thread it slowed the WidowX twin to ~0.05x real time (tests/sim/test_widowx_twin.py).
     # The executor ending on its own (a node raised) stops the graph too.
-    spinner = Spinner(context=context, name="up-executor", start=False, on_exit=stop.set)
+    spinner = Spinner(context=context, name="up-executor", start=False, on_exit=stop.set, daemon=False)
     status = 0
     try:
         for spec in rig.nodes:
