@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from robot_rl import checkout_root
-
-ROOT = checkout_root()   # the working tree the device tool copies (its tests run from there)
+# Run as a script from the working tree the device tool copies (bench/gpu_check.sh), before any
+# install: its children and the CUDA tests run from there, with the tree on PYTHONPATH.
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def _run(cmd: list[str], timeout_s: float, env: dict[str, str]) -> dict:
